@@ -1,0 +1,84 @@
+"""Chairside: appointment scheduling for multi-location infusion clinics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
+
+from scheduler import db as _db  # noqa: F401  (registers the SQLite connection rules)
+from scheduler.extensions import csrf, db, limiter, login_manager, migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: object | None = None) -> Flask:
+    """The app factory: `config` is a config object; without one, Config() reads the environment."""
+    from config import Config
+
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "templates" / "static"),
+        static_url_path="/static",
+        instance_path=str(ROOT / "instance"),
+    )
+    app.config.from_object(config if config is not None else Config())
+    app.config["SQLALCHEMY_DATABASE_URI"] = _db.normalize_url(app.config["SQLALCHEMY_DATABASE_URI"])
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    limiter.init_app(app)
+
+    from scheduler.web import api
+
+    app.register_blueprint(api.bp)
+    _register_optional_blueprints(app)
+    _register_errors(app)
+
+    from scheduler import cli
+
+    cli.register(app)
+
+    from scheduler import jobs
+
+    jobs.init_app(app)
+    return app
+
+
+def _register_optional_blueprints(app: Flask) -> None:
+    """Blueprints of the other audiences, each in its own module under scheduler.web."""
+    import importlib
+
+    for name in ("patient", "staff", "webhooks", "feeds"):
+        try:
+            module = importlib.import_module(f"scheduler.web.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"scheduler.web.{name}":
+                raise
+            continue
+        module.init_app(app)
+
+
+def _register_errors(app: Flask) -> None:
+    from scheduler.web.common import json_error
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> ResponseReturnValue:
+        if request.path.startswith("/api/"):
+            code = (exc.name or "error").lower().replace(" ", "_")
+            return json_error(exc.code or 500, code, exc.description or exc.name or "Error")
+        return exc
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        db.session.rollback()
+        if request.path.startswith("/api/"):
+            return json_error(500, "internal", "Something went wrong on our side.")
+        return "Something went wrong on our side.", 500

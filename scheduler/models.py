@@ -1,0 +1,367 @@
+"""Database models: the clinic (locations, hours, resources, services), patients, appointments."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Time,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+UTC = dt.UTC
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """An aware UTC instant on every database (SQLite stores naive UTC, returned aware)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given for a UTC column")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ResourceKind(enum.StrEnum):
+    CHAIR = "chair"
+    ROOM = "room"
+
+
+class ServiceKind(enum.StrEnum):
+    CONSULTATION = "consultation"
+    INFUSION = "infusion"
+
+
+class AppointmentStatus(enum.StrEnum):
+    BOOKED = "booked"
+    CHECKED_IN = "checked_in"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    NO_SHOW = "no_show"
+
+
+# Statuses that hold the resource: the database constraint only looks at these rows.
+ACTIVE_STATUSES = frozenset(
+    {AppointmentStatus.BOOKED, AppointmentStatus.CHECKED_IN, AppointmentStatus.COMPLETED}
+)
+
+
+class StaffRole(enum.StrEnum):
+    ADMIN = "admin"
+    MANAGER = "manager"
+    FRONT_DESK = "front_desk"
+    NURSE = "nurse"
+
+
+service_locations = Table(
+    "service_locations",
+    Base.metadata,
+    Column("service_id", ForeignKey("services.id", ondelete="CASCADE"), primary_key=True),
+    Column("location_id", ForeignKey("locations.id", ondelete="CASCADE"), primary_key=True),
+)
+
+staff_locations = Table(
+    "staff_locations",
+    Base.metadata,
+    Column("staff_id", ForeignKey("staff_users.id", ondelete="CASCADE"), primary_key=True),
+    Column("location_id", ForeignKey("locations.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Location(Base):
+    __tablename__ = "locations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(500), default="")
+    phone: Mapped[str] = mapped_column(String(32), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    hours: Mapped[list[OpeningHours]] = relationship(
+        back_populates="location", cascade="all, delete-orphan", order_by="OpeningHours.weekday"
+    )
+    closures: Mapped[list[Closure]] = relationship(
+        back_populates="location", cascade="all, delete-orphan"
+    )
+    resources: Mapped[list[Resource]] = relationship(
+        back_populates="location", cascade="all, delete-orphan", order_by="Resource.position"
+    )
+    services: Mapped[list[Service]] = relationship(
+        secondary=service_locations, back_populates="locations"
+    )
+
+
+class OpeningHours(Base):
+    """One opening interval on a weekday (0 = Monday), local wall-clock time; several per day."""
+
+    __tablename__ = "opening_hours"
+    __table_args__ = (
+        CheckConstraint("weekday >= 0 AND weekday <= 6", name="weekday_range"),
+        CheckConstraint("opens < closes", name="opens_before_closes"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    location_id: Mapped[int] = mapped_column(ForeignKey("locations.id", ondelete="CASCADE"))
+    weekday: Mapped[int] = mapped_column(Integer)
+    opens: Mapped[dt.time] = mapped_column(Time)
+    closes: Mapped[dt.time] = mapped_column(Time)
+
+    location: Mapped[Location] = relationship(back_populates="hours")
+
+
+class Closure(Base):
+    """The location is closed on the local dates first_day..last_day (inclusive)."""
+
+    __tablename__ = "closures"
+    __table_args__ = (CheckConstraint("first_day <= last_day", name="day_order"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    location_id: Mapped[int] = mapped_column(ForeignKey("locations.id", ondelete="CASCADE"))
+    first_day: Mapped[dt.date] = mapped_column(Date)
+    last_day: Mapped[dt.date] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(String(200), default="")
+
+    location: Mapped[Location] = relationship(back_populates="closures")
+
+
+class Resource(Base):
+    """An infusion chair or a consult room at one location."""
+
+    __tablename__ = "resources"
+    __table_args__ = (UniqueConstraint("location_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    location_id: Mapped[int] = mapped_column(ForeignKey("locations.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    location: Mapped[Location] = relationship(back_populates="resources")
+
+
+class Service(Base):
+    """What a patient books: how long it takes, what it needs, and the rules around it."""
+
+    __tablename__ = "services"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    resource_kind: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(Text, default="")
+    what_to_bring: Mapped[str] = mapped_column(Text, default="")
+    duration_minutes: Mapped[int] = mapped_column(Integer)
+    prep_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    recovery_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    slot_step_minutes: Mapped[int] = mapped_column(Integer, default=15)
+    min_notice_minutes: Mapped[int] = mapped_column(Integer, default=120)
+    horizon_days: Mapped[int] = mapped_column(Integer, default=60)
+    late_cancel_hours: Mapped[int] = mapped_column(Integer, default=24)
+    # Shown in calendar titles and SMS instead of the clinic default; empty keeps messages discreet.
+    public_title: Mapped[str] = mapped_column(String(200), default="")
+    reminder_offsets: Mapped[str] = mapped_column(String(100), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    locations: Mapped[list[Location]] = relationship(
+        secondary=service_locations, back_populates="services"
+    )
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+    __table_args__ = (UniqueConstraint("phone", "email", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    phone: Mapped[str] = mapped_column(String(20), index=True)  # E.164
+    email: Mapped[str] = mapped_column(String(320))  # normalized, lower-case domain
+    sms_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Appointment(Base):
+    """One visit occupying one resource; keeps a snapshot of what it was booked with."""
+
+    __tablename__ = "appointments"
+    __table_args__ = (
+        CheckConstraint("start_at < end_at", name="start_before_end"),
+        CheckConstraint("occupied_start <= start_at AND end_at <= occupied_end", name="occupied"),
+        Index("ix_appointments_resource_occupied", "resource_id", "occupied_start"),
+        Index("ix_appointments_location_start", "location_id", "start_at"),
+        postgresql.ExcludeConstraint(
+            ("resource_id", "="),
+            (text("tstzrange(occupied_start, occupied_end, '[)')"), "&&"),
+            where=text("active"),
+            using="gist",
+            name="no_double_booking",
+        ),
+        postgresql.ExcludeConstraint(
+            ("patient_id", "="),
+            (text("tstzrange(start_at, end_at, '[)')"), "&&"),
+            where=text("active"),
+            using="gist",
+            name="no_patient_overlap",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    location_id: Mapped[int] = mapped_column(ForeignKey("locations.id"))
+    resource_id: Mapped[int] = mapped_column(ForeignKey("resources.id"))
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    start_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    end_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    occupied_start: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    occupied_end: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    duration_minutes: Mapped[int] = mapped_column(Integer)
+    prep_minutes: Mapped[int] = mapped_column(Integer)
+    recovery_minutes: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=AppointmentStatus.BOOKED)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    manage_token: Mapped[str] = mapped_column(String(64), unique=True)
+    ics_uid: Mapped[str] = mapped_column(String(200), unique=True)
+    ics_sequence: Mapped[int] = mapped_column(Integer, default=0)
+    note: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(16), default="online")
+    cancel_reason: Mapped[str] = mapped_column(String(500), default="")
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    location: Mapped[Location] = relationship()
+    resource: Mapped[Resource] = relationship()
+    service: Mapped[Service] = relationship()
+    patient: Mapped[Patient] = relationship()
+
+
+class ResourceBlock(Base):
+    """A resource out of service for [start_at, end_at)."""
+
+    __tablename__ = "resource_blocks"
+    __table_args__ = (
+        CheckConstraint("start_at < end_at", name="start_before_end"),
+        Index("ix_resource_blocks_resource_start", "resource_id", "start_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resource_id: Mapped[int] = mapped_column(ForeignKey("resources.id", ondelete="CASCADE"))
+    start_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    end_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    resource: Mapped[Resource] = relationship()
+
+
+class StaffUser(Base):
+    __tablename__ = "staff_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(16), default=StaffRole.FRONT_DESK)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    locations: Mapped[list[Location]] = relationship(secondary=staff_locations)
+    tokens: Mapped[list[ApiToken]] = relationship(
+        back_populates="staff", cascade="all, delete-orphan"
+    )
+
+    def can_access(self, location_id: int) -> bool:
+        if not self.active:
+            return False
+        if self.role == StaffRole.ADMIN:
+            return True
+        return any(loc.id == location_id for loc in self.locations)
+
+
+class ApiToken(Base):
+    """A staff API token; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    staff: Mapped[StaffUser] = relationship(back_populates="tokens")
+
+
+class IdempotencyRecord(Base):
+    """The first response to a request made with an Idempotency-Key."""
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = (UniqueConstraint("scope", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response_body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

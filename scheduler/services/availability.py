@@ -1,0 +1,263 @@
+"""Free slots: opening hours - closures - blocks - occupied - notice - horizon, per resource."""
+
+from __future__ import annotations
+
+import datetime as dt
+from bisect import bisect_left
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scheduler.models import Appointment, Closure, Location, Resource, ResourceBlock, Service
+from scheduler.services.clock import NonexistentLocalTime, is_ambiguous, local_to_utc
+
+Interval = tuple[dt.datetime, dt.datetime]
+
+
+def overlaps(
+    a_start: dt.datetime, a_end: dt.datetime, b_start: dt.datetime, b_end: dt.datetime
+) -> bool:
+    """The one half-open overlap predicate: [a_start, a_end) meets [b_start, b_end)."""
+    return a_start < b_end and b_start < a_end
+
+
+@dataclass(frozen=True)
+class Rules:
+    duration: dt.timedelta
+    prep: dt.timedelta
+    recovery: dt.timedelta
+    step: dt.timedelta
+    earliest: dt.datetime  # first bookable start (now + minimum notice)
+    latest: dt.datetime  # last bookable start (now + horizon)
+
+
+@dataclass(frozen=True)
+class Slot:
+    start: dt.datetime  # UTC
+    end: dt.datetime
+    free: tuple[int, ...]  # ids of the resources free for it, in the order given
+
+
+class _Busy:
+    """One resource's busy time as a sorted union of disjoint intervals, for bisect look-ups."""
+
+    def __init__(self, intervals: Iterable[Interval]) -> None:
+        merged: list[list[dt.datetime]] = []
+        for start, end in sorted(intervals):
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        self.starts = [m[0] for m in merged]
+        self.ends = [m[1] for m in merged]
+
+    def is_free(self, start: dt.datetime, end: dt.datetime) -> bool:
+        i = bisect_left(self.starts, end) - 1
+        return i < 0 or self.ends[i] <= start
+
+
+def candidate_starts(
+    *,
+    tz: ZoneInfo,
+    first_day: dt.date,
+    days: int,
+    hours: Mapping[int, Sequence[tuple[dt.time, dt.time]]],
+    closed_days: Collection[dt.date],
+    rules: Rules,
+) -> list[dt.datetime]:
+    """Starts on the slot grid whose whole occupied interval lies within opening hours.
+
+    The grid runs from each opening time in local wall-clock steps, so a 09:00 opening is 09:00
+    local on both sides of a DST change. Nonexistent local times are never offered, nor are
+    ambiguous ones (the repeated hour at fall back), which calendar clients resolve differently.
+    """
+    starts: list[dt.datetime] = []
+    for offset in range(days):
+        day = first_day + dt.timedelta(days=offset)
+        if day in closed_days:
+            continue
+        for opens, closes in hours.get(day.weekday(), ()):
+            open_at = dt.datetime.combine(day, opens, tzinfo=tz).astimezone(dt.UTC)
+            close_at = dt.datetime.combine(day, closes, tzinfo=tz).astimezone(dt.UTC)
+            wall = dt.datetime.combine(day, opens)
+            end_wall = dt.datetime.combine(day, closes)
+            while wall < end_wall:
+                current = wall
+                wall += rules.step
+                if is_ambiguous(day, current.time(), tz):
+                    continue
+                try:
+                    start = local_to_utc(current.date(), current.time(), tz)
+                except NonexistentLocalTime:
+                    continue
+                if start < rules.earliest or start > rules.latest:
+                    continue
+                if start - rules.prep < open_at:
+                    continue
+                if start + rules.duration + rules.recovery > close_at:
+                    break
+                starts.append(start)
+    return starts
+
+
+def free_slots(
+    *,
+    tz: ZoneInfo,
+    first_day: dt.date,
+    days: int,
+    hours: Mapping[int, Sequence[tuple[dt.time, dt.time]]],
+    closed_days: Collection[dt.date],
+    resource_ids: Sequence[int],
+    busy: Mapping[int, Iterable[Interval]],
+    rules: Rules,
+    include_full: bool = False,
+) -> list[Slot]:
+    """Every start on the grid with the resources free for its occupied interval.
+
+    `busy` maps a resource id to the intervals it cannot be used (occupied intervals of active
+    appointments, buffers included, and blocks). Slots with no free resource are left out unless
+    `include_full`.
+    """
+    index = {rid: _Busy(busy.get(rid, ())) for rid in resource_ids}
+    slots: list[Slot] = []
+    for start in candidate_starts(
+        tz=tz, first_day=first_day, days=days, hours=hours, closed_days=closed_days, rules=rules
+    ):
+        occ_start, occ_end = start - rules.prep, start + rules.duration + rules.recovery
+        free = tuple(rid for rid in resource_ids if index[rid].is_free(occ_start, occ_end))
+        if free or include_full:
+            slots.append(Slot(start, start + rules.duration, free))
+    return slots
+
+
+# --- loading the plain inputs from the database -------------------------------------------------
+
+
+def service_rules(service: Service, now: dt.datetime, *, allow_short_notice: bool = False) -> Rules:
+    notice = (
+        dt.timedelta(0) if allow_short_notice else dt.timedelta(minutes=service.min_notice_minutes)
+    )
+    return Rules(
+        duration=dt.timedelta(minutes=service.duration_minutes),
+        prep=dt.timedelta(minutes=service.prep_minutes),
+        recovery=dt.timedelta(minutes=service.recovery_minutes),
+        step=dt.timedelta(minutes=service.slot_step_minutes),
+        earliest=now + notice,
+        latest=now + dt.timedelta(days=service.horizon_days),
+    )
+
+
+def opening_hours(location: Location) -> dict[int, list[tuple[dt.time, dt.time]]]:
+    hours: dict[int, list[tuple[dt.time, dt.time]]] = {}
+    for row in location.hours:
+        hours.setdefault(row.weekday, []).append((row.opens, row.closes))
+    for intervals in hours.values():
+        intervals.sort()
+    return hours
+
+
+def closed_days(session: Session, location_id: int, first: dt.date, last: dt.date) -> set[dt.date]:
+    days: set[dt.date] = set()
+    rows = session.scalars(
+        select(Closure).where(
+            Closure.location_id == location_id, Closure.first_day <= last, Closure.last_day >= first
+        )
+    )
+    for closure in rows:
+        day = max(closure.first_day, first)
+        while day <= min(closure.last_day, last):
+            days.add(day)
+            day += dt.timedelta(days=1)
+    return days
+
+
+def busy_intervals(
+    session: Session,
+    resource_ids: Sequence[int],
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    exclude_appointment_id: int | None = None,
+) -> dict[int, list[Interval]]:
+    """Occupied intervals (buffers included) of active appointments, and blocks, per resource."""
+    busy: dict[int, list[Interval]] = {rid: [] for rid in resource_ids}
+    if not resource_ids:
+        return busy
+    appts = select(
+        Appointment.resource_id, Appointment.occupied_start, Appointment.occupied_end
+    ).where(
+        Appointment.resource_id.in_(resource_ids),
+        Appointment.active.is_(True),
+        Appointment.occupied_start < end,
+        Appointment.occupied_end > start,
+    )
+    if exclude_appointment_id is not None:
+        appts = appts.where(Appointment.id != exclude_appointment_id)
+    blocks = select(ResourceBlock.resource_id, ResourceBlock.start_at, ResourceBlock.end_at).where(
+        ResourceBlock.resource_id.in_(resource_ids),
+        ResourceBlock.start_at < end,
+        ResourceBlock.end_at > start,
+    )
+    for query in (appts, blocks):
+        for rid, s, e in session.execute(query):
+            busy[rid].append((s, e))
+    return busy
+
+
+def bookable_resources(session: Session, location: Location, service: Service) -> list[Resource]:
+    return list(
+        session.scalars(
+            select(Resource)
+            .where(
+                Resource.location_id == location.id,
+                Resource.kind == service.resource_kind,
+                Resource.active.is_(True),
+            )
+            .order_by(Resource.position, Resource.id)
+        )
+    )
+
+
+def location_slots(
+    session: Session,
+    location: Location,
+    service: Service,
+    first_day: dt.date,
+    days: int,
+    now: dt.datetime,
+    *,
+    allow_short_notice: bool = False,
+    include_full: bool = False,
+    exclude_appointment_id: int | None = None,
+) -> list[Slot]:
+    """Free slots for `service` at `location` over `days` local days from `first_day`."""
+    tz = ZoneInfo(location.timezone)
+    rules = service_rules(service, now, allow_short_notice=allow_short_notice)
+    resources = bookable_resources(session, location, service)
+    ids = [r.id for r in resources]
+    last_day = first_day + dt.timedelta(days=days - 1)
+    window_start = dt.datetime.combine(first_day, dt.time(0), tzinfo=tz).astimezone(dt.UTC)
+    window_end = dt.datetime.combine(
+        last_day + dt.timedelta(days=1), dt.time(0), tzinfo=tz
+    ).astimezone(dt.UTC)
+    busy = busy_intervals(
+        session,
+        ids,
+        window_start - rules.prep,
+        window_end + rules.recovery,
+        exclude_appointment_id=exclude_appointment_id,
+    )
+    return free_slots(
+        tz=tz,
+        first_day=first_day,
+        days=days,
+        hours=opening_hours(location),
+        closed_days=closed_days(session, location.id, first_day, last_day),
+        resource_ids=ids,
+        busy=busy,
+        rules=rules,
+        include_full=include_full,
+    )

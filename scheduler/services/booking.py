@@ -1,0 +1,492 @@
+"""Booking: the only writer of appointments (book, reschedule, cancel, status changes, blocks).
+
+Lock, then check, then write; the database is the backstop. On PostgreSQL two exclusion
+constraints make a double booking (per resource) and an overlapping pair (per patient)
+impossible; a violation (or a deadlock between two such inserts) means "try the next free
+resource". On SQLite every transaction starts with BEGIN IMMEDIATE (see scheduler.db), so the
+check and the insert run under the one write lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from scheduler.models import (
+    ACTIVE_STATUSES,
+    Appointment,
+    AppointmentStatus,
+    Location,
+    Resource,
+    ResourceBlock,
+    Service,
+    StaffUser,
+)
+from scheduler.services import availability, notifications
+from scheduler.services.availability import Slot, overlaps
+from scheduler.services.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    SlotUnavailable,
+    TooLate,
+)
+from scheduler.services.patients import PatientDetails, find_or_create, validate_details
+from scheduler.services.settings import ClinicSettings
+
+UTC = dt.UTC
+
+
+@dataclass(frozen=True)
+class BookingRequest:
+    location: str  # slug
+    service: str  # slug
+    start: dt.datetime  # aware
+    patient: PatientDetails
+    note: str = ""
+    source: str = "online"  # online | staff
+    allow_short_notice: bool = False  # staff may book walk-ins inside the minimum notice
+    resource_id: int | None = None  # staff may ask for one chair
+
+
+def get_location(session: Session, slug: str) -> Location:
+    location = session.scalars(
+        select(Location).where(Location.slug == slug, Location.active.is_(True))
+    ).first()
+    if location is None:
+        raise NotFound("No such location.", {"location": "unknown location"})
+    return location
+
+
+def get_service(session: Session, location: Location, slug: str) -> Service:
+    service = session.scalars(
+        select(Service).where(Service.slug == slug, Service.active.is_(True))
+    ).first()
+    if service is None or location not in service.locations:
+        raise NotFound(
+            "This service is not offered at this location.", {"service": "unknown service"}
+        )
+    return service
+
+
+def get_by_token(session: Session, token: str) -> Appointment:
+    appointment = None
+    if 20 <= len(token) <= 64:
+        appointment = session.scalars(
+            select(Appointment).where(Appointment.manage_token == token)
+        ).first()
+    if appointment is None:
+        raise NotFound("No such appointment.")
+    return appointment
+
+
+def get_appointment(session: Session, appointment_id: int) -> Appointment:
+    appointment = session.get(Appointment, appointment_id)
+    if appointment is None:
+        raise NotFound("No such appointment.")
+    return appointment
+
+
+def _as_utc(start: dt.datetime) -> dt.datetime:
+    if start.tzinfo is None or start.utcoffset() is None:
+        raise InvalidInput(
+            "The start time needs a UTC offset.", {"start": "must include a UTC offset"}
+        )
+    return start.astimezone(UTC)
+
+
+def _slot_for(
+    session: Session,
+    location: Location,
+    service: Service,
+    start: dt.datetime,
+    now: dt.datetime,
+    *,
+    allow_short_notice: bool,
+    exclude_appointment_id: int | None = None,
+) -> Slot:
+    """The engine's slot at `start`, with its free resources; raises if not bookable."""
+    if start <= now:
+        raise InvalidInput("That time has passed.", {"start": "is in the past"})
+    day = start.astimezone(ZoneInfo(location.timezone)).date()
+    slots = availability.location_slots(
+        session,
+        location,
+        service,
+        day,
+        1,
+        now,
+        allow_short_notice=allow_short_notice,
+        include_full=True,
+        exclude_appointment_id=exclude_appointment_id,
+    )
+    for slot in slots:
+        if slot.start == start:
+            if not slot.free:
+                raise SlotUnavailable("That time has just been taken. Please choose another.")
+            return slot
+    raise InvalidInput(
+        "That time cannot be booked for this service.",
+        {"start": "not an offered time for this service"},
+    )
+
+
+def _lock_resource(session: Session, resource_id: int) -> None:
+    """PostgreSQL: share-lock the resource row so a concurrent block waits (and we see it)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            select(Resource.id).where(Resource.id == resource_id).with_for_update(read=True)
+        )
+
+
+def _blocked(session: Session, resource_id: int, start: dt.datetime, end: dt.datetime) -> bool:
+    return (
+        session.scalars(
+            select(ResourceBlock.id).where(
+                ResourceBlock.resource_id == resource_id,
+                ResourceBlock.start_at < end,
+                ResourceBlock.end_at > start,
+            )
+        ).first()
+        is not None
+    )
+
+
+def _constraint_name(exc: IntegrityError | OperationalError) -> str:
+    diag = getattr(exc.orig, "diag", None)
+    return getattr(diag, "constraint_name", None) or ""
+
+
+def _is_deadlock(exc: OperationalError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == "40P01"
+
+
+def _patient_overlap(
+    session: Session, patient_id: int, start: dt.datetime, end: dt.datetime, exclude: int | None
+) -> bool:
+    query = select(Appointment.id).where(
+        Appointment.patient_id == patient_id,
+        Appointment.active.is_(True),
+        Appointment.start_at < end,
+        Appointment.end_at > start,
+    )
+    if exclude is not None:
+        query = query.where(Appointment.id != exclude)
+    return session.scalars(query).first() is not None
+
+
+_PATIENT_OVERLAP = Conflict(
+    "You already have an appointment at that time.", {"start": "overlaps your other appointment"}
+)
+
+
+def _place(
+    session: Session, appointment: Appointment, candidates: Sequence[int], slot: Slot
+) -> None:
+    """Put `appointment` on the first candidate resource the database accepts."""
+    occ_start = slot.start - dt.timedelta(minutes=appointment.prep_minutes)
+    occ_end = slot.end + dt.timedelta(minutes=appointment.recovery_minutes)
+    for resource_id in candidates:
+        try:
+            with session.begin_nested():
+                _lock_resource(session, resource_id)
+                if _blocked(session, resource_id, occ_start, occ_end):
+                    continue
+                appointment.resource_id = resource_id
+                appointment.start_at, appointment.end_at = slot.start, slot.end
+                appointment.occupied_start, appointment.occupied_end = occ_start, occ_end
+                session.add(appointment)
+                session.flush()
+            return
+        except IntegrityError as exc:
+            if _constraint_name(exc) == "no_patient_overlap":
+                raise _PATIENT_OVERLAP from exc
+            if _constraint_name(exc) != "no_double_booking":
+                raise
+        except OperationalError as exc:
+            if not _is_deadlock(exc):
+                raise
+    raise SlotUnavailable("That time has just been taken. Please choose another.")
+
+
+def _candidates(slot: Slot, resource_id: int | None) -> tuple[int, ...]:
+    if resource_id is None:
+        return slot.free
+    if resource_id not in slot.free:
+        raise SlotUnavailable(
+            "That chair is not free at that time.", {"resource": "not free at that time"}
+        )
+    return (resource_id,)
+
+
+def book(
+    session: Session, request: BookingRequest, *, now: dt.datetime, settings: ClinicSettings
+) -> Appointment:
+    """Book the request on a free resource of the right kind, or raise a DomainError."""
+    details = validate_details(request.patient)
+    location = get_location(session, request.location)
+    service = get_service(session, location, request.service)
+    start = _as_utc(request.start)
+    if len(request.note) > 2000:
+        raise InvalidInput("The note is too long.", {"note": "at most 2000 characters"})
+    slot = _slot_for(
+        session, location, service, start, now, allow_short_notice=request.allow_short_notice
+    )
+    candidates = _candidates(slot, request.resource_id)
+    patient = find_or_create(session, details)
+    if patient.id is not None and _patient_overlap(session, patient.id, slot.start, slot.end, None):
+        raise _PATIENT_OVERLAP
+    token = secrets.token_urlsafe(32)
+    appointment = Appointment(
+        location_id=location.id,
+        service_id=service.id,
+        patient=patient,
+        duration_minutes=service.duration_minutes,
+        prep_minutes=service.prep_minutes,
+        recovery_minutes=service.recovery_minutes,
+        status=AppointmentStatus.BOOKED,
+        active=True,
+        manage_token=token,
+        ics_uid=f"{secrets.token_hex(16)}@chairside",
+        ics_sequence=0,
+        note=request.note.strip(),
+        source=request.source,
+        created_at=now,
+        updated_at=now,
+    )
+    _place(session, appointment, candidates, slot)
+    notifications.appointment_changed(session, appointment, "booked", now, settings)
+    return appointment
+
+
+def _require_patient_window(appointment: Appointment, now: dt.datetime, action: str) -> None:
+    window = dt.timedelta(hours=appointment.service.late_cancel_hours)
+    if appointment.start_at - now < window:
+        phone = appointment.location.phone
+        call = f" Please call the clinic on {phone}." if phone else " Please call the clinic."
+        raise TooLate(
+            f"It is too late to {action} this appointment online.{call}",
+        )
+
+
+def reschedule(
+    session: Session,
+    appointment: Appointment,
+    new_start: dt.datetime,
+    *,
+    now: dt.datetime,
+    settings: ClinicSettings,
+    by_staff: bool = False,
+    resource_id: int | None = None,
+) -> Appointment:
+    """Move the appointment (same row and token) to `new_start`, atomically."""
+    start = _as_utc(new_start)
+    if appointment.status != AppointmentStatus.BOOKED:
+        raise Conflict(
+            "Only a booked appointment can be moved.", {"status": f"is {appointment.status}"}
+        )
+    if not by_staff:
+        _require_patient_window(appointment, now, "change")
+    slot = _slot_for(
+        session,
+        appointment.location,
+        appointment.service,
+        start,
+        now,
+        allow_short_notice=by_staff,
+        exclude_appointment_id=appointment.id,
+    )
+    # The snapshot of duration and buffers stays; the slot grid gave the service's current ones.
+    slot = Slot(
+        slot.start, slot.start + dt.timedelta(minutes=appointment.duration_minutes), slot.free
+    )
+    candidates = _candidates(slot, resource_id)
+    if resource_id is None and appointment.resource_id in candidates:
+        candidates = (appointment.resource_id,) + tuple(
+            c for c in candidates if c != appointment.resource_id
+        )
+    if _patient_overlap(session, appointment.patient_id, slot.start, slot.end, appointment.id):
+        raise _PATIENT_OVERLAP
+    _place(session, appointment, candidates, slot)
+    appointment.ics_sequence += 1
+    appointment.updated_at = now
+    appointment.confirmed_at = None
+    session.flush()
+    notifications.appointment_changed(session, appointment, "rescheduled", now, settings)
+    return appointment
+
+
+def cancel(
+    session: Session,
+    appointment: Appointment,
+    *,
+    now: dt.datetime,
+    settings: ClinicSettings,
+    by_staff: bool = False,
+    reason: str = "",
+) -> Appointment:
+    if appointment.status == AppointmentStatus.CANCELLED:
+        return appointment
+    if appointment.status != AppointmentStatus.BOOKED and not by_staff:
+        raise Conflict("This appointment can no longer be cancelled online.")
+    if not by_staff:
+        _require_patient_window(appointment, now, "cancel")
+    return _set_status(session, appointment, AppointmentStatus.CANCELLED, now, settings, reason)
+
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    AppointmentStatus.BOOKED: frozenset({"checked_in", "completed", "no_show", "cancelled"}),
+    AppointmentStatus.CHECKED_IN: frozenset({"booked", "completed", "cancelled"}),
+    AppointmentStatus.NO_SHOW: frozenset({"booked"}),
+    AppointmentStatus.COMPLETED: frozenset({"checked_in"}),
+    AppointmentStatus.CANCELLED: frozenset(),
+}
+
+
+def set_status(
+    session: Session,
+    appointment: Appointment,
+    status: str,
+    *,
+    now: dt.datetime,
+    settings: ClinicSettings,
+    reason: str = "",
+) -> Appointment:
+    """A staff status change (check in, complete, no-show, cancel, undo)."""
+    try:
+        target = AppointmentStatus(status)
+    except ValueError as exc:
+        raise InvalidInput("Unknown status.", {"status": "unknown status"}) from exc
+    if target == appointment.status:
+        return appointment
+    if target not in TRANSITIONS[appointment.status]:
+        raise Conflict(
+            f"An appointment that is {appointment.status} cannot become {target}.",
+            {"status": "not allowed from the current status"},
+        )
+    return _set_status(session, appointment, target, now, settings, reason)
+
+
+def _set_status(
+    session: Session,
+    appointment: Appointment,
+    target: AppointmentStatus,
+    now: dt.datetime,
+    settings: ClinicSettings,
+    reason: str,
+) -> Appointment:
+    was_active = appointment.active
+    appointment.status = target
+    appointment.active = target in ACTIVE_STATUSES
+    appointment.updated_at = now
+    if target == AppointmentStatus.CANCELLED:
+        appointment.cancelled_at = now
+        appointment.cancel_reason = reason.strip()[:500]
+        appointment.ics_sequence += 1
+    if appointment.active and not was_active:
+        # Taking the interval back (undoing a no-show) may collide with a later booking.
+        try:
+            with session.begin_nested():
+                if _blocked(
+                    session,
+                    appointment.resource_id,
+                    appointment.occupied_start,
+                    appointment.occupied_end,
+                ):
+                    raise SlotUnavailable("The chair is blocked at that time now.")
+                session.flush()
+        except IntegrityError as exc:
+            raise SlotUnavailable("That chair has been booked again in the meantime.") from exc
+    session.flush()
+    change: notifications.Change = (
+        "cancelled" if target == AppointmentStatus.CANCELLED else "status"
+    )
+    notifications.appointment_changed(session, appointment, change, now, settings)
+    return appointment
+
+
+# --- blocks ---------------------------------------------------------------------------------------
+
+
+def get_resource(session: Session, location: Location, name: str) -> Resource:
+    resource = session.scalars(
+        select(Resource).where(Resource.location_id == location.id, Resource.name == name)
+    ).first()
+    if resource is None:
+        raise NotFound("No such chair or room at this location.", {"resource": "unknown resource"})
+    return resource
+
+
+def create_block(
+    session: Session,
+    resource: Resource,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    reason: str = "",
+    staff: StaffUser | None = None,
+    now: dt.datetime,
+) -> ResourceBlock:
+    """Take a resource out of service for [start, end); refused over a booked appointment."""
+    start, end = _as_utc(start), _as_utc(end)
+    if end <= start:
+        raise InvalidInput("The block must end after it starts.", {"end": "must be after start"})
+    if len(reason) > 500:
+        raise InvalidInput("The reason is too long.", {"reason": "at most 500 characters"})
+    if session.get_bind().dialect.name == "postgresql":
+        # Exclusive row lock: bookings share-lock the resource before they check blocks.
+        session.execute(select(Resource.id).where(Resource.id == resource.id).with_for_update())
+    clashes = list(
+        session.scalars(
+            select(Appointment)
+            .where(
+                Appointment.resource_id == resource.id,
+                Appointment.active.is_(True),
+                Appointment.occupied_start < end,
+                Appointment.occupied_end > start,
+            )
+            .order_by(Appointment.start_at)
+        )
+    )
+    if clashes:
+        tz = ZoneInfo(resource.location.timezone)
+        times = ", ".join(a.start_at.astimezone(tz).strftime("%a %d %b %H:%M") for a in clashes)
+        raise Conflict(
+            f"{resource.name} has booked appointments in that period: {times}.",
+            {"start": "overlaps a booked appointment"},
+        )
+    block = ResourceBlock(
+        resource_id=resource.id,
+        start_at=start,
+        end_at=end,
+        reason=reason.strip(),
+        created_by_id=staff.id if staff else None,
+        created_at=now,
+    )
+    session.add(block)
+    session.flush()
+    return block
+
+
+def delete_block(session: Session, block: ResourceBlock) -> None:
+    session.delete(block)
+    session.flush()
+
+
+__all__ = [
+    "BookingRequest",
+    "book",
+    "cancel",
+    "create_block",
+    "delete_block",
+    "overlaps",
+    "reschedule",
+    "set_status",
+]

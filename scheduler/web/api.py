@@ -1,0 +1,475 @@
+"""JSON API v1: parse and validate, call one service function, serialize."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from scheduler.extensions import csrf, db
+from scheduler.models import Appointment, Location, Resource, ResourceBlock, Service, StaffUser
+from scheduler.services import availability, booking, idempotency, invites
+from scheduler.services import staff as staff_service
+from scheduler.services.errors import DomainError, Forbidden, InvalidInput, NotFound
+from scheduler.services.patients import PatientDetails
+from scheduler.web import schemas as s
+from scheduler.web.common import json_error, now, settings
+from scheduler.web.openapi import Operation, Registry
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+csrf.exempt(bp)
+registry = Registry()
+M = TypeVar("M", bound=BaseModel)
+
+
+def route(rule: str, method: str = "GET", **spec: Any) -> Callable[[Callable[..., Any]], Any]:
+    """Register a view with Flask and its description with the OpenAPI registry."""
+    path = rule.replace("<", "{").replace(">", "}")
+
+    def decorator(view: Callable[..., Any]) -> Any:
+        registry.add(Operation(method=method, path=f"/api/v1{path}", **spec))
+        return bp.route(rule, methods=[method])(view)
+
+    return decorator
+
+
+class BadRequest(DomainError):
+    code = "invalid"
+    http_status = 400
+
+
+def _fields(exc: ValidationError) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for err in exc.errors():
+        name = ".".join(str(part) for part in err["loc"]) or "body"
+        fields.setdefault(name, "required" if err["type"] == "missing" else err["msg"])
+    return fields
+
+
+def parse_body(model: type[M]) -> M:
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        raise InvalidInput("The body must be a JSON object.", {"body": "must be a JSON object"})
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidInput("Some fields are invalid.", _fields(exc)) from exc
+
+
+def parse_query(model: type[M]) -> M:
+    try:
+        return model.model_validate(request.args.to_dict())
+    except ValidationError as exc:
+        raise BadRequest("Some query parameters are invalid.", _fields(exc)) from exc
+
+
+@bp.errorhandler(DomainError)
+def _domain_error(exc: DomainError) -> ResponseReturnValue:
+    db.session.rollback()
+    return json_error(exc.http_status, exc.code, exc.message, exc.fields)
+
+
+# --- serialization --------------------------------------------------------------------------------
+
+
+def _local(instant: dt.datetime, tz: ZoneInfo) -> str:
+    return instant.astimezone(tz).isoformat()
+
+
+def appointment_out(appt: Appointment) -> dict[str, Any]:
+    tz = ZoneInfo(appt.location.timezone)
+    return s.AppointmentOut(
+        id=appt.id,
+        status=appt.status,
+        start=_local(appt.start_at, tz),
+        end=_local(appt.end_at, tz),
+        timezone=appt.location.timezone,
+        location=appt.location.slug,
+        service=appt.service.slug,
+        resource=s.ResourceOut(kind=appt.resource.kind, name=appt.resource.name),
+        manage_token=appt.manage_token,
+        manage_url=settings().manage_url(appt.manage_token),
+    ).model_dump()
+
+
+# --- public ---------------------------------------------------------------------------------------
+
+
+@route("/openapi.json", summary="This document")
+def openapi() -> ResponseReturnValue:
+    return jsonify(registry.document("Chairside API", "1.0.0", "/"))
+
+
+@route("/locations", summary="Locations", response=list[s.LocationOut])
+def locations() -> ResponseReturnValue:
+    rows = db.session.scalars(
+        select(Location).where(Location.active.is_(True)).order_by(Location.name)
+    )
+    return jsonify(
+        [
+            s.LocationOut(
+                slug=x.slug, name=x.name, timezone=x.timezone, address=x.address, phone=x.phone
+            ).model_dump()
+            for x in rows
+        ]
+    )
+
+
+@route(
+    "/locations/<location>/services",
+    summary="Services offered at a location",
+    response=list[s.ServiceOut],
+    errors=(404,),
+)
+def services(location: str) -> ResponseReturnValue:
+    loc = booking.get_location(db.session, location)
+    offered = sorted((x for x in loc.services if x.active), key=lambda x: (x.kind, x.name))
+    return jsonify([_service_out(x) for x in offered])
+
+
+def _service_out(service: Service) -> dict[str, Any]:
+    return s.ServiceOut(
+        slug=service.slug,
+        name=service.name,
+        kind=service.kind,  # type: ignore[arg-type]
+        duration_minutes=service.duration_minutes,
+        description=service.description,
+        what_to_bring=service.what_to_bring,
+    ).model_dump()
+
+
+@route(
+    "/locations/<location>/availability",
+    summary="Free start times",
+    query=s.AvailabilityQuery,
+    response=s.AvailabilityOut,
+    errors=(400, 404),
+)
+def location_availability(location: str) -> ResponseReturnValue:
+    query = parse_query(s.AvailabilityQuery)
+    cap = current_app.config["AVAILABILITY_MAX_DAYS"]
+    if query.days > cap:
+        raise BadRequest(f"At most {cap} days at a time.", {"days": f"at most {cap}"})
+    loc = booking.get_location(db.session, location)
+    service = booking.get_service(db.session, loc, query.service)
+    tz = ZoneInfo(loc.timezone)
+    first = query.from_ or now().astimezone(tz).date()
+    slots = availability.location_slots(db.session, loc, service, first, query.days, now())
+    return jsonify(
+        s.AvailabilityOut(
+            location=loc.slug,
+            service=service.slug,
+            timezone=loc.timezone,
+            slots=[
+                s.SlotOut(
+                    start=_local(x.start, tz), end=_local(x.end, tz), resources_free=len(x.free)
+                )
+                for x in slots
+            ],
+        ).model_dump()
+    )
+
+
+@route(
+    "/appointments",
+    "POST",
+    summary="Book an appointment",
+    body=s.AppointmentIn,
+    response=s.AppointmentOut,
+    status=201,
+    errors=(404, 409, 422),
+    headers=("Idempotency-Key",),
+)
+def create_appointment() -> ResponseReturnValue:
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if len(key) > 200:
+        raise InvalidInput("Idempotency-Key is too long.", {"Idempotency-Key": "at most 200"})
+    body = parse_body(s.AppointmentIn)
+    digest = idempotency.request_hash(request.get_json(silent=True))
+    if key:
+        replay = _replay(key, digest)
+        if replay is not None:
+            return replay
+    book = booking.BookingRequest(
+        location=body.location,
+        service=body.service,
+        start=body.start,
+        patient=PatientDetails(
+            body.patient.name, body.patient.phone, body.patient.email, body.sms_consent
+        ),
+        note=body.note,
+    )
+    appt = booking.book(db.session, book, now=now(), settings=settings())
+    out = appointment_out(appt)
+    if key:
+        try:
+            idempotency.remember(db.session, "appointments", key, digest, 201, out, now())
+        except IntegrityError:
+            # A twin request with the same key won the race: its response is the answer.
+            db.session.rollback()
+            replay = _replay(key, digest)
+            if replay is not None:
+                return replay
+            raise
+    db.session.commit()
+    return jsonify(out), 201
+
+
+def _replay(key: str, digest: str) -> ResponseReturnValue | None:
+    record = idempotency.find(db.session, "appointments", key)
+    if record is None:
+        return None
+    if record.request_hash != digest:
+        return json_error(
+            422,
+            "idempotency_mismatch",
+            "This Idempotency-Key was used with a different request.",
+            {"Idempotency-Key": "used with a different body"},
+        )
+    return Response(record.response_body, status=record.status_code, mimetype="application/json")
+
+
+@route(
+    "/manage/<token>",
+    summary="An appointment, by its private token",
+    response=s.AppointmentOut,
+    errors=(404,),
+)
+def manage(token: str) -> ResponseReturnValue:
+    return jsonify(appointment_out(booking.get_by_token(db.session, token)))
+
+
+@route(
+    "/manage/<token>/cancel",
+    "POST",
+    summary="Cancel by token",
+    response=s.StatusOut,
+    errors=(404, 409),
+)
+def manage_cancel(token: str) -> ResponseReturnValue:
+    appt = booking.get_by_token(db.session, token)
+    booking.cancel(db.session, appt, now=now(), settings=settings())
+    db.session.commit()
+    return jsonify({"status": appt.status})
+
+
+@route(
+    "/manage/<token>/reschedule",
+    "POST",
+    summary="Move to another time",
+    body=s.RescheduleIn,
+    response=s.AppointmentOut,
+    errors=(404, 409, 422),
+)
+def manage_reschedule(token: str) -> ResponseReturnValue:
+    appt = booking.get_by_token(db.session, token)
+    body = parse_body(s.RescheduleIn)
+    booking.reschedule(db.session, appt, body.start, now=now(), settings=settings())
+    db.session.commit()
+    return jsonify(appointment_out(appt))
+
+
+@route(
+    "/manage/<token>/invite.ics",
+    summary="The current calendar invite",
+    content_type="text/calendar",
+    errors=(404,),
+)
+def manage_invite(token: str) -> ResponseReturnValue:
+    appt = booking.get_by_token(db.session, token)
+    body = invites.current_invite(appt, settings(), now())
+    return Response(
+        body,
+        mimetype="text/calendar",
+        headers={"Content-Disposition": 'attachment; filename="appointment.ics"'},
+    )
+
+
+# --- staff ----------------------------------------------------------------------------------------
+
+
+def staff_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        user = None
+        if scheme.lower() == "bearer":
+            user = staff_service.staff_for_token(db.session, token.strip(), now())
+        if user is None:
+            return json_error(401, "unauthorized", "A valid staff API token is required.")
+        g.staff = user
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def _staff_location(slug: str) -> Location:
+    user: StaffUser = g.staff
+    location = db.session.scalars(select(Location).where(Location.slug == slug)).first()
+    # Another location's existence is not revealed: unknown and forbidden answer alike.
+    if location is None or not user.can_access(location.id):
+        raise Forbidden("You do not have access to this location.")
+    return location
+
+
+def _day_bounds(day: dt.date, tz: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.combine(day, dt.time(0), tzinfo=tz).astimezone(dt.UTC)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=tz).astimezone(dt.UTC)
+    return start, end
+
+
+@route(
+    "/locations/<location>/calendar",
+    summary="A location's day, per chair and room",
+    query=s.CalendarQuery,
+    response=s.CalendarOut,
+    auth=True,
+    errors=(400, 401, 403),
+)
+@staff_required
+def calendar(location: str) -> ResponseReturnValue:
+    loc = _staff_location(location)
+    query = parse_query(s.CalendarQuery)
+    tz = ZoneInfo(loc.timezone)
+    day = query.date or now().astimezone(tz).date()
+    start, end = _day_bounds(day, tz)
+    resources = db.session.scalars(
+        select(Resource)
+        .where(Resource.location_id == loc.id)
+        .order_by(Resource.position, Resource.id)
+    ).all()
+    appts = db.session.scalars(
+        select(Appointment)
+        .where(
+            Appointment.location_id == loc.id,
+            Appointment.status != "cancelled",
+            Appointment.start_at < end,
+            Appointment.end_at > start,
+        )
+        .order_by(Appointment.start_at)
+    ).all()
+    blocks = db.session.scalars(
+        select(ResourceBlock)
+        .join(Resource)
+        .where(
+            Resource.location_id == loc.id,
+            ResourceBlock.start_at < end,
+            ResourceBlock.end_at > start,
+        )
+        .order_by(ResourceBlock.start_at)
+    ).all()
+    out = []
+    for res in resources:
+        if not res.active and not any(a.resource_id == res.id for a in appts):
+            continue
+        out.append(
+            s.CalendarResourceOut(
+                name=res.name,
+                kind=res.kind,
+                appointments=[
+                    s.CalendarAppointmentOut(
+                        id=a.id,
+                        status=a.status,
+                        start=_local(a.start_at, tz),
+                        end=_local(a.end_at, tz),
+                        occupied_start=_local(a.occupied_start, tz),
+                        occupied_end=_local(a.occupied_end, tz),
+                        service=a.service.slug,
+                        patient=s.PatientOut(
+                            name=a.patient.name, phone=a.patient.phone, email=a.patient.email
+                        ),
+                        note=a.note,
+                    )
+                    for a in appts
+                    if a.resource_id == res.id
+                ],
+                blocks=[_block_out(b, tz) for b in blocks if b.resource_id == res.id],
+            )
+        )
+    return jsonify(
+        s.CalendarOut(date=day.isoformat(), timezone=loc.timezone, resources=out).model_dump()
+    )
+
+
+def _block_out(block: ResourceBlock, tz: ZoneInfo) -> s.BlockOut:
+    return s.BlockOut(
+        id=block.id,
+        resource=block.resource.name,
+        start=_local(block.start_at, tz),
+        end=_local(block.end_at, tz),
+        reason=block.reason,
+    )
+
+
+@route(
+    "/locations/<location>/blocks",
+    "POST",
+    summary="Take a chair or room out of service",
+    body=s.BlockIn,
+    response=s.BlockOut,
+    status=201,
+    auth=True,
+    errors=(401, 403, 404, 409, 422),
+)
+@staff_required
+def create_block(location: str) -> ResponseReturnValue:
+    loc = _staff_location(location)
+    body = parse_body(s.BlockIn)
+    resource = booking.get_resource(db.session, loc, body.resource)
+    block = booking.create_block(
+        db.session, resource, body.start, body.end, reason=body.reason, staff=g.staff, now=now()
+    )
+    db.session.commit()
+    return jsonify(_block_out(block, ZoneInfo(loc.timezone)).model_dump()), 201
+
+
+@route(
+    "/locations/<location>/blocks/<int:block_id>",
+    "DELETE",
+    summary="Put a chair or room back in service",
+    status=204,
+    auth=True,
+    errors=(401, 403, 404),
+)
+@staff_required
+def delete_block(location: str, block_id: int) -> ResponseReturnValue:
+    loc = _staff_location(location)
+    block = db.session.get(ResourceBlock, block_id)
+    if block is None or block.resource.location_id != loc.id:
+        raise NotFound("No such block.")
+    booking.delete_block(db.session, block)
+    db.session.commit()
+    return "", 204
+
+
+@route(
+    "/appointments/<int:appointment_id>/status",
+    "POST",
+    summary="Check in, complete, no-show or cancel",
+    body=s.StatusIn,
+    response=s.StaffAppointmentOut,
+    auth=True,
+    errors=(401, 403, 404, 409, 422),
+)
+@staff_required
+def set_status(appointment_id: int) -> ResponseReturnValue:
+    appt = db.session.get(Appointment, appointment_id)
+    if appt is None or not g.staff.can_access(appt.location_id):
+        # Someone else's appointment is not revealed either.
+        raise Forbidden("You do not have access to this appointment.")
+    body = parse_body(s.StatusIn)
+    booking.set_status(
+        db.session, appt, body.status, now=now(), settings=settings(), reason=body.reason
+    )
+    db.session.commit()
+    out = appointment_out(appt)
+    return jsonify({k: out[k] for k in s.StaffAppointmentOut.model_fields})

@@ -1,0 +1,154 @@
+"""Pydantic models for the JSON API: they validate input and generate the OpenAPI document."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+
+class PatientIn(_In):
+    name: str = Field(min_length=1, max_length=200)
+    phone: str = Field(min_length=1, max_length=40)
+    email: str = Field(min_length=3, max_length=320)
+
+
+class AppointmentIn(_In):
+    location: str = Field(min_length=1, max_length=64)
+    service: str = Field(min_length=1, max_length=64)
+    start: AwareDatetime
+    patient: PatientIn
+    sms_consent: bool = False
+    note: str = Field(default="", max_length=2000)
+
+
+class RescheduleIn(_In):
+    start: AwareDatetime
+
+
+class BlockIn(_In):
+    resource: str = Field(min_length=1, max_length=100)
+    start: AwareDatetime
+    end: AwareDatetime
+    reason: str = Field(default="", max_length=500)
+
+
+class StatusIn(_In):
+    status: Literal["booked", "checked_in", "completed", "no_show", "cancelled"]
+    reason: str = Field(default="", max_length=500)
+
+
+class AvailabilityQuery(_In):
+    service: str = Field(min_length=1, max_length=64)
+    from_: dt.date | None = Field(default=None, alias="from")
+    days: int = Field(default=7, ge=1)
+
+
+class CalendarQuery(_In):
+    date: dt.date | None = None
+
+
+class LocationOut(BaseModel):
+    slug: str
+    name: str
+    timezone: str
+    address: str
+    phone: str
+
+
+class ServiceOut(BaseModel):
+    slug: str
+    name: str
+    kind: Literal["consultation", "infusion"]
+    duration_minutes: int
+    description: str
+    what_to_bring: str
+
+
+class SlotOut(BaseModel):
+    start: str
+    end: str
+    resources_free: int
+
+
+class AvailabilityOut(BaseModel):
+    location: str
+    service: str
+    timezone: str
+    slots: list[SlotOut]
+
+
+class ResourceOut(BaseModel):
+    kind: str
+    name: str
+
+
+class AppointmentOut(BaseModel):
+    id: int
+    status: str
+    start: str
+    end: str
+    timezone: str
+    location: str
+    service: str
+    resource: ResourceOut
+    manage_token: str
+    manage_url: str
+
+
+class StatusOut(BaseModel):
+    status: str
+
+
+class PatientOut(BaseModel):
+    name: str
+    phone: str
+    email: str
+
+
+class CalendarAppointmentOut(BaseModel):
+    id: int
+    status: str
+    start: str
+    end: str
+    occupied_start: str
+    occupied_end: str
+    service: str
+    patient: PatientOut
+    note: str
+
+
+class BlockOut(BaseModel):
+    id: int
+    resource: str
+    start: str
+    end: str
+    reason: str
+
+
+class CalendarResourceOut(BaseModel):
+    name: str
+    kind: str
+    appointments: list[CalendarAppointmentOut]
+    blocks: list[BlockOut]
+
+
+class CalendarOut(BaseModel):
+    date: str
+    timezone: str
+    resources: list[CalendarResourceOut]
+
+
+class StaffAppointmentOut(BaseModel):
+    id: int
+    status: str
+    start: str
+    end: str
+    location: str
+    service: str
+    resource: ResourceOut

@@ -1,0 +1,146 @@
+"""Shared fixtures: a fresh app per test on SQLite and on a throwaway PostgreSQL, a fixed clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
+
+from config import TestConfig
+from scheduler import create_app
+from scheduler.extensions import db
+from tests.pgcluster import Cluster, binaries_missing
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+OUTPUT = Path(__file__).resolve().parent / "output"
+
+
+class FixedClock:
+    """The injectable clock: tests set `.now` and move it with `.advance`."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += dt.timedelta(**delta)
+
+
+# Monday 30 Nov 2026, 08:00 in San Francisco.
+DEFAULT_NOW = dt.datetime(2026, 11, 30, 16, 0, tzinfo=dt.UTC)
+
+
+def _needs_postgres() -> None:
+    reason = binaries_missing()
+    if reason:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required under CI: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    _needs_postgres()
+    cluster = Cluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def _migrate(url: str) -> None:
+    from flask_migrate import upgrade
+
+    app = create_app(TestConfig(url))
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'chairside.sqlite3'}"
+    _migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgresql_url(pg_cluster: Cluster) -> str:
+    url = pg_cluster.create_database("chairside_test")
+    _migrate(url)
+    return url
+
+
+def _tables(url: str) -> list[str]:
+    from scheduler.models import Base
+
+    return [t.name for t in reversed(Base.metadata.sorted_tables)]
+
+
+def _clean(url: str) -> None:
+    """Empty every table (real commits happen in these tests, so no rolled-back transaction)."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        names = [
+            n for n in _tables(url) if n != "alembic_version"
+        ]
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
+        else:
+            for name in names:
+                conn.execute(text(f"DELETE FROM {name}"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Each database test runs once per database."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    _clean(url)
+    return url
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(DEFAULT_NOW)
+
+
+@pytest.fixture
+def app_config(db_url: str, clock: FixedClock) -> dict[str, Any]:
+    """Overrides for the app's TestConfig; tests may add to it before asking for `app`."""
+    return {"CLOCK": clock}
+
+
+@pytest.fixture
+def app(db_url: str, app_config: dict[str, Any]) -> Iterator[Flask]:
+    application = create_app(TestConfig(db_url, **app_config))
+    with application.app_context():
+        yield application
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def session(app: Flask) -> Session:
+    return db.session  # type: ignore[return-value]
+
+
+@pytest.fixture
+def client(app: Flask) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Path:
+    """Where tests write artefacts for reviewers (screenshots); not committed."""
+    OUTPUT.mkdir(exist_ok=True)
+    return OUTPUT
