@@ -55,7 +55,7 @@ def _register_optional_blueprints(app: Flask) -> None:
     """Blueprints of the other audiences, each in its own module under scheduler.web."""
     import importlib
 
-    for name in ("patient", "staff", "webhooks", "feeds"):
+    for name in ("security", "patient", "auth", "staff", "webhooks", "feeds", "mail"):
         try:
             module = importlib.import_module(f"scheduler.web.{name}")
         except ModuleNotFoundError as exc:

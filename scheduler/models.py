@@ -365,3 +365,12 @@ class IdempotencyRecord(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     response_body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --- mail outbox and calendar feeds (invites) -----------------------------------------------------
+
+
+# --- reminders and SMS ----------------------------------------------------------------------------
+
+
+# --- staff portal (audit log) ---------------------------------------------------------------------
