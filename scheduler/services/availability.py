@@ -261,3 +261,70 @@ def location_slots(
         rules=rules,
         include_full=include_full,
     )
+
+
+# --- queries for the patient pages (issue 3) ------------------------------------------------------
+
+
+def days_with_openings(
+    session: Session,
+    location: Location,
+    service: Service,
+    first_day: dt.date,
+    days: int,
+    now: dt.datetime,
+    *,
+    exclude_appointment_id: int | None = None,
+) -> dict[dt.date, int]:
+    """How many free start times each local day in the window has (days without any are left out)."""
+    if days < 1:
+        return {}
+    tz = ZoneInfo(location.timezone)
+    counts: dict[dt.date, int] = {}
+    for slot in location_slots(
+        session,
+        location,
+        service,
+        first_day,
+        days,
+        now,
+        exclude_appointment_id=exclude_appointment_id,
+    ):
+        day = slot.start.astimezone(tz).date()
+        counts[day] = counts.get(day, 0) + 1
+    return counts
+
+
+def nearest_slots(
+    session: Session,
+    location: Location,
+    service: Service,
+    target: dt.datetime,
+    now: dt.datetime,
+    *,
+    limit: int = 6,
+    days_around: int = 7,
+    exclude_appointment_id: int | None = None,
+) -> list[Slot]:
+    """The free slots closest in time to `target` (itself excluded), in chronological order."""
+    tz = ZoneInfo(location.timezone)
+    day = target.astimezone(tz).date()
+    first = max(now.astimezone(tz).date(), day - dt.timedelta(days=days_around))
+    last = day + dt.timedelta(days=days_around)
+    if last < first:
+        return []
+    slots = [
+        slot
+        for slot in location_slots(
+            session,
+            location,
+            service,
+            first,
+            (last - first).days + 1,
+            now,
+            exclude_appointment_id=exclude_appointment_id,
+        )
+        if slot.start != target
+    ]
+    slots.sort(key=lambda slot: (abs(slot.start - target), slot.start))
+    return sorted(slots[:limit], key=lambda slot: slot.start)

@@ -1,0 +1,730 @@
+"""Patient pages: book step by step (location, service, day, time, details) and manage by token.
+
+Thin views over the same service functions as the JSON API. Every change is a POST behind a
+confirmation page, so a link scanner that GETs every URL changes nothing. Times are always shown
+in the location's zone, with its abbreviation.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    flash,
+    get_flashed_messages,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import CSRFError, ValidationError, validate_csrf
+from sqlalchemy import select
+from werkzeug.exceptions import BadRequest, HTTPException
+
+from scheduler.extensions import csrf, db, limiter
+from scheduler.models import Appointment, AppointmentStatus, Location, Service, ServiceKind
+from scheduler.services import availability, booking, invites
+from scheduler.services.availability import Slot
+from scheduler.services.clock import NonexistentLocalTime, local_to_utc
+from scheduler.services.errors import (
+    Conflict,
+    DomainError,
+    InvalidInput,
+    NotFound,
+    SlotUnavailable,
+    TooLate,
+)
+from scheduler.services.patients import PatientDetails
+from scheduler.web.common import now, settings
+from scheduler.web.security import booking_limit, browse_limit, token_page_limit
+
+bp = Blueprint("patient", __name__)
+manage_bp = Blueprint("manage", __name__, url_prefix="/a")
+# Token pages send no Referer (so the token cannot leak), which CSRFProtect's strict HTTPS
+# referrer check would refuse; their POSTs check the CSRF token themselves (_check_csrf).
+csrf.exempt(manage_bp)
+limiter.limit(token_page_limit)(manage_bp)
+
+START_FORMAT = "%Y-%m-%dT%H:%M"  # a local wall time at the location, as carried in URLs and forms
+DETAIL_FIELDS = ("name", "phone", "email", "note")
+FIELD_LABELS = {"name": "full name", "phone": "mobile number", "email": "e-mail address"}
+FIELD_HINTS = {
+    "phone": "Enter a valid mobile number, like (415) 555-0123.",
+    "email": "Enter a valid e-mail address, like name@example.com.",
+    "note": "The note can be at most 2000 characters.",
+}
+
+
+# --- formatting: local time for people ----------------------------------------------------------
+
+
+def clock_time(local: dt.datetime) -> str:
+    """9:00 AM"""
+    return f"{local.hour % 12 or 12}:{local:%M} {'AM' if local.hour < 12 else 'PM'}"
+
+
+def when(instant: dt.datetime, tz: ZoneInfo) -> str:
+    """Tue 1 Dec, 9:00 AM PST"""
+    local = instant.astimezone(tz)
+    return f"{local:%a} {local.day} {local:%b}, {clock_time(local)} {local:%Z}"
+
+
+def long_day(day: dt.date) -> str:
+    """Tuesday 1 December 2026"""
+    return f"{day:%A} {day.day} {day:%B %Y}"
+
+
+def display_phone(e164: str) -> str:
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return e164
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+
+
+def duration(minutes: int) -> str:
+    """40 minutes, 4 hours, 1 hour 30 minutes"""
+    hours, rest = divmod(minutes, 60)
+    parts = []
+    if hours:
+        parts.append(f"{hours} hour{'s' if hours != 1 else ''}")
+    if rest or not hours:
+        parts.append(f"{rest} minute{'s' if rest != 1 else ''}")
+    return " ".join(parts)
+
+
+def local_start(instant: dt.datetime, tz: ZoneInfo) -> str:
+    return instant.astimezone(tz).strftime(START_FORMAT)
+
+
+def parse_start(raw: str | None, tz: ZoneInfo) -> dt.datetime | None:
+    """A local wall time from a URL or form to a UTC instant; None when it is not a real time."""
+    try:
+        local = dt.datetime.strptime((raw or "").strip(), START_FORMAT)
+        return local_to_utc(local.date(), local.time(), tz)
+    except (ValueError, NonexistentLocalTime):
+        return None
+
+
+def parse_day(raw: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        abort(404)
+
+
+def parse_month(raw: str | None) -> dt.date | None:
+    try:
+        return dt.datetime.strptime(raw or "", "%Y-%m").date()
+    except ValueError:
+        return None
+
+
+# --- view models ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CalendarDay:
+    day: dt.date
+    in_month: bool
+    openings: int
+    url: str | None
+    label: str
+
+
+@dataclass(frozen=True)
+class TimeChoice:
+    value: str  # START_FORMAT, local
+    label: str  # 9:15 AM
+    url: str
+    full: str  # Tue 1 Dec, 9:15 AM PST
+
+
+def _today(location: Location) -> dt.date:
+    return now().astimezone(ZoneInfo(location.timezone)).date()
+
+
+def _last_day(location: Location, service: Service) -> dt.date:
+    latest = now() + dt.timedelta(days=service.horizon_days)
+    return latest.astimezone(ZoneInfo(location.timezone)).date()
+
+
+def _add_months(first: dt.date, months: int) -> dt.date:
+    index = first.year * 12 + first.month - 1 + months
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+def month_calendar(
+    location: Location,
+    service: Service,
+    month: dt.date | None,
+    day_url: Callable[[dt.date], str],
+    month_url: Callable[[dt.date], str],
+    exclude: int | None = None,
+) -> dict[str, Any]:
+    """One month of days, those with free times linked; defaults to the first month with any."""
+    today, last = _today(location), _last_day(location, service)
+    this_month = today.replace(day=1)
+    explicit = month is not None
+    shown = month or this_month
+    shown = min(max(shown, this_month), last.replace(day=1))
+    while True:
+        month_end = _add_months(shown, 1) - dt.timedelta(days=1)
+        first, final = max(shown, today), min(month_end, last)
+        openings = availability.days_with_openings(
+            db.session,
+            location,
+            service,
+            first,
+            (final - first).days + 1,
+            now(),
+            exclude_appointment_id=exclude,
+        )
+        if openings or explicit or shown >= last.replace(day=1):
+            break
+        shown = _add_months(shown, 1)
+    weeks = []
+    for week in calendar.Calendar(firstweekday=0).monthdatescalendar(shown.year, shown.month):
+        row = []
+        for day in week:
+            count = openings.get(day, 0) if day.month == shown.month else 0
+            if count:
+                label = f"{long_day(day)}, {count} time{'s' if count != 1 else ''} available"
+            else:
+                label = f"{long_day(day)}, no times available"
+            row.append(
+                CalendarDay(
+                    day=day,
+                    in_month=day.month == shown.month,
+                    openings=count,
+                    url=day_url(day) if count else None,
+                    label=label,
+                )
+            )
+        weeks.append(row)
+    prev_month = _add_months(shown, -1)
+    next_month = _add_months(shown, 1)
+    return {
+        "month_label": f"{shown:%B %Y}",
+        "weeks": weeks,
+        "weekdays": [
+            ("Mon", "Monday"),
+            ("Tue", "Tuesday"),
+            ("Wed", "Wednesday"),
+            ("Thu", "Thursday"),
+            ("Fri", "Friday"),
+            ("Sat", "Saturday"),
+            ("Sun", "Sunday"),
+        ],
+        "prev_url": month_url(prev_month) if prev_month >= this_month else None,
+        "next_url": month_url(next_month) if next_month <= last else None,
+        "has_openings": bool(openings),
+    }
+
+
+def time_groups(
+    slots: Iterable[Slot], tz: ZoneInfo, time_url: Callable[[str], str]
+) -> list[tuple[str, list[TimeChoice]]]:
+    groups: dict[str, list[TimeChoice]] = {"Morning": [], "Afternoon": [], "Evening": []}
+    for slot in slots:
+        local = slot.start.astimezone(tz)
+        name = "Morning" if local.hour < 12 else "Afternoon" if local.hour < 17 else "Evening"
+        value = local.strftime(START_FORMAT)
+        groups[name].append(
+            TimeChoice(value, clock_time(local), time_url(value), when(slot.start, tz))
+        )
+    return [(name, items) for name, items in groups.items() if items]
+
+
+def choices(slots: Iterable[Slot], tz: ZoneInfo) -> list[TimeChoice]:
+    return [
+        TimeChoice(
+            local_start(x.start, tz), clock_time(x.start.astimezone(tz)), "", when(x.start, tz)
+        )
+        for x in slots
+    ]
+
+
+def zone_note(location: Location, day: dt.date | None = None) -> str:
+    tz = ZoneInfo(location.timezone)
+    moment = dt.datetime.combine(day or _today(location), dt.time(12), tzinfo=tz)
+    return f"Times are local to {location.name} ({moment:%Z})."
+
+
+def _is_free(
+    location: Location, service: Service, start: dt.datetime, exclude: int | None = None
+) -> bool:
+    day = start.astimezone(ZoneInfo(location.timezone)).date()
+    slots = availability.location_slots(
+        db.session, location, service, day, 1, now(), exclude_appointment_id=exclude
+    )
+    return any(x.start == start for x in slots)
+
+
+def _alternatives(
+    location: Location, service: Service, start: dt.datetime, exclude: int | None = None
+) -> list[TimeChoice]:
+    slots = availability.nearest_slots(
+        db.session, location, service, start, now(), exclude_appointment_id=exclude
+    )
+    return choices(slots, ZoneInfo(location.timezone))
+
+
+def _location_or_404(slug: str) -> Location:
+    try:
+        return booking.get_location(db.session, slug)
+    except NotFound:
+        abort(404)
+
+
+def _service_or_404(location: Location, slug: str) -> Service:
+    try:
+        return booking.get_service(db.session, location, slug)
+    except NotFound:
+        abort(404)
+
+
+def map_url(address: str) -> str:
+    return "https://www.google.com/maps/search/?" + urlencode({"api": "1", "query": address})
+
+
+def google_calendar_url(appt: Appointment) -> str:
+    stamp = "%Y%m%dT%H%M%SZ"
+    start, end = appt.start_at.astimezone(dt.UTC), appt.end_at.astimezone(dt.UTC)
+    location = appt.location
+    details = f"{location.name}. To change or cancel, use the link in your confirmation e-mail."
+    if location.phone:
+        details += f" Clinic phone: {display_phone(location.phone)}."
+    query = {
+        "action": "TEMPLATE",
+        "text": invites.summary(appt, settings()),
+        "dates": f"{start:{stamp}}/{end:{stamp}}",
+        "ctz": location.timezone,
+        "location": location.address,
+        "details": details,
+    }
+    return "https://calendar.google.com/calendar/render?" + urlencode(query)
+
+
+# --- booking steps --------------------------------------------------------------------------------
+
+
+@bp.route("/")
+@limiter.limit(browse_limit)
+def locations() -> ResponseReturnValue:
+    rows = db.session.scalars(
+        select(Location).where(Location.active.is_(True)).order_by(Location.name)
+    ).all()
+    return render_template("patient/locations.html", locations=rows, step=1)
+
+
+@bp.route("/book/<location>")
+@limiter.limit(browse_limit)
+def services(location: str) -> ResponseReturnValue:
+    loc = _location_or_404(location)
+    offered = sorted((x for x in loc.services if x.active), key=lambda x: (x.kind, x.name))
+    return render_template("patient/services.html", location=loc, services=offered, step=2)
+
+
+@bp.route("/book/<location>/<service>")
+@limiter.limit(browse_limit)
+def days(location: str, service: str) -> ResponseReturnValue:
+    loc = _location_or_404(location)
+    svc = _service_or_404(loc, service)
+    cal = month_calendar(
+        loc,
+        svc,
+        parse_month(request.args.get("month")),
+        lambda d: url_for("patient.times", location=loc.slug, service=svc.slug, day=d.isoformat()),
+        lambda m: url_for("patient.days", location=loc.slug, service=svc.slug, month=f"{m:%Y-%m}"),
+    )
+    return render_template("patient/days.html", location=loc, service=svc, cal=cal, step=3)
+
+
+@bp.route("/book/<location>/<service>/<day>")
+@limiter.limit(browse_limit)
+def times(location: str, service: str, day: str) -> ResponseReturnValue:
+    loc = _location_or_404(location)
+    svc = _service_or_404(loc, service)
+    date = parse_day(day)
+    tz = ZoneInfo(loc.timezone)
+    slots = availability.location_slots(db.session, loc, svc, date, 1, now())
+    groups = time_groups(
+        slots,
+        tz,
+        lambda value: url_for("patient.details", location=loc.slug, service=svc.slug, start=value),
+    )
+    return render_template(
+        "patient/times.html",
+        location=loc,
+        service=svc,
+        day=date,
+        day_label=long_day(date),
+        groups=groups,
+        zone_note=zone_note(loc, date),
+        back_url=url_for(
+            "patient.days", location=loc.slug, service=svc.slug, month=f"{date:%Y-%m}"
+        ),
+        step=4,
+    )
+
+
+@bp.route("/book/<location>/<service>/details", methods=["GET", "POST"])
+@limiter.limit(browse_limit, methods=["GET"])
+@limiter.limit(booking_limit, methods=["POST"])
+def details(location: str, service: str) -> ResponseReturnValue:
+    loc = _location_or_404(location)
+    svc = _service_or_404(loc, service)
+    tz = ZoneInfo(loc.timezone)
+    source = request.form if request.method == "POST" else request.args
+    raw_start = source.get("start", "")
+    start = parse_start(raw_start, tz)
+    form = {name: request.form.get(name, "") for name in DETAIL_FIELDS}
+    form["sms_consent"] = "1" if request.form.get("sms_consent") else ""
+    errors: dict[str, str] = {}
+    problem = ""
+    alternatives: list[TimeChoice] = []
+    status = 200
+
+    if start is None and request.method == "GET":
+        return _bad_request(
+            "That is not a time we offer. Please choose a time from the list.",
+            url_for("patient.days", location=loc.slug, service=svc.slug),
+        )
+    if request.method == "POST":
+        if start is None:
+            errors["start"] = "Choose a time."
+            problem = "Choose one of the times below."
+            status = 422
+        else:
+            try:
+                appt = booking.book(
+                    db.session,
+                    booking.BookingRequest(
+                        location=loc.slug,
+                        service=svc.slug,
+                        start=start,
+                        patient=PatientDetails(
+                            form["name"], form["phone"], form["email"], bool(form["sms_consent"])
+                        ),
+                        note=form["note"],
+                    ),
+                    now=now(),
+                    settings=settings(),
+                )
+                db.session.commit()
+                flash("booked", "event")
+                return redirect(url_for("manage.show", token=appt.manage_token), 303)
+            except SlotUnavailable as exc:
+                db.session.rollback()
+                problem = exc.message
+                status = 409
+            except (InvalidInput, Conflict) as exc:
+                db.session.rollback()
+                errors = _field_errors(exc)
+                problem = exc.message
+                status = 422
+            except NotFound:
+                db.session.rollback()
+                abort(404)
+    if start is not None and (status == 409 or "start" in errors or not _is_free(loc, svc, start)):
+        if status == 200:
+            problem = "Sorry, that time is no longer available."
+        errors.pop("start", None)
+        alternatives = _alternatives(loc, svc, start)
+        raw_start = ""  # the patient picks one of the alternatives
+    elif start is None:
+        raw_start = ""
+    return (
+        render_template(
+            "patient/details.html",
+            location=loc,
+            service=svc,
+            start_value=raw_start,
+            start_label=when(start, tz) if start else "",
+            wanted_label=when(start, tz) if start else "",
+            form=form,
+            errors=errors,
+            problem=problem,
+            alternatives=alternatives,
+            times_url=url_for(
+                "patient.times",
+                location=loc.slug,
+                service=svc.slug,
+                day=(start or now()).astimezone(tz).date().isoformat(),
+            ),
+            step=5,
+        ),
+        status,
+    )
+
+
+def _field_errors(exc: DomainError) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for name, detail in exc.fields.items():
+        if name not in (*DETAIL_FIELDS, "start"):
+            continue
+        if detail == "required" and name in FIELD_LABELS:
+            errors[name] = f"Enter your {FIELD_LABELS[name]}."
+        elif name in FIELD_HINTS:
+            errors[name] = FIELD_HINTS[name]
+        else:
+            errors[name] = detail[:1].upper() + detail[1:] + ("" if detail.endswith(".") else ".")
+    return errors
+
+
+# --- the appointment's own page (/a/<token>) ------------------------------------------------------
+
+
+def _appointment(token: str) -> Appointment:
+    try:
+        return booking.get_by_token(db.session, token)
+    except NotFound:
+        abort(404)
+
+
+def _changeable(appt: Appointment) -> tuple[bool, bool]:
+    """(can change online, too late to change online) for a booked appointment."""
+    if appt.status != AppointmentStatus.BOOKED or appt.start_at <= now():
+        return False, False
+    window = dt.timedelta(hours=appt.service.late_cancel_hours)
+    too_late = appt.start_at - now() < window
+    return not too_late, too_late
+
+
+def _appointment_context(appt: Appointment) -> dict[str, Any]:
+    tz = ZoneInfo(appt.location.timezone)
+    can_change, too_late = _changeable(appt)
+    return {
+        "appt": appt,
+        "location": appt.location,
+        "service": appt.service,
+        "start_label": when(appt.start_at, tz),
+        "end_label": clock_time(appt.end_at.astimezone(tz)) + f" {appt.end_at.astimezone(tz):%Z}",
+        "day_label": long_day(appt.start_at.astimezone(tz).date()),
+        "can_change": can_change,
+        "too_late": too_late,
+        "late_hours": appt.service.late_cancel_hours,
+        "phone": display_phone(appt.location.phone) if appt.location.phone else "",
+        "phone_uri": f"tel:{appt.location.phone}" if appt.location.phone else "",
+        "map_url": map_url(appt.location.address) if appt.location.address else "",
+        "gcal_url": google_calendar_url(appt),
+        "ics_url": url_for("manage.invite", token=appt.manage_token),
+        "manage_url": settings().manage_url(appt.manage_token),
+        "token": appt.manage_token,
+        "cancelled": appt.status == AppointmentStatus.CANCELLED,
+        "infusion": appt.service.kind == ServiceKind.INFUSION,
+    }
+
+
+@manage_bp.before_request
+def _check_csrf() -> None:
+    if request.method != "POST" or not current_app.config.get("WTF_CSRF_ENABLED", True):
+        return
+    try:
+        validate_csrf(request.form.get("csrf_token"))
+    except ValidationError as exc:
+        raise CSRFError(exc.args[0]) from exc
+
+
+@manage_bp.route("/<token>")
+def show(token: str) -> ResponseReturnValue:
+    appt = _appointment(token)
+    events = get_flashed_messages(category_filter=["event"])
+    return render_template(
+        "patient/manage.html", event=events[-1] if events else "", **_appointment_context(appt)
+    )
+
+
+@manage_bp.route("/<token>/invite.ics")
+def invite(token: str) -> ResponseReturnValue:
+    appt = _appointment(token)
+    return Response(
+        invites.current_invite(appt, settings(), now()),
+        mimetype="text/calendar",
+        headers={"Content-Disposition": 'attachment; filename="appointment.ics"'},
+    )
+
+
+@manage_bp.route("/<token>/cancel", methods=["GET", "POST"])
+def cancel(token: str) -> ResponseReturnValue:
+    appt = _appointment(token)
+    if appt.status == AppointmentStatus.CANCELLED:
+        return redirect(url_for("manage.show", token=token), 303)
+    problem = ""
+    status = 200
+    if request.method == "POST":
+        try:
+            booking.cancel(db.session, appt, now=now(), settings=settings())
+            db.session.commit()
+            flash("cancelled", "event")
+            return redirect(url_for("manage.show", token=token), 303)
+        except (TooLate, Conflict) as exc:
+            db.session.rollback()
+            problem, status = exc.message, 409
+            appt = _appointment(token)
+    return render_template(
+        "patient/cancel.html", problem=problem, **_appointment_context(appt)
+    ), status
+
+
+def _reschedule_guard(appt: Appointment) -> Response | None:
+    can_change, _ = _changeable(appt)
+    if not can_change:
+        return redirect(url_for("manage.show", token=appt.manage_token), 303)
+    return None
+
+
+@manage_bp.route("/<token>/reschedule")
+def reschedule_days(token: str) -> ResponseReturnValue:
+    appt = _appointment(token)
+    if (guard := _reschedule_guard(appt)) is not None:
+        return guard
+    cal = month_calendar(
+        appt.location,
+        appt.service,
+        parse_month(request.args.get("month")),
+        lambda d: url_for("manage.reschedule_times", token=token, day=d.isoformat()),
+        lambda m: url_for("manage.reschedule_days", token=token, month=f"{m:%Y-%m}"),
+        exclude=appt.id,
+    )
+    return render_template("patient/reschedule_days.html", cal=cal, **_appointment_context(appt))
+
+
+@manage_bp.route("/<token>/reschedule/<day>")
+def reschedule_times(token: str, day: str) -> ResponseReturnValue:
+    appt = _appointment(token)
+    if (guard := _reschedule_guard(appt)) is not None:
+        return guard
+    date = parse_day(day)
+    tz = ZoneInfo(appt.location.timezone)
+    slots = availability.location_slots(
+        db.session, appt.location, appt.service, date, 1, now(), exclude_appointment_id=appt.id
+    )
+    slots = [x for x in slots if x.start != appt.start_at]
+    groups = time_groups(
+        slots, tz, lambda value: url_for("manage.reschedule_confirm", token=token, start=value)
+    )
+    return render_template(
+        "patient/reschedule_times.html",
+        new_day_label=long_day(date),
+        groups=groups,
+        zone_note=zone_note(appt.location, date),
+        back_url=url_for("manage.reschedule_days", token=token, month=f"{date:%Y-%m}"),
+        **_appointment_context(appt),
+    )
+
+
+@manage_bp.route("/<token>/reschedule/confirm", methods=["GET", "POST"])
+def reschedule_confirm(token: str) -> ResponseReturnValue:
+    appt = _appointment(token)
+    if (guard := _reschedule_guard(appt)) is not None:
+        return guard
+    tz = ZoneInfo(appt.location.timezone)
+    source = request.form if request.method == "POST" else request.args
+    start = parse_start(source.get("start"), tz)
+    problem = ""
+    status = 200
+    if start is None:
+        if request.method == "GET":
+            return _bad_request(
+                "That is not a time we offer. Please choose a time from the list.",
+                url_for("manage.reschedule_days", token=token),
+            )
+        problem, status = "Choose one of the times below.", 422
+    elif request.method == "POST":
+        try:
+            booking.reschedule(db.session, appt, start, now=now(), settings=settings())
+            db.session.commit()
+            flash("rescheduled", "event")
+            return redirect(url_for("manage.show", token=token), 303)
+        except (SlotUnavailable, InvalidInput, Conflict, TooLate) as exc:
+            db.session.rollback()
+            appt = _appointment(token)
+            problem, status = exc.message, 409 if not isinstance(exc, InvalidInput) else 422
+    alternatives: list[TimeChoice] = []
+    if start is not None and (
+        status != 200 or not _is_free(appt.location, appt.service, start, appt.id)
+    ):
+        problem = problem or "Sorry, that time is no longer available."
+        alternatives = [
+            x
+            for x in _alternatives(appt.location, appt.service, start, appt.id)
+            if x.value != local_start(appt.start_at, tz)
+        ]
+        start = None
+    return render_template(
+        "patient/reschedule_confirm.html",
+        new_value=local_start(start, tz) if start else "",
+        new_label=when(start, tz) if start else "",
+        problem=problem,
+        alternatives=alternatives,
+        back_url=url_for("manage.reschedule_days", token=token),
+        **_appointment_context(appt),
+    ), status
+
+
+@manage_bp.route("/<path:anything>", methods=["GET", "POST"])
+def unknown(anything: str) -> ResponseReturnValue:
+    abort(404)
+
+
+# --- errors as pages --------------------------------------------------------------------------------
+
+
+def _bad_request(message: str, back_url: str) -> ResponseReturnValue:
+    return render_template(
+        "patient/error.html", title="Please choose again", message=message, back_url=back_url
+    ), 400
+
+
+@bp.errorhandler(HTTPException)
+@manage_bp.errorhandler(HTTPException)
+def _error_page(exc: HTTPException) -> ResponseReturnValue:
+    code = exc.code or 500
+    if code == 404:
+        return render_template("patient/not_found.html"), 404
+    if code == 429:
+        return render_template(
+            "patient/error.html",
+            title="Too many requests",
+            message="You have made a lot of requests in a short time. "
+            "Please wait a minute and try again.",
+            back_url=url_for("patient.locations"),
+        ), 429
+    if isinstance(exc, CSRFError):
+        return render_template(
+            "patient/error.html",
+            title="Please try again",
+            message="This form has expired or was sent from another page. "
+            "Go back, reload the page and submit it again.",
+            back_url=url_for("patient.locations"),
+        ), 400
+    if isinstance(exc, BadRequest):
+        return render_template(
+            "patient/error.html",
+            title="Something was not right",
+            message="We could not read that request. Please go back and try again.",
+            back_url=url_for("patient.locations"),
+        ), 400
+    return exc
+
+
+def init_app(app: Flask) -> None:
+    app.add_template_filter(display_phone, "display_phone")
+    app.add_template_filter(duration, "duration")
+    app.register_blueprint(bp)
+    app.register_blueprint(manage_bp)
