@@ -75,6 +75,8 @@ class Config:
 class TestConfig(Config):
     """Settings for the test suite: no embedded worker, cheap password hashing, no rate limits."""
 
+    __test__ = False  # not a pytest test class
+
     def __init__(self, database_url: str | None = None, **overrides: object) -> None:
         super().__init__()
         if database_url:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.orm import Session
 
 from config import TestConfig
@@ -90,9 +90,8 @@ def _clean(url: str) -> None:
     """Empty every table (real commits happen in these tests, so no rolled-back transaction)."""
     engine = create_engine(url)
     with engine.begin() as conn:
-        names = [
-            n for n in _tables(url) if n != "alembic_version"
-        ]
+        existing = set(inspect(conn).get_table_names())
+        names = [n for n in _tables(url) if n in existing]
         if engine.dialect.name == "postgresql":
             conn.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
         else:

@@ -382,28 +382,39 @@ def _set_status(
     settings: ClinicSettings,
     reason: str,
 ) -> Appointment:
-    was_active = appointment.active
-    appointment.status = target
-    appointment.active = target in ACTIVE_STATUSES
-    appointment.updated_at = now
-    if target == AppointmentStatus.CANCELLED:
-        appointment.cancelled_at = now
-        appointment.cancel_reason = reason.strip()[:500]
-        appointment.ics_sequence += 1
-    if appointment.active and not was_active:
-        # Taking the interval back (undoing a no-show) may collide with a later booking.
-        try:
-            with session.begin_nested():
-                if _blocked(
-                    session,
-                    appointment.resource_id,
-                    appointment.occupied_start,
-                    appointment.occupied_end,
-                ):
-                    raise SlotUnavailable("The chair is blocked at that time now.")
-                session.flush()
-        except IntegrityError as exc:
-            raise SlotUnavailable("That chair has been booked again in the meantime.") from exc
+    if target in ACTIVE_STATUSES and not appointment.active:
+        # Taking the interval back (undoing a no-show) may collide with a later booking: check
+        # before touching the row, and let the constraint catch a race on PostgreSQL.
+        _lock_resource(session, appointment.resource_id)
+        busy = availability.busy_intervals(
+            session,
+            [appointment.resource_id],
+            appointment.occupied_start,
+            appointment.occupied_end,
+            exclude_appointment_id=appointment.id,
+        )
+        if busy[appointment.resource_id]:
+            raise SlotUnavailable("That chair has been booked or blocked in the meantime.")
+        if _patient_overlap(
+            session,
+            appointment.patient_id,
+            appointment.start_at,
+            appointment.end_at,
+            appointment.id,
+        ):
+            raise _PATIENT_OVERLAP
+    try:
+        with session.begin_nested():
+            appointment.status = target
+            appointment.active = target in ACTIVE_STATUSES
+            appointment.updated_at = now
+            if target == AppointmentStatus.CANCELLED:
+                appointment.cancelled_at = now
+                appointment.cancel_reason = reason.strip()[:500]
+                appointment.ics_sequence += 1
+            session.flush()
+    except IntegrityError as exc:
+        raise SlotUnavailable("That chair has been booked again in the meantime.") from exc
     session.flush()
     change: notifications.Change = (
         "cancelled" if target == AppointmentStatus.CANCELLED else "status"

@@ -7,7 +7,7 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from scheduler.models import IdempotencyRecord
@@ -32,7 +32,7 @@ def remember(
     key: str,
     digest: str,
     status_code: int,
-    body: Any,
+    body: str,
     now: dt.datetime,
 ) -> None:
     session.add(
@@ -41,8 +41,20 @@ def remember(
             key=key,
             request_hash=digest,
             status_code=status_code,
-            response_body=json.dumps(body),
+            response_body=body,
             created_at=now,
         )
     )
     session.flush()
+
+
+def lock(session: Session, scope: str, key: str) -> None:
+    """Serialize requests that carry the same key, until the holder's transaction ends.
+
+    PostgreSQL: a transaction-scoped advisory lock on the key, so a twin request waits and then
+    finds the stored response. SQLite: every transaction already holds the write lock.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"{scope}:{key}"}
+        )

@@ -195,6 +195,7 @@ def create_appointment() -> ResponseReturnValue:
     body = parse_body(s.AppointmentIn)
     digest = idempotency.request_hash(request.get_json(silent=True))
     if key:
+        idempotency.lock(db.session, "appointments", key)
         replay = _replay(key, digest)
         if replay is not None:
             return replay
@@ -208,10 +209,13 @@ def create_appointment() -> ResponseReturnValue:
         note=body.note,
     )
     appt = booking.book(db.session, book, now=now(), settings=settings())
-    out = appointment_out(appt)
+    response = jsonify(appointment_out(appt))
+    response.status_code = 201
     if key:
         try:
-            idempotency.remember(db.session, "appointments", key, digest, 201, out, now())
+            idempotency.remember(
+                db.session, "appointments", key, digest, 201, response.get_data(as_text=True), now()
+            )
         except IntegrityError:
             # A twin request with the same key won the race: its response is the answer.
             db.session.rollback()
@@ -220,7 +224,7 @@ def create_appointment() -> ResponseReturnValue:
                 return replay
             raise
     db.session.commit()
-    return jsonify(out), 201
+    return response
 
 
 def _replay(key: str, digest: str) -> ResponseReturnValue | None:

@@ -1,0 +1,149 @@
+"""Concurrent booking requests through a real threaded HTTP server, on both databases."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from sqlalchemy import func, select
+from werkzeug.serving import make_server
+
+from config import TestConfig
+from scheduler import create_app
+from scheduler.extensions import db
+from scheduler.models import Appointment
+from tests.factories import make_location, make_service, make_staff, patient_json
+
+START = "2026-12-01T10:00:00-08:00"
+CLIENTS = 30
+
+
+@pytest.fixture
+def server(app, db_url, clock):
+    """A second app on the same database, served by a threaded server (one thread a request)."""
+    served = create_app(TestConfig(db_url, CLOCK=clock))
+    httpd = make_server("127.0.0.1", 0, served, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    thread.join(5)
+    with served.app_context():
+        db.engine.dispose()
+
+
+def _burst(url: str, bodies: list[dict]) -> list[int]:
+    barrier = threading.Barrier(len(bodies))
+
+    def post(body: dict) -> int:
+        with requests.Session() as http:
+            barrier.wait()
+            return http.post(f"{url}/api/v1/appointments", json=body, timeout=60).status_code
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(post, bodies))
+
+
+@pytest.mark.parametrize("chairs_free", [1, 3])
+def test_concurrent_requests_for_one_start_book_exactly_the_free_chairs(
+    server, session, clock, chairs_free
+):
+    loc = make_location(session, slug="sf", chairs=4, rooms=0)
+    make_service(session, [loc], slug="inf", duration=40, prep=10, recovery=10)
+    session.commit()
+    # Take chairs out of the running until `chairs_free` are left: blocks through the service.
+    from scheduler.services import booking
+
+    for resource in loc.resources[chairs_free:]:
+        booking.create_block(
+            session,
+            resource,
+            clock.now,
+            clock.now.replace(year=2027),
+            reason="repair",
+            now=clock.now,
+        )
+    session.commit()
+    bodies = [
+        {"location": "sf", "service": "inf", "start": START, "patient": patient_json(i)}
+        for i in range(CLIENTS)
+    ]
+    statuses = _burst(server, bodies)
+    assert sorted(set(statuses)) == [201, 409], statuses
+    assert statuses.count(201) == chairs_free
+    assert statuses.count(409) == CLIENTS - chairs_free
+    session.expire_all()
+    rows = session.scalars(select(Appointment).where(Appointment.active.is_(True))).all()
+    assert len(rows) == chairs_free
+    assert len({r.resource_id for r in rows}) == chairs_free
+
+
+def test_concurrent_same_idempotency_key_books_once(server, session):
+    loc = make_location(session, slug="sf", chairs=4, rooms=0)
+    make_service(session, [loc], slug="inf")
+    session.commit()
+    body = {"location": "sf", "service": "inf", "start": START, "patient": patient_json(1)}
+    barrier = threading.Barrier(10)
+
+    def post(_: int) -> tuple[int, str]:
+        barrier.wait()
+        r = requests.post(
+            f"{server}/api/v1/appointments",
+            json=body,
+            headers={"Idempotency-Key": "same"},
+            timeout=60,
+        )
+        return r.status_code, r.text
+
+    with ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(post, range(10)))
+    assert {status for status, _ in results} == {201}
+    assert len({text for _, text in results}) == 1
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(Appointment)) == 1
+
+
+def test_concurrent_block_and_booking_never_both_win(server, session, clock):
+    loc = make_location(session, slug="sf", chairs=1, rooms=0)
+    make_service(session, [loc], slug="inf")
+    _, token = make_staff(session, role="admin", now=clock.now)
+    session.commit()
+    barrier = threading.Barrier(2)
+    block = {
+        "resource": "Chair 1",
+        "start": "2026-12-01T09:00:00-08:00",
+        "end": "2026-12-01T12:00:00-08:00",
+        "reason": "repair",
+    }
+
+    def do_block(_: int) -> int:
+        barrier.wait()
+        return requests.post(
+            f"{server}/api/v1/locations/sf/blocks",
+            json=block,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        ).status_code
+
+    def do_book(_: int) -> int:
+        barrier.wait()
+        body = {"location": "sf", "service": "inf", "start": START, "patient": patient_json(1)}
+        return requests.post(f"{server}/api/v1/appointments", json=body, timeout=60).status_code
+
+    for _ in range(5):
+        with ThreadPoolExecutor(2) as pool:
+            fb, fk = pool.submit(do_block, 0), pool.submit(do_book, 0)
+            results = {fb.result(), fk.result()}
+        assert results in ({201, 409},), results
+        # reset for the next round
+        session.expire_all()
+        from scheduler.models import ResourceBlock
+
+        for row in session.scalars(select(ResourceBlock)):
+            session.delete(row)
+        for row in session.scalars(select(Appointment)):
+            row.active = False
+            row.status = "cancelled"
+        session.commit()
