@@ -1,14 +1,46 @@
-"""The one ICS builder: REQUEST while the visit stands, CANCEL once cancelled (RFC 5545/5546)."""
+"""The one ICS builder: patient invites (iTIP REQUEST / CANCEL) and staff feeds (PUBLISH).
+
+RFC 5545 / 5546: one stable UID per appointment; every change is a REQUEST with a higher
+SEQUENCE and a new DTSTAMP; a cancellation is a CANCEL with the same UID, a higher SEQUENCE and
+STATUS:CANCELLED. Local times always travel with a VTIMEZONE generated from zoneinfo for the
+event's period; a start or end in the repeated hour of a fall-back is written in UTC instead,
+because calendar clients disagree on which occurrence a bare local time means.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar, Event
+from icalendar import Alarm, Calendar, Event, vCalAddress, vText
 
 from scheduler.models import Appointment
+from scheduler.services.clock import is_ambiguous
 from scheduler.services.settings import ClinicSettings
+
+REQUEST = "REQUEST"
+CANCEL = "CANCEL"
+PUBLISH = "PUBLISH"
+PRODID = "-//Chairside//Appointments//EN"
+ALARM_BEFORE = dt.timedelta(hours=1)
+# VTIMEZONE observances are generated for the event's dates plus this margin on each side: a few
+# transitions, enough for clients that reuse a VTIMEZONE for neighbouring events.
+TZ_MARGIN = dt.timedelta(days=366)
+
+
+@dataclass(frozen=True)
+class Invite:
+    method: str
+    uid: str
+    sequence: int
+    ics: bytes  # CRLF line ends, folded at 75 octets, UTF-8
+
+
+def method_for(appointment: Appointment) -> str:
+    """CANCEL once the visit is cancelled; REQUEST while it stands."""
+    return CANCEL if appointment.status == "cancelled" else REQUEST
 
 
 def summary(appointment: Appointment, settings: ClinicSettings) -> str:
@@ -18,25 +50,170 @@ def summary(appointment: Appointment, settings: ClinicSettings) -> str:
     return f"Appointment at {settings.clinic_name} {appointment.location.name}"
 
 
-def current_invite(appointment: Appointment, settings: ClinicSettings, now: dt.datetime) -> bytes:
-    method = "CANCEL" if appointment.status == "cancelled" else "REQUEST"
-    tz = ZoneInfo(appointment.location.timezone)
+def location_text(appointment: Appointment) -> str:
+    location = appointment.location
+    return ", ".join(part for part in (location.name, location.address) if part)
+
+
+def description(appointment: Appointment, settings: ClinicSettings, method: str) -> str:
+    location = appointment.location
+    lines = []
+    if method == CANCEL:
+        lines += ["This appointment has been cancelled.", ""]
+    lines.append(summary(appointment, settings))
+    lines.append(location_text(appointment))
+    if location.phone:
+        lines.append(f"Phone: {location.phone}")
+    if method != CANCEL:
+        lines += ["", f"View, change or cancel: {settings.manage_url(appointment.manage_token)}"]
+    if appointment.note:
+        lines += ["", "Your note:", appointment.note]
+    return "\n".join(lines)
+
+
+def initials(name: str) -> str:
+    """'Pat Q. Patient' -> 'P.P.': first and last word that start with a letter."""
+    words = [w for w in name.split() if w[:1].isalpha()]
+    if not words:
+        return "?"
+    picked = [words[0]] if len(words) == 1 else [words[0], words[-1]]
+    return "".join(f"{w[0].upper()}." for w in picked)
+
+
+def _calendar(method: str) -> Calendar:
+    # Calendar() rather than Calendar.new(): the latter adds a calendar-level UID we do not want.
     cal = Calendar()
-    cal.add("prodid", "-//Chairside//Appointments//EN")
+    cal.add("prodid", PRODID)
     cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
     cal.add("method", method)
+    return cal
+
+
+def _times(start: dt.datetime, end: dt.datetime, tz: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
+    """Local times in `tz`, or UTC when either falls in a repeated (ambiguous) hour."""
+    local_start, local_end = start.astimezone(tz), end.astimezone(tz)
+    for value in (local_start, local_end):
+        if is_ambiguous(value.date(), value.time(), tz):
+            return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+    return local_start, local_end
+
+
+def _add_timezones(
+    cal: Calendar, starts: Sequence[dt.datetime], ends: Sequence[dt.datetime]
+) -> None:
+    if not starts:
+        return
+    # The default window (1970-2038) writes ~140 transitions: give the events' own period.
+    cal.add_missing_timezones(
+        first_date=(min(starts) - TZ_MARGIN).date(),
+        last_date=(max(ends) + TZ_MARGIN).date(),
+    )
+
+
+def _address(email: str, name: str, **params: str) -> vCalAddress:
+    address = vCalAddress(f"mailto:{email}")
+    clean = name.replace('"', "'").replace("\r", " ").replace("\n", " ").strip()
+    if clean:
+        address.params["CN"] = clean
+    for key, value in params.items():
+        address.params[key.replace("_", "-").upper()] = value
+    return address
+
+
+def build_invite(
+    appointment: Appointment,
+    settings: ClinicSettings,
+    now: dt.datetime,
+    method: str | None = None,
+) -> Invite:
+    """The iTIP message for the appointment as it is now (REQUEST, or CANCEL once cancelled)."""
+    method = method or method_for(appointment)
+    tz = ZoneInfo(appointment.location.timezone)
+    start, end = _times(appointment.start_at, appointment.end_at, tz)
+    title = summary(appointment, settings)
+
     event = Event()
     event.add("uid", appointment.ics_uid)
     event.add("sequence", appointment.ics_sequence)
     event.add("dtstamp", now.astimezone(dt.UTC))
-    event.add("dtstart", appointment.start_at.astimezone(tz))
-    event.add("dtend", appointment.end_at.astimezone(tz))
-    event.add("summary", summary(appointment, settings))
-    event.add("location", appointment.location.address)
-    event.add("status", "CANCELLED" if method == "CANCEL" else "CONFIRMED")
-    cal.add_component(event)
-    cal.add_missing_timezones(
-        first_date=appointment.start_at.date() - dt.timedelta(days=1),
-        last_date=appointment.end_at.date() + dt.timedelta(days=1),
+    event.add("created", appointment.created_at.astimezone(dt.UTC))
+    event.add("last-modified", appointment.updated_at.astimezone(dt.UTC))
+    event.add("dtstart", start)
+    event.add("dtend", end)
+    event.add("summary", title)
+    event.add("location", location_text(appointment))
+    event.add("description", description(appointment, settings, method))
+    event.add("status", "CANCELLED" if method == CANCEL else "CONFIRMED")
+    event.add("transp", "TRANSPARENT" if method == CANCEL else "OPAQUE")
+    event.add("class", "PRIVATE")
+    if method != CANCEL:
+        event.add("url", settings.manage_url(appointment.manage_token))
+    event.add("organizer", _address(settings.mail_from, settings.clinic_name))
+    patient = appointment.patient
+    event.add(
+        "attendee",
+        _address(
+            patient.email,
+            patient.name,
+            cutype="INDIVIDUAL",
+            role="REQ-PARTICIPANT",
+            partstat="ACCEPTED",
+            rsvp="FALSE",
+        ),
     )
+    if method != CANCEL:
+        alarm = Alarm()
+        alarm.add("action", "DISPLAY")
+        alarm.add("description", vText(title))
+        alarm.add("trigger", -ALARM_BEFORE)
+        event.add_component(alarm)
+
+    cal = _calendar(method)
+    cal.add_component(event)
+    _add_timezones(cal, [appointment.start_at], [appointment.end_at])
+    return Invite(
+        method=method, uid=appointment.ics_uid, sequence=appointment.ics_sequence, ics=cal.to_ical()
+    )
+
+
+def current_invite(appointment: Appointment, settings: ClinicSettings, now: dt.datetime) -> bytes:
+    """The .ics the patient downloads: the appointment's current state."""
+    return build_invite(appointment, settings, now).ics
+
+
+def feed_calendar(
+    appointments: Sequence[Appointment],
+    *,
+    name: str,
+    timezone: str,
+    now: dt.datetime,
+    refresh: dt.timedelta = dt.timedelta(minutes=15),
+) -> bytes:
+    """A subscription calendar for staff: patients appear by initials only."""
+    cal = _calendar(PUBLISH)
+    cal.add("name", name)
+    cal.add("x-wr-calname", name)
+    cal.add("x-wr-timezone", timezone)
+    cal.add("refresh-interval", refresh, parameters={"VALUE": "DURATION"})
+    cal.add("x-published-ttl", refresh)
+    for appt in appointments:
+        tz = ZoneInfo(appt.location.timezone)
+        start, end = _times(appt.start_at, appt.end_at, tz)
+        kind = appt.service.kind.replace("_", " ").capitalize()
+        event = Event()
+        # Not the patient's UID: a client holding both calendars must not merge the two events.
+        event.add("uid", f"feed-{appt.ics_uid}")
+        event.add("sequence", appt.ics_sequence)
+        event.add("dtstamp", now.astimezone(dt.UTC))
+        event.add("last-modified", appt.updated_at.astimezone(dt.UTC))
+        event.add("dtstart", start)
+        event.add("dtend", end)
+        event.add("summary", f"{initials(appt.patient.name)} · {kind} · {appt.resource.name}")
+        event.add("location", f"{appt.location.name}, {appt.resource.name}")
+        event.add("description", f"Status: {appt.status.replace('_', ' ')}")
+        event.add("status", "CONFIRMED")
+        event.add("class", "PRIVATE")
+        cal.add_component(event)
+    _add_timezones(cal, [a.start_at for a in appointments], [a.end_at for a in appointments])
     return cal.to_ical()

@@ -25,3 +25,6 @@ def appointment_changed(
     settings: ClinicSettings,
 ) -> None:
     """Queue what `change` to `appointment` owes the patient. Only writes rows; sends nothing."""
+    from scheduler.services import mail  # the invite e-mail (REQUEST / CANCEL) to the outbox
+
+    mail.queue_invite(session, appointment, change, now, settings)

@@ -1,0 +1,445 @@
+"""Outgoing e-mail: the MailSender adapters (SMTP, log), the outbox, and the invite mails.
+
+A change to an appointment queues its mail as an outbox row in the same transaction
+(`queue_invite`); `deliver_pending` later claims due rows atomically, sends them and records
+the outcome, one commit per row, retrying transient failures with backoff. A crash between an
+SMTP server's "250 OK" and the commit that records it can send a mail twice (after the claim's
+lease runs out); nothing else can.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.policy
+import logging
+import secrets
+import smtplib
+import ssl
+from collections.abc import Mapping, Sequence
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from scheduler.models import Appointment, MailOutbox, MailStatus
+from scheduler.services import invites
+from scheduler.services.settings import ClinicSettings
+
+log = logging.getLogger("scheduler.mail")
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "email"
+# session.info key: ids of the rows queued in this session, for prompt delivery after commit.
+QUEUED_KEY = "chairside.mail_queued"
+LEASE = dt.timedelta(minutes=10)  # a claim older than this is presumed dead and reclaimed
+MAX_ATTEMPTS = 12
+FIRST_RETRY = dt.timedelta(minutes=1)
+MAX_RETRY = dt.timedelta(hours=2)
+
+
+# --- senders --------------------------------------------------------------------------------------
+
+
+class MailDeliveryError(Exception):
+    """A send that did not happen; `reason` is safe to log (no addresses, no content)."""
+
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+class MailSender(Protocol):
+    def send(self, envelope_from: str, recipients: Sequence[str], message: bytes) -> None:
+        """Hand the message over, or raise MailDeliveryError."""
+
+
+class SmtpMailSender:
+    """One SMTP connection per message (STARTTLS or implicit TLS on port 465, optional login)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int = 587,
+        *,
+        username: str = "",
+        password: str = "",
+        starttls: bool = True,
+        timeout: float = 10.0,
+    ) -> None:
+        self.host, self.port = host, port
+        self.username, self.password = username, password
+        self.starttls, self.timeout = starttls, timeout
+
+    def _connect(self) -> smtplib.SMTP:
+        if self.port == 465:
+            return smtplib.SMTP_SSL(
+                self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
+            )
+        smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        if self.starttls:
+            smtp.starttls(context=ssl.create_default_context())
+        return smtp
+
+    def send(self, envelope_from: str, recipients: Sequence[str], message: bytes) -> None:
+        try:
+            with self._connect() as smtp:
+                if self.username:
+                    smtp.login(self.username, self.password)
+                smtp.sendmail(envelope_from, list(recipients), message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = sorted({code for code, _ in exc.recipients.values()})
+            permanent = all(500 <= code < 600 for code in codes)
+            raise MailDeliveryError(
+                f"recipient refused ({', '.join(map(str, codes))})", permanent=permanent
+            ) from None
+        except smtplib.SMTPDataError as exc:
+            raise MailDeliveryError(
+                f"message refused ({exc.smtp_code})", permanent=500 <= exc.smtp_code < 600
+            ) from None
+        except smtplib.SMTPResponseException as exc:
+            # Sender refused, authentication failed...: our configuration, worth retrying.
+            raise MailDeliveryError(f"{type(exc).__name__} ({exc.smtp_code})") from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise MailDeliveryError(f"{type(exc).__name__}: SMTP server unreachable") from None
+
+
+class LogMailSender:
+    """Without SMTP_HOST: mails are written to the log (subject and size only, no addresses)."""
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self.logger = logger or log
+
+    def send(self, envelope_from: str, recipients: Sequence[str], message: bytes) -> None:
+        parsed = email.message_from_bytes(message, policy=email.policy.default)
+        methods = [
+            str(part.get_param("method"))
+            for part in parsed.walk()
+            if part.get_content_type() == "text/calendar" and part.get_param("method")
+        ]
+        self.logger.info(
+            "mail not sent (SMTP_HOST is not set): subject %r, calendar method %s, %d octets",
+            str(parsed.get("Subject", "")),
+            ",".join(methods) or "-",
+            len(message),
+        )
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
+def sender_from_config(config: Mapping[str, Any]) -> MailSender:
+    """SMTP when SMTP_HOST is set, else the log sender."""
+    host = str(config.get("SMTP_HOST") or "").strip()
+    if not host:
+        return LogMailSender()
+    return SmtpMailSender(
+        host,
+        int(config.get("SMTP_PORT") or 587),
+        username=str(config.get("SMTP_USERNAME") or ""),
+        password=str(config.get("SMTP_PASSWORD") or ""),
+        starttls=_flag(config.get("SMTP_STARTTLS", True)),
+        timeout=float(config.get("SMTP_TIMEOUT") or 10.0),
+    )
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+_env = Environment(
+    loader=FileSystemLoader(str(TEMPLATES)),
+    autoescape=select_autoescape(["html"]),
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+)
+
+
+def _when(instant: dt.datetime, tz: ZoneInfo) -> str:
+    local = instant.astimezone(tz)
+    return f"{local:%A} {local.day} {local:%B %Y}, {local:%H:%M} ({local.tzname()})"
+
+
+def _mailbox(name: str, addr: str) -> Address | str:
+    clean = " ".join(name.split())
+    try:
+        return Address(display_name=clean, addr_spec=addr)
+    except (ValueError, IndexError):
+        return addr
+
+
+def render_invite_mail(
+    appointment: Appointment,
+    invite: invites.Invite,
+    change: str,
+    settings: ClinicSettings,
+    now: dt.datetime,
+) -> EmailMessage:
+    """multipart/mixed > multipart/alternative (plain, html, text/calendar) + invite.ics."""
+    location = appointment.location
+    tz = ZoneInfo(location.timezone)
+    title = invites.summary(appointment, settings)
+    context = {
+        "change": change,
+        "method": invite.method,
+        "first_name": (appointment.patient.name.split() or [""])[0],
+        "title": title,
+        "when": _when(appointment.start_at, tz),
+        "until": f"{appointment.end_at.astimezone(tz):%H:%M}",
+        "location_name": location.name,
+        "address": location.address,
+        "phone": location.phone,
+        "clinic_name": settings.clinic_name,
+        "manage_url": settings.manage_url(appointment.manage_token),
+    }
+    heading = {"booked": "Booked", "rescheduled": "Changed", "cancelled": "Cancelled"}.get(
+        change, "Updated"
+    )
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["Subject"] = f"{heading}: {title}, {context['when']}"
+    msg["From"] = _mailbox(settings.clinic_name, settings.mail_from)
+    msg["To"] = _mailbox(appointment.patient.name, appointment.patient.email)
+    msg["Date"] = format_datetime(now.astimezone(dt.UTC))
+    domain = settings.mail_from.rpartition("@")[2] or "chairside.invalid"
+    msg["Message-ID"] = make_msgid("invite", domain=domain)
+    msg["Auto-Submitted"] = "auto-generated"
+    # Quoted-printable keeps the message 7-bit, so no server needs 8BITMIME.
+    msg.set_content(
+        _env.get_template("invite.txt").render(context), charset="utf-8", cte="quoted-printable"
+    )
+    msg.add_alternative(
+        _env.get_template("invite.html").render(context),
+        subtype="html",
+        charset="utf-8",
+        cte="quoted-printable",
+    )
+    # Bytes, not str: a str part would have its CRLF line ends turned into LF.
+    msg.add_alternative(
+        invite.ics,
+        maintype="text",
+        subtype="calendar",
+        params={"method": invite.method, "charset": "UTF-8"},
+    )
+    msg.make_mixed()
+    msg.add_attachment(invite.ics, maintype="application", subtype="ics", filename="invite.ics")
+    return msg
+
+
+# --- the outbox -----------------------------------------------------------------------------------
+
+
+def queue(
+    session: Session,
+    message: EmailMessage,
+    *,
+    envelope_from: str,
+    recipient: str,
+    now: dt.datetime,
+    kind: str = "invite",
+    appointment_id: int | None = None,
+    method: str = "",
+    ics_sequence: int | None = None,
+) -> MailOutbox:
+    """Add the message to the outbox (flush only): it goes out after the caller commits."""
+    row = MailOutbox(
+        appointment_id=appointment_id,
+        kind=kind,
+        method=method,
+        ics_sequence=ics_sequence,
+        envelope_from=envelope_from,
+        recipient=recipient,
+        message=message.as_bytes(policy=email.policy.SMTP),
+        status=MailStatus.PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        last_error="",
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    session.info.setdefault(QUEUED_KEY, []).append(row.id)
+    return row
+
+
+def queue_invite(
+    session: Session,
+    appointment: Appointment,
+    change: str,
+    now: dt.datetime,
+    settings: ClinicSettings,
+) -> MailOutbox | None:
+    """REQUEST on booked/rescheduled, CANCEL on cancelled; plain status changes owe no mail."""
+    if change in ("booked", "rescheduled"):
+        method = invites.REQUEST
+    elif change == "cancelled":
+        method = invites.CANCEL
+    else:
+        return None
+    recipient = (appointment.patient.email or "").strip()
+    if not recipient:
+        return None
+    invite = invites.build_invite(appointment, settings, now, method)
+    message = render_invite_mail(appointment, invite, change, settings, now)
+    return queue(
+        session,
+        message,
+        envelope_from=settings.mail_from,
+        recipient=recipient,
+        now=now,
+        kind="invite",
+        appointment_id=appointment.id,
+        method=method,
+        ics_sequence=invite.sequence,
+    )
+
+
+def _claimable(now: dt.datetime) -> Any:
+    return or_(
+        and_(MailOutbox.status == MailStatus.PENDING, MailOutbox.next_attempt_at <= now),
+        and_(MailOutbox.status == MailStatus.SENDING, MailOutbox.claimed_at <= now - LEASE),
+    )
+
+
+def _claim_next(
+    session: Session, now: dt.datetime, ids: Sequence[int] | None
+) -> tuple[MailOutbox, str] | None:
+    """Claim the oldest due row, committed; None when nothing is due."""
+    while True:
+        query = select(MailOutbox.id).where(_claimable(now)).order_by(MailOutbox.id).limit(1)
+        if ids is not None:
+            query = query.where(MailOutbox.id.in_(ids))
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        row_id = session.scalar(query)
+        if row_id is None:
+            session.commit()
+            return None
+        token = secrets.token_hex(16)
+        # Conditional: on SQLite this is the claim (the row must still be claimable); on
+        # PostgreSQL the row lock already excludes other workers.
+        result = session.execute(
+            update(MailOutbox)
+            .where(MailOutbox.id == row_id, _claimable(now))
+            .values(
+                status=MailStatus.SENDING,
+                claimed_at=now,
+                claim_token=token,
+                attempts=MailOutbox.attempts + 1,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            row = session.get(MailOutbox, row_id, populate_existing=True)
+            if row is not None:
+                return row, token
+
+
+def _superseded(session: Session, row: MailOutbox) -> bool:
+    """A newer invite for the same visit has already gone out: this one would only confuse."""
+    if row.appointment_id is None or row.ics_sequence is None or row.kind != "invite":
+        return False
+    newer = aliased(MailOutbox)
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    newer.appointment_id == row.appointment_id,
+                    newer.kind == "invite",
+                    newer.ics_sequence > row.ics_sequence,
+                    newer.status == MailStatus.SENT,
+                )
+            )
+        )
+    )
+
+
+def _finish(session: Session, row_id: int, token: str, **values: Any) -> None:
+    session.execute(
+        update(MailOutbox)
+        .where(MailOutbox.id == row_id, MailOutbox.claim_token == token)
+        .values(claim_token=None, **values)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
+def retry_delay(attempts: int) -> dt.timedelta:
+    """1, 2, 4, ... minutes, at most two hours."""
+    return min(FIRST_RETRY * (2 ** max(attempts - 1, 0)), MAX_RETRY)
+
+
+def deliver_pending(
+    session: Session,
+    sender: MailSender,
+    now: dt.datetime,
+    limit: int = 100,
+    *,
+    ids: Sequence[int] | None = None,
+) -> tuple[int, int]:
+    """Send up to `limit` due mails (only `ids` when given); returns (sent, failed).
+
+    A worker: it commits, once per claim and once per outcome. Safe with any number of
+    concurrent workers (FOR UPDATE SKIP LOCKED on PostgreSQL, conditional UPDATE on SQLite).
+    """
+    sent = failed = 0
+    session.commit()  # start from a clean transaction; callers' work is already committed
+    for _ in range(limit):
+        claimed = _claim_next(session, now, ids)
+        if claimed is None:
+            break
+        row, token = claimed
+        row_id, attempts = row.id, row.attempts
+        if _superseded(session, row):
+            _finish(session, row_id, token, status=MailStatus.SUPERSEDED)
+            log.info("mail %s skipped: a newer invite for the visit was sent", row_id)
+            continue
+        envelope_from, recipient, message = row.envelope_from, row.recipient, row.message
+        session.commit()  # no transaction (and on SQLite no write lock) held while sending
+        try:
+            sender.send(envelope_from, [recipient], message)
+        except Exception as exc:
+            failed += 1
+            error = exc if isinstance(exc, MailDeliveryError) else None
+            reason = error.reason if error else f"{type(exc).__name__} in the mail sender"
+            if (error and error.permanent) or attempts >= MAX_ATTEMPTS:
+                _finish(session, row_id, token, status=MailStatus.FAILED, last_error=reason[:200])
+                log.warning(
+                    "mail %s failed for good after %s attempts: %s", row_id, attempts, reason
+                )
+            else:
+                retry_at = now + retry_delay(attempts)
+                _finish(
+                    session,
+                    row_id,
+                    token,
+                    status=MailStatus.PENDING,
+                    next_attempt_at=retry_at,
+                    last_error=reason[:200],
+                )
+                log.warning(
+                    "mail %s not sent (attempt %s): %s; next attempt at %s",
+                    row_id,
+                    attempts,
+                    reason,
+                    retry_at.isoformat(),
+                )
+            continue
+        _finish(session, row_id, token, status=MailStatus.SENT, sent_at=now, last_error="")
+        sent += 1
+        log.info("mail %s sent", row_id)
+    return sent, failed
+
+
+def pending_count(session: Session) -> int:
+    """Rows still waiting to go out (pending or claimed)."""
+    rows = session.scalars(
+        select(MailOutbox.id).where(MailOutbox.status.in_([MailStatus.PENDING, MailStatus.SENDING]))
+    ).all()
+    return len(rows)

@@ -1,0 +1,54 @@
+"""Prompt delivery: the mails a request queued go out right after its response is sent.
+
+Best effort only. The rows were committed with the change; if sending fails here (SMTP down),
+the worker's `deliver_pending` retries them later. Nothing here can fail a request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from functools import partial
+
+from flask import Flask, Response, current_app, has_app_context
+
+from scheduler.extensions import db
+from scheduler.services import mail
+from scheduler.web.common import now
+
+SENDER_KEY = "chairside_mail_sender"
+
+
+def sender(app: Flask) -> mail.MailSender:
+    """The app's MailSender (SMTP when SMTP_HOST is set, else the log), built once."""
+    cached = app.extensions.get(SENDER_KEY)
+    if cached is None:
+        cached = mail.sender_from_config(app.config)
+        app.extensions[SENDER_KEY] = cached
+    return cached  # type: ignore[no-any-return]
+
+
+def init_app(app: Flask) -> None:
+    @app.after_request
+    def _deliver_queued_mail(response: Response) -> Response:
+        ids = db.session.info.pop(mail.QUEUED_KEY, None)
+        if ids and app.config.get("MAIL_DELIVER_AFTER_REQUEST", True):
+            # After the response went out (WSGI close): the patient never waits for SMTP.
+            response.call_on_close(partial(_deliver, app, tuple(ids), now()))
+        return response
+
+
+def _deliver(app: Flask, ids: Sequence[int], when: dt.datetime) -> None:
+    try:
+        if has_app_context() and current_app._get_current_object() is app:  # type: ignore[attr-defined]
+            mail.deliver_pending(db.session, sender(app), when, limit=len(ids), ids=ids)
+        else:
+            with app.app_context():
+                mail.deliver_pending(db.session, sender(app), when, limit=len(ids), ids=ids)
+    except Exception:
+        app.logger.exception("prompt mail delivery failed; the worker will retry")
+        try:
+            if has_app_context():
+                db.session.rollback()
+        except Exception:  # pragma: no cover - the session is beyond help; the worker retries
+            pass
