@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -32,7 +33,7 @@ M = TypeVar("M", bound=BaseModel)
 
 def route(rule: str, method: str = "GET", **spec: Any) -> Callable[[Callable[..., Any]], Any]:
     """Register a view with Flask and its description with the OpenAPI registry."""
-    path = rule.replace("<", "{").replace(">", "}")
+    path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule)
 
     def decorator(view: Callable[..., Any]) -> Any:
         registry.add(Operation(method=method, path=f"/api/v1{path}", **spec))
