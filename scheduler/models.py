@@ -432,3 +432,29 @@ class CalendarFeed(Base):
 
 
 # --- staff portal (audit log) ---------------------------------------------------------------------
+
+
+class AuditEntry(Base):
+    """Who did what to which appointment or setting, and when (names kept as they were then)."""
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (
+        Index("ix_audit_entries_appointment", "appointment_id", "at"),
+        Index("ix_audit_entries_location", "location_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    staff_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="SET NULL"), nullable=True
+    )
+    staff_name: Mapped[str] = mapped_column(String(200), default="")
+    location_id: Mapped[int | None] = mapped_column(
+        ForeignKey("locations.id", ondelete="SET NULL"), nullable=True
+    )
+    appointment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("appointments.id", ondelete="SET NULL"), nullable=True
+    )
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200), default="")
+    details: Mapped[str] = mapped_column(Text, default="")
