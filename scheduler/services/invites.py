@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from icalendar import Alarm, Calendar, Event, vCalAddress, vText
+from icalendar import Alarm, Calendar, Component, Event, vCalAddress, vText
 
 from scheduler.models import Appointment
 from scheduler.services.clock import is_ambiguous
@@ -109,6 +109,35 @@ def _add_timezones(
         first_date=(min(starts) - TZ_MARGIN).date(),
         last_date=(max(ends) + TZ_MARGIN).date(),
     )
+    for vtimezone in cal.walk("VTIMEZONE"):
+        _one_onset_per_observance(vtimezone)
+
+
+def _one_onset_per_observance(vtimezone: Component) -> None:
+    """Rewrite STANDARD/DAYLIGHT observances with RDATEs as one observance per onset.
+
+    icalendar writes an observance's later onsets as RDATEs. That is valid RFC 5545, but ical.js
+    (Thunderbird) then drops the DTSTART onset, and Outlook has a history with RDATE in
+    VTIMEZONE: one DTSTART per observance means the same thing and every client reads it.
+    """
+    observances: list[Component] = []
+    for sub in vtimezone.subcomponents:
+        rdates = sub.pop("RDATE", None)
+        if rdates is None:
+            observances.append(sub)
+            continue
+        onsets = [sub["DTSTART"].dt]
+        for item in rdates if isinstance(rdates, list) else [rdates]:
+            onsets += [value.dt for value in item.dts]
+        for onset in onsets:
+            copy = type(sub)()
+            copy.add("dtstart", onset)
+            for key in ("TZNAME", "TZOFFSETFROM", "TZOFFSETTO"):
+                if key in sub:
+                    copy[key] = sub[key]
+            observances.append(copy)
+    observances.sort(key=lambda o: o["DTSTART"].dt)
+    vtimezone.subcomponents = observances
 
 
 def _address(email: str, name: str, **params: str) -> vCalAddress:
