@@ -16,6 +16,7 @@ import secrets
 import smtplib
 import ssl
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -306,10 +307,23 @@ def _claimable(now: dt.datetime) -> Any:
     )
 
 
-def _claim_next(
-    session: Session, now: dt.datetime, ids: Sequence[int] | None
-) -> tuple[MailOutbox, str] | None:
-    """Claim the oldest due row, committed; None when nothing is due."""
+@dataclass(frozen=True)
+class Claim:
+    """What a worker needs of a claimed row, read inside the claiming transaction."""
+
+    id: int
+    token: str
+    attempts: int
+    kind: str
+    appointment_id: int | None
+    ics_sequence: int | None
+    envelope_from: str
+    recipient: str
+    message: bytes
+
+
+def _claim_next(session: Session, now: dt.datetime, ids: Sequence[int] | None) -> Claim | None:
+    """Claim the oldest due row and commit; None when nothing is due. No transaction is left open."""
     while True:
         query = select(MailOutbox.id).where(_claimable(now)).order_by(MailOutbox.id).limit(1)
         if ids is not None:
@@ -334,30 +348,43 @@ def _claim_next(
             )
             .execution_options(synchronize_session=False)
         )
-        session.commit()
+        claim = None
         if result.rowcount == 1:  # type: ignore[attr-defined]
             row = session.get(MailOutbox, row_id, populate_existing=True)
             if row is not None:
-                return row, token
+                claim = Claim(
+                    id=row.id,
+                    token=token,
+                    attempts=row.attempts,
+                    kind=row.kind,
+                    appointment_id=row.appointment_id,
+                    ics_sequence=row.ics_sequence,
+                    envelope_from=row.envelope_from,
+                    recipient=row.recipient,
+                    message=row.message,
+                )
+        session.commit()
+        if claim is not None:
+            return claim
 
 
-def _superseded(session: Session, row: MailOutbox) -> bool:
+def _superseded(session: Session, claim: Claim) -> bool:
     """A newer invite for the same visit has already gone out: this one would only confuse."""
-    if row.appointment_id is None or row.ics_sequence is None or row.kind != "invite":
+    if claim.appointment_id is None or claim.ics_sequence is None or claim.kind != "invite":
         return False
     newer = aliased(MailOutbox)
-    return bool(
-        session.scalar(
-            select(
-                exists().where(
-                    newer.appointment_id == row.appointment_id,
-                    newer.kind == "invite",
-                    newer.ics_sequence > row.ics_sequence,
-                    newer.status == MailStatus.SENT,
-                )
+    found = session.scalar(
+        select(
+            exists().where(
+                newer.appointment_id == claim.appointment_id,
+                newer.kind == "invite",
+                newer.ics_sequence > claim.ics_sequence,
+                newer.status == MailStatus.SENT,
             )
         )
     )
+    session.commit()
+    return bool(found)
 
 
 def _finish(session: Session, row_id: int, token: str, **values: Any) -> None:
@@ -394,16 +421,14 @@ def deliver_pending(
         claimed = _claim_next(session, now, ids)
         if claimed is None:
             break
-        row, token = claimed
-        row_id, attempts = row.id, row.attempts
-        if _superseded(session, row):
+        row_id, token, attempts = claimed.id, claimed.token, claimed.attempts
+        if _superseded(session, claimed):
             _finish(session, row_id, token, status=MailStatus.SUPERSEDED)
             log.info("mail %s skipped: a newer invite for the visit was sent", row_id)
             continue
-        envelope_from, recipient, message = row.envelope_from, row.recipient, row.message
-        session.commit()  # no transaction (and on SQLite no write lock) held while sending
+        # No transaction (and on SQLite no write lock) is held while talking to the server.
         try:
-            sender.send(envelope_from, [recipient], message)
+            sender.send(claimed.envelope_from, [claimed.recipient], claimed.message)
         except Exception as exc:
             failed += 1
             error = exc if isinstance(exc, MailDeliveryError) else None
