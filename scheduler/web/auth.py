@@ -170,6 +170,7 @@ def sign_in() -> ResponseReturnValue:
     db.session.commit()
     target = _safe_next(request.args.get("next"))
     session.clear()  # no session fixation: a fresh session for the signed-in user
+    g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
     login_user(SignedIn(staff))
     current_app.logger.info("staff account %s signed in", staff.id)
     return redirect(target)
@@ -187,9 +188,11 @@ def sign_out() -> ResponseReturnValue:
 
 
 def _fresh_user() -> None:
-    # Load the user anew for every request, even when an outer app context (tests, CLI)
-    # keeps `g` alive across requests: a deactivated account must not linger.
+    # Load the user (and the CSRF token) anew for every request, even when an outer app context
+    # (tests, CLI) keeps `g` alive across requests: a deactivated account must not linger, and a
+    # token cached before sign-in cleared the session would no longer match it.
     g.pop("_login_user", None)
+    g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
 
 
 def init_app(app: Flask) -> None:

@@ -1,0 +1,294 @@
+"""Who may do what: each role x own/other location x each staff page and staff API endpoint.
+
+Users other than the admin work at San Francisco only; "other" is New York. Pages answer
+302 (to sign-in) without a session, API endpoints 401 without a token; another location's
+pages and API calls answer 403 and never show its name or its patients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from scheduler.services import booking
+from tests.web.staff_support import DAY, LA, NY, at, book, make_clinic, sign_in
+
+ROLES = ("admin", "manager", "front_desk", "nurse")
+OTHER_NAMES = ("New York Flatiron", "Ny Patient")
+
+
+@pytest.fixture
+def app_config(app_config: dict[str, Any]) -> dict[str, Any]:
+    return {**app_config, "WTF_CSRF_ENABLED": False}
+
+
+@dataclass
+class World:
+    clinic: Any
+    appts: dict[str, Any]
+    blocks: dict[str, Any]
+    chairs: dict[str, Any]
+
+
+@pytest.fixture
+def world(session, clock) -> World:
+    clinic = make_clinic(session)
+    appts = {
+        "sf": book(session, clinic.sf, clinic.infusion, at(DAY, 10), clock.now, 1, "Sf Patient"),
+        "ny": book(
+            session, clinic.ny, clinic.infusion, at(DAY, 10, tz=NY), clock.now, 2, "Ny Patient"
+        ),
+    }
+    chairs = {"sf": clinic.sf.resources[3], "ny": clinic.ny.resources[2]}
+    blocks = {
+        key: booking.create_block(
+            session, chairs[key], at(DAY, 8, tz=tz), at(DAY, 9, tz=tz), reason="x", now=clock.now
+        )
+        for key, tz in (("sf", LA), ("ny", NY))
+    }
+    session.commit()
+    return World(clinic, appts, blocks, chairs)
+
+
+def access(role: str, own: bool) -> bool:
+    return role == "admin" or own
+
+
+def settings_access(role: str, own: bool) -> bool:
+    return role == "admin" or (role == "manager" and own)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    method: str
+    path: Callable[[World, str], str]
+    ok: int
+    allowed: Callable[[str, bool], bool] = access
+    data: Callable[[World, str], dict[str, Any]] | None = None
+    api: bool = False
+
+
+def _book_data(w: World, loc: str) -> dict[str, Any]:
+    return {
+        "service": "infusion",
+        "date": DAY.isoformat(),
+        "time": "11:00",
+        "name": "New Patient",
+        "phone": "+14155550177",
+        "email": "new@example.com",
+    }
+
+
+def _block_data(w: World, loc: str) -> dict[str, Any]:
+    return {
+        "resource": str(w.chairs[loc].id),
+        "date": DAY.isoformat(),
+        "start": "15:00",
+        "end": "16:00",
+        "reason": "maintenance",
+    }
+
+
+def _api_block(w: World, loc: str) -> dict[str, Any]:
+    tz = LA if loc == "sf" else NY
+    return {
+        "resource": w.chairs[loc].name,
+        "start": at(DAY, 15, tz=tz).isoformat(),
+        "end": at(DAY, 16, tz=tz).isoformat(),
+        "reason": "maintenance",
+    }
+
+
+ENDPOINTS = [
+    Endpoint("calendar", "GET", lambda w, loc: f"/staff/{loc}/calendar?date={DAY}", 200),
+    Endpoint(
+        "week",
+        "GET",
+        lambda w, loc: f"/staff/{loc}/calendar?date={DAY}&view=week&resource={w.chairs[loc].id}",
+        200,
+    ),
+    Endpoint("summary", "GET", lambda w, loc: f"/staff/{loc}/summary?date={DAY}", 200),
+    Endpoint("book form", "GET", lambda w, loc: f"/staff/{loc}/book", 200),
+    Endpoint("book", "POST", lambda w, loc: f"/staff/{loc}/book", 303, data=_book_data),
+    Endpoint("block form", "GET", lambda w, loc: f"/staff/{loc}/blocks/new", 200),
+    Endpoint("block", "POST", lambda w, loc: f"/staff/{loc}/blocks", 303, data=_block_data),
+    Endpoint(
+        "unblock",
+        "POST",
+        lambda w, loc: f"/staff/{loc}/blocks/{w.blocks[loc].id}/delete",
+        303,
+        data=lambda w, loc: {},
+    ),
+    Endpoint("appointment", "GET", lambda w, loc: f"/staff/appointments/{w.appts[loc].id}", 200),
+    Endpoint(
+        "check in",
+        "POST",
+        lambda w, loc: f"/staff/appointments/{w.appts[loc].id}/status",
+        303,
+        data=lambda w, loc: {"status": "checked_in"},
+    ),
+    Endpoint(
+        "cancel",
+        "POST",
+        lambda w, loc: f"/staff/appointments/{w.appts[loc].id}/cancel",
+        303,
+        data=lambda w, loc: {"reason": "asked to"},
+    ),
+    Endpoint(
+        "move",
+        "POST",
+        lambda w, loc: f"/staff/appointments/{w.appts[loc].id}/move",
+        303,
+        data=lambda w, loc: {"date": DAY.isoformat(), "time": "12:00"},
+    ),
+    Endpoint(
+        "location settings",
+        "GET",
+        lambda w, loc: f"/staff/settings/locations/{loc}",
+        200,
+        allowed=settings_access,
+    ),
+    Endpoint(
+        "opening hours",
+        "POST",
+        lambda w, loc: f"/staff/settings/locations/{loc}/hours",
+        303,
+        allowed=settings_access,
+        data=lambda w, loc: {f"day{d}": "08:00-18:00" for d in range(7)},
+    ),
+    Endpoint(
+        "add chair",
+        "POST",
+        lambda w, loc: f"/staff/settings/locations/{loc}/resources",
+        303,
+        allowed=settings_access,
+        data=lambda w, loc: {"kind": "chair", "name": "Chair 9"},
+    ),
+    # Not tied to a location: the same answer for "own" and "other".
+    Endpoint("home", "GET", lambda w, loc: "/staff/", 200, allowed=lambda r, o: True),
+    Endpoint("account", "GET", lambda w, loc: "/staff/account", 200, allowed=lambda r, o: True),
+    Endpoint("audit log", "GET", lambda w, loc: "/staff/audit", 200, allowed=lambda r, o: True),
+    Endpoint(
+        "settings",
+        "GET",
+        lambda w, loc: "/staff/settings",
+        200,
+        allowed=lambda r, o: r in ("admin", "manager"),
+    ),
+    Endpoint(
+        "staff users",
+        "GET",
+        lambda w, loc: "/staff/settings/staff/new",
+        200,
+        allowed=lambda r, o: r == "admin",
+    ),
+    Endpoint(
+        "new location",
+        "GET",
+        lambda w, loc: "/staff/settings/locations/new",
+        200,
+        allowed=lambda r, o: r == "admin",
+    ),
+    # The JSON API, with the same users' Bearer tokens.
+    Endpoint(
+        "api calendar",
+        "GET",
+        lambda w, loc: f"/api/v1/locations/{loc}/calendar?date={DAY}",
+        200,
+        api=True,
+    ),
+    Endpoint(
+        "api block",
+        "POST",
+        lambda w, loc: f"/api/v1/locations/{loc}/blocks",
+        201,
+        data=_api_block,
+        api=True,
+    ),
+    Endpoint(
+        "api unblock",
+        "DELETE",
+        lambda w, loc: f"/api/v1/locations/{loc}/blocks/{w.blocks[loc].id}",
+        204,
+        api=True,
+    ),
+    Endpoint(
+        "api status",
+        "POST",
+        lambda w, loc: f"/api/v1/appointments/{w.appts[loc].id}/status",
+        200,
+        data=lambda w, loc: {"status": "checked_in"},
+        api=True,
+    ),
+]
+
+
+def _call(client: Any, ep: Endpoint, w: World, loc: str, headers: dict[str, str]) -> Any:
+    path = ep.path(w, loc)
+    data = ep.data(w, loc) if ep.data else None
+    if ep.api:
+        return client.open(path, method=ep.method, json=data, headers=headers)
+    return client.open(path, method=ep.method, data=data, headers=headers)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("ep", ENDPOINTS, ids=lambda ep: ep.name)
+def test_role_at_own_and_other_location(client, world, role, ep):
+    user = world.clinic.users[role]
+    headers = {}
+    if ep.api:
+        headers = {"Authorization": f"Bearer {world.clinic.tokens[role]}"}
+    else:
+        assert sign_in(client, user.email).status_code == 302
+    for loc, own in (("sf", True), ("ny", False)):
+        r = _call(client, ep, world, loc, headers)
+        expected = ep.ok if ep.allowed(role, own) else 403
+        assert r.status_code == expected, (role, loc, ep.name, r.get_data(as_text=True)[:300])
+        if role != "admin":
+            body = r.get_data(as_text=True)
+            for name in OTHER_NAMES:
+                assert name not in body, (role, loc, ep.name, name)
+
+
+@pytest.mark.parametrize("ep", ENDPOINTS, ids=lambda ep: ep.name)
+def test_without_credentials_pages_go_to_sign_in_and_api_says_401(client, world, ep):
+    r = _call(client, ep, world, "sf", {})
+    if ep.api:
+        assert r.status_code == 401
+        r = _call(client, ep, world, "sf", {"Authorization": "Bearer cs_not-a-token"})
+        assert r.status_code == 401
+    else:
+        assert r.status_code == 302
+        assert "/staff/sign-in" in r.headers["Location"]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_tokens_of_a_deactivated_user_stop_working(client, session, world, role):
+    token = world.clinic.tokens[role]
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (
+        client.get(f"/api/v1/locations/sf/calendar?date={DAY}", headers=headers).status_code == 200
+    )
+    world.clinic.users[role].active = False
+    session.commit()
+    assert (
+        client.get(f"/api/v1/locations/sf/calendar?date={DAY}", headers=headers).status_code == 401
+    )
+
+
+def test_unknown_location_looks_like_a_forbidden_one(client, world):
+    sign_in(client, world.clinic.users["nurse"].email)
+    unknown = client.get("/staff/nowhere/calendar")
+    other = client.get("/staff/ny/calendar")
+    assert unknown.status_code == other.status_code == 403
+    assert unknown.get_data() == other.get_data()
+
+
+def test_deactivated_user_cannot_sign_in(client, session, world):
+    world.clinic.users["nurse"].active = False
+    session.commit()
+    assert sign_in(client, world.clinic.users["nurse"].email).status_code == 401
