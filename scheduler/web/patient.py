@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 from scheduler.extensions import csrf, db, limiter
 from scheduler.models import Appointment, AppointmentStatus, Location, Service, ServiceKind
-from scheduler.services import availability, booking, invites
+from scheduler.services import availability, booking, idempotency, invites
 from scheduler.services.availability import Slot
 from scheduler.services.clock import NonexistentLocalTime, local_to_utc
 from scheduler.services.errors import (
@@ -58,6 +59,7 @@ manage_bp = Blueprint("manage", __name__, url_prefix="/a")
 csrf.exempt(manage_bp)
 limiter.limit(token_page_limit)(manage_bp)
 
+SUBMISSION_SCOPE = "patient-booking-form"
 START_FORMAT = "%Y-%m-%dT%H:%M"  # a local wall time at the location, as carried in URLs and forms
 DETAIL_FIELDS = ("name", "phone", "email", "note")
 FIELD_LABELS = {"name": "full name", "phone": "mobile number", "email": "e-mail address"}
@@ -389,82 +391,115 @@ def details(location: str, service: str) -> ResponseReturnValue:
     loc = _location_or_404(location)
     svc = _service_or_404(loc, service)
     tz = ZoneInfo(loc.timezone)
-    source = request.form if request.method == "POST" else request.args
-    raw_start = source.get("start", "")
-    start = parse_start(raw_start, tz)
+    if request.method == "GET":
+        start = parse_start(request.args.get("start"), tz)
+        if start is None:
+            return _bad_request(
+                "That is not a time we offer. Please choose a time from the list.",
+                url_for("patient.days", location=loc.slug, service=svc.slug),
+            )
+        return _details_page(loc, svc, start, start, {}, {}, "", 200, secrets.token_urlsafe(18))
+
     form = {name: request.form.get(name, "") for name in DETAIL_FIELDS}
     form["sms_consent"] = "1" if request.form.get("sms_consent") else ""
-    errors: dict[str, str] = {}
-    problem = ""
-    alternatives: list[TimeChoice] = []
-    status = 200
-
-    if start is None and request.method == "GET":
-        return _bad_request(
-            "That is not a time we offer. Please choose a time from the list.",
-            url_for("patient.days", location=loc.slug, service=svc.slug),
+    # One key per rendered form: a double click or a resent POST finds the first booking.
+    submission = request.form.get("submission", "")[:64] or secrets.token_urlsafe(18)
+    start = parse_start(request.form.get("start"), tz)
+    wanted = parse_start(request.form.get("wanted"), tz) or start
+    if start is None:
+        return _details_page(
+            loc,
+            svc,
+            None,
+            wanted,
+            form,
+            {"start": "Choose one of the times."},
+            "Choose a time.",
+            422,
+            submission,
         )
-    if request.method == "POST":
-        if start is None:
-            errors["start"] = "Choose a time."
-            problem = "Choose one of the times below."
-            status = 422
-        else:
-            try:
-                appt = booking.book(
-                    db.session,
-                    booking.BookingRequest(
-                        location=loc.slug,
-                        service=svc.slug,
-                        start=start,
-                        patient=PatientDetails(
-                            form["name"], form["phone"], form["email"], bool(form["sms_consent"])
-                        ),
-                        note=form["note"],
-                    ),
-                    now=now(),
-                    settings=settings(),
-                )
-                db.session.commit()
-                flash("booked", "event")
-                return redirect(url_for("manage.show", token=appt.manage_token), 303)
-            except SlotUnavailable as exc:
-                db.session.rollback()
-                problem = exc.message
-                status = 409
-            except (InvalidInput, Conflict) as exc:
-                db.session.rollback()
-                errors = _field_errors(exc)
-                problem = exc.message
-                status = 422
-            except NotFound:
-                db.session.rollback()
-                abort(404)
-    if start is not None and (status == 409 or "start" in errors or not _is_free(loc, svc, start)):
-        if status == 200:
-            problem = "Sorry, that time is no longer available."
-        errors.pop("start", None)
-        alternatives = _alternatives(loc, svc, start)
-        raw_start = ""  # the patient picks one of the alternatives
-    elif start is None:
-        raw_start = ""
+    digest = idempotency.request_hash({"start": start.isoformat(), **form, "at": loc.slug})
+    idempotency.lock(db.session, SUBMISSION_SCOPE, submission)
+    first = idempotency.find(db.session, SUBMISSION_SCOPE, submission)
+    if first is not None and first.request_hash == digest:
+        db.session.rollback()
+        flash("booked", "event")
+        return redirect(url_for("manage.show", token=first.response_body), 303)
+    try:
+        appt = booking.book(
+            db.session,
+            booking.BookingRequest(
+                location=loc.slug,
+                service=svc.slug,
+                start=start,
+                patient=PatientDetails(
+                    form["name"], form["phone"], form["email"], bool(form["sms_consent"])
+                ),
+                note=form["note"],
+            ),
+            now=now(),
+            settings=settings(),
+        )
+        if first is None:
+            idempotency.remember(
+                db.session, SUBMISSION_SCOPE, submission, digest, 303, appt.manage_token, now()
+            )
+        db.session.commit()
+    except SlotUnavailable as exc:
+        db.session.rollback()
+        return _details_page(loc, svc, None, start, form, {}, exc.message, 409, submission)
+    except (InvalidInput, Conflict) as exc:
+        db.session.rollback()
+        errors = _field_errors(exc)
+        # A problem with the time itself (passed, overlapping another visit) offers others.
+        chosen = None if "start" in errors else start
+        return _details_page(loc, svc, chosen, start, form, errors, exc.message, 422, submission)
+    except NotFound:
+        db.session.rollback()
+        abort(404)
+    flash("booked", "event")
+    return redirect(url_for("manage.show", token=appt.manage_token), 303)
+
+
+def _details_page(
+    location: Location,
+    service: Service,
+    start: dt.datetime | None,
+    wanted: dt.datetime | None,
+    form: dict[str, str],
+    errors: dict[str, str],
+    problem: str,
+    status: int,
+    submission: str,
+) -> ResponseReturnValue:
+    """The details form, for the chosen time; or with the free times nearest the wanted one."""
+    tz = ZoneInfo(location.timezone)
+    if start is not None and not _is_free(location, service, start):
+        start, problem = None, problem or "Sorry, that time is no longer available."
+        status = 409 if status == 200 else status
+    alternatives = _alternatives(location, service, wanted) if start is None and wanted else []
+    if start is None and "start" not in errors and not problem:
+        problem = "Choose a time."
     return (
         render_template(
             "patient/details.html",
-            location=loc,
-            service=svc,
-            start_value=raw_start,
+            location=location,
+            service=service,
+            start_value=local_start(start, tz) if start else "",
             start_label=when(start, tz) if start else "",
-            wanted_label=when(start, tz) if start else "",
-            form=form,
+            wanted_value=local_start(wanted, tz) if wanted else "",
+            wanted_label=when(wanted, tz) if wanted else "",
+            form={name: form.get(name, "") for name in (*DETAIL_FIELDS, "sms_consent")},
             errors=errors,
+            start_error=errors.get("start", ""),
             problem=problem,
             alternatives=alternatives,
+            submission=submission,
             times_url=url_for(
                 "patient.times",
-                location=loc.slug,
-                service=svc.slug,
-                day=(start or now()).astimezone(tz).date().isoformat(),
+                location=location.slug,
+                service=service.slug,
+                day=(wanted or now()).astimezone(tz).date().isoformat(),
             ),
             step=5,
         ),
@@ -636,15 +671,15 @@ def reschedule_confirm(token: str) -> ResponseReturnValue:
     tz = ZoneInfo(appt.location.timezone)
     source = request.form if request.method == "POST" else request.args
     start = parse_start(source.get("start"), tz)
-    problem = ""
-    status = 200
+    wanted = parse_start(request.form.get("wanted"), tz) or start
+    problem, start_error, status = "", "", 200
     if start is None:
-        if request.method == "GET":
+        if request.method == "GET" or wanted is None:
             return _bad_request(
                 "That is not a time we offer. Please choose a time from the list.",
                 url_for("manage.reschedule_days", token=token),
             )
-        problem, status = "Choose one of the times below.", 422
+        problem, start_error, status = "Choose a time.", "Choose one of the times.", 422
     elif request.method == "POST":
         try:
             booking.reschedule(db.session, appt, start, now=now(), settings=settings())
@@ -654,23 +689,25 @@ def reschedule_confirm(token: str) -> ResponseReturnValue:
         except (SlotUnavailable, InvalidInput, Conflict, TooLate) as exc:
             db.session.rollback()
             appt = _appointment(token)
-            problem, status = exc.message, 409 if not isinstance(exc, InvalidInput) else 422
+            problem, status = exc.message, 422 if isinstance(exc, InvalidInput) else 409
+            start = None
+    if start is not None and not _is_free(appt.location, appt.service, start, appt.id):
+        problem, start = "Sorry, that time is no longer available.", None
     alternatives: list[TimeChoice] = []
-    if start is not None and (
-        status != 200 or not _is_free(appt.location, appt.service, start, appt.id)
-    ):
-        problem = problem or "Sorry, that time is no longer available."
+    if start is None and wanted is not None:
+        current = local_start(appt.start_at, tz)
         alternatives = [
             x
-            for x in _alternatives(appt.location, appt.service, start, appt.id)
-            if x.value != local_start(appt.start_at, tz)
+            for x in _alternatives(appt.location, appt.service, wanted, appt.id)
+            if x.value != current
         ]
-        start = None
     return render_template(
         "patient/reschedule_confirm.html",
         new_value=local_start(start, tz) if start else "",
         new_label=when(start, tz) if start else "",
+        wanted_value=local_start(wanted, tz) if wanted else "",
         problem=problem,
+        start_error=start_error,
         alternatives=alternatives,
         back_url=url_for("manage.reschedule_days", token=token),
         **_appointment_context(appt),

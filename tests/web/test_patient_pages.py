@@ -398,3 +398,62 @@ def test_past_and_cancelled_appointments_offer_no_actions(client, session, clini
     page = text_of(client.get(f"/a/{appt.manage_token}"))
     assert "This appointment was cancelled" in page
     assert session.scalar(select(func.count()).select_from(Patient)) == 1
+
+
+def test_a_double_submitted_form_books_once(client, session, clinic):
+    page = client.get("/book/sf/infusion/details?start=2026-12-01T09:15").get_data(as_text=True)
+    token = CSRF.search(page).group(1)
+    submission = re.search(r'name="submission" value="([^"]+)"', page).group(1)
+    data = {"csrf_token": token, "submission": submission, "start": "2026-12-01T09:15", **PATIENT}
+    first = client.post("/book/sf/infusion/details", data=data)
+    again = client.post("/book/sf/infusion/details", data=data)
+    assert first.status_code == again.status_code == 303
+    assert first.headers["Location"] == again.headers["Location"]
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(Appointment)) == 1
+    # Without the form's key (another tab), the same person at the same time is refused.
+    other = client.post("/book/sf/infusion/details", data={**data, "submission": "other-tab"})
+    assert other.status_code == 422
+    assert "You already have an appointment at that time" in text_of(other)
+
+
+def test_choosing_no_alternative_keeps_the_alternatives_and_says_so(client, session):
+    loc = make_location(session, slug="one", chairs=1)
+    make_service(session, [loc], slug="infusion")
+    session.commit()
+    book(session, dt.datetime(2026, 12, 1, 18, 0, tzinfo=UTC), location="one")
+    page = client.get("/book/one/infusion/details?start=2026-12-01T10:00")
+    assert page.status_code == 409
+    assert "no longer available" in text_of(page)
+    token = CSRF.search(page.get_data(as_text=True)).group(1)
+    response = client.post(
+        "/book/one/infusion/details",
+        data={"csrf_token": token, "wanted": "2026-12-01T10:00", **PATIENT},
+    )
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert re.search(r'<fieldset[^>]*id="start"[^>]*aria-describedby="start-error"', html)
+    assert 'id="start-error"' in html and "Choose one of the times." in html
+    assert 'value="2026-12-01T11:00"' in html
+    assert 'value="Robin Example"' in html
+
+
+def test_reschedule_to_a_taken_time_offers_alternatives(client, session):
+    loc = make_location(session, slug="one", chairs=1)
+    make_service(session, [loc], slug="infusion")
+    session.commit()
+    mine = book(session, DEC1_0915, location="one")
+    token = csrf_from(client, f"/a/{mine.manage_token}/reschedule/confirm?start=2026-12-02T10:00")
+    book(session, dt.datetime(2026, 12, 2, 18, 0, tzinfo=UTC), location="one", n=2)
+    response = client.post(
+        f"/a/{mine.manage_token}/reschedule/confirm",
+        data={"csrf_token": token, "start": "2026-12-02T10:00"},
+    )
+    assert response.status_code == 409
+    html = response.get_data(as_text=True)
+    assert "That time has just been taken" in text_of(response)
+    offered = re.findall(r'name="start" id="start-\d+" value="([^"]+)"', html)
+    assert "2026-12-02T11:00" in offered and "2026-12-02T10:00" not in offered
+    assert "2026-12-01T09:15" not in offered  # the current time is not an alternative
+    session.rollback()
+    assert session.get(Appointment, mine.id).start_at == DEC1_0915
