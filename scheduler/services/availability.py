@@ -79,9 +79,22 @@ def candidate_starts(
         day = first_day + dt.timedelta(days=offset)
         if day in closed_days:
             continue
-        for opens, closes in hours.get(day.weekday(), ()):
+        intervals = hours.get(day.weekday(), ())
+        if not intervals:
+            continue
+        midnight = dt.datetime.combine(day, dt.time(0), tzinfo=tz)
+        steady = midnight.utcoffset() == (midnight + dt.timedelta(days=1)).utcoffset()
+        for opens, closes in intervals:
             open_at = dt.datetime.combine(day, opens, tzinfo=tz).astimezone(dt.UTC)
             close_at = dt.datetime.combine(day, closes, tzinfo=tz).astimezone(dt.UTC)
+            if steady:
+                # No transition today: the wall-clock grid is the UTC grid.
+                start = open_at
+                while start + rules.duration + rules.recovery <= close_at:
+                    if rules.earliest <= start <= rules.latest and start - rules.prep >= open_at:
+                        starts.append(start)
+                    start += rules.step
+                continue
             wall = dt.datetime.combine(day, opens)
             end_wall = dt.datetime.combine(day, closes)
             while wall < end_wall:

@@ -1,0 +1,138 @@
+"""Bookings per second through gunicorn (4 workers, 16 concurrent clients) on PostgreSQL.
+
+Prints bookings/s, the rate of a plain GET /api/v1/locations in the same run, their ratio
+(target >= 0.4) and the count of 5xx answers (target 0).
+Usage: python benchmarks/booking.py [--requests N] [--db postgresql|sqlite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+from _common import ROOT, database  # type: ignore[import-not-found]
+
+CLIENTS = 16
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_load(url: str, method: str, bodies: list[dict | None]) -> tuple[float, Counter[int]]:
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+    local = threading.local()
+
+    def one(body: dict | None) -> None:
+        http = getattr(local, "http", None)
+        if http is None:
+            http = local.http = requests.Session()
+        r = http.request(method, url, json=body, timeout=60)
+        with lock:
+            statuses[r.status_code] += 1
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        list(pool.map(one, bodies))
+    return len(bodies) / (time.perf_counter() - started), statuses
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=800)
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="postgresql")
+    args = parser.parse_args()
+
+    from config import TestConfig
+    from scheduler import create_app
+    from scheduler.extensions import db
+    from tests.factories import make_location, make_service
+
+    with database(args.db) as url:
+        app = create_app(TestConfig(url))
+        with app.app_context():
+            loc = make_location(db.session, slug="bench", chairs=20, rooms=0)
+            make_service(db.session, [loc], slug="inf", duration=40, prep=10, recovery=10)
+            db.session.commit()
+            db.engine.dispose()
+        port = free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "SCHEDULER_EMBEDDED_WORKER": "0",
+            "RATELIMIT_ENABLED": "0",
+            "SECRET_KEY": "bench",
+        }
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-w",
+                "4",
+                "-b",
+                f"127.0.0.1:{port}",
+                "--log-level",
+                "warning",
+                "scheduler:create_app()",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+        base = f"http://127.0.0.1:{port}/api/v1"
+        try:
+            for _ in range(200):
+                try:
+                    requests.get(f"{base}/locations", timeout=10)
+                    break
+                except (requests.ConnectionError, requests.Timeout):
+                    time.sleep(0.1)
+            today = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+            slots = requests.get(
+                f"{base}/locations/bench/availability",
+                params={"service": "inf", "from": today.isoformat(), "days": 50},
+                timeout=60,
+            ).json()["slots"]
+            bodies: list[dict | None] = []
+            for i in range(args.requests):
+                slot = slots[i % len(slots)]
+                bodies.append(
+                    {
+                        "location": "bench",
+                        "service": "inf",
+                        "start": slot["start"],
+                        "patient": {
+                            "name": f"Bench {i}",
+                            "phone": f"+1415555{i % 10000:04d}",
+                            "email": f"bench{i}@example.com",
+                        },
+                    }
+                )
+            run_load(f"{base}/locations", "GET", [None] * 50)  # warm up every worker
+            get_rate, get_status = run_load(f"{base}/locations", "GET", [None] * args.requests)
+            book_rate, book_status = run_load(f"{base}/appointments", "POST", bodies)
+        finally:
+            server.terminate()
+            server.wait(20)
+    fivexx = sum(n for code, n in (get_status + book_status).items() if code >= 500)
+    print(f"database: {args.db}; gunicorn 4 workers; {CLIENTS} concurrent clients")
+    print(f"GET /api/v1/locations: {get_rate:.0f} req/s {dict(get_status)}")
+    print(f"POST /api/v1/appointments: {book_rate:.0f} bookings/s {dict(book_status)}")
+    print(f"ratio bookings / GET: {book_rate / get_rate:.2f} (target >= 0.4)")
+    print(f"5xx answers: {fivexx} (target 0)")
+
+
+if __name__ == "__main__":
+    main()
