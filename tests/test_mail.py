@@ -268,6 +268,23 @@ class TestSmtpDown:
         methods = [mime_parts(m)[0] for m in inbox.messages]
         assert methods == ["REQUEST", "REQUEST", "CANCEL"]
 
+    def test_operators_can_flush_the_outbox_from_the_cli(
+        self, app: Any, client: Any, session: Any, inbox: Inbox, clock: Any
+    ) -> None:
+        setup_clinic(session)
+        book(client, "2026-12-02T10:00:00-08:00")
+        inbox.start()
+        runner = app.test_cli_runner()
+        later = (clock.now + dt.timedelta(minutes=30)).isoformat()
+        result = runner.invoke(args=["mail", "deliver", "--now", later])
+        assert result.exit_code == 0, result.output
+        assert result.output.strip() == "sent 1, failed 0"
+        assert runner.invoke(args=["mail", "deliver", "--now", later]).output.strip() == (
+            "sent 0, failed 0"
+        )
+        assert len(inbox.received) == 1
+        assert runner.invoke(args=["mail", "deliver", "--now", "tomorrow"]).exit_code != 0
+
 
 class Exploding:
     def send(self, envelope_from: str, recipients: Any, message: bytes) -> None:

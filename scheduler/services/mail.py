@@ -460,11 +460,3 @@ def deliver_pending(
         sent += 1
         log.info("mail %s sent", row_id)
     return sent, failed
-
-
-def pending_count(session: Session) -> int:
-    """Rows still waiting to go out (pending or claimed)."""
-    rows = session.scalars(
-        select(MailOutbox.id).where(MailOutbox.status.in_([MailStatus.PENDING, MailStatus.SENDING]))
-    ).all()
-    return len(rows)

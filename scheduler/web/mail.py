@@ -10,6 +10,7 @@ import datetime as dt
 from collections.abc import Sequence
 from functools import partial
 
+import click
 from flask import Flask, Response, current_app, has_app_context
 
 from scheduler.extensions import db
@@ -29,6 +30,8 @@ def sender(app: Flask) -> mail.MailSender:
 
 
 def init_app(app: Flask) -> None:
+    app.cli.add_command(cli)
+
     @app.after_request
     def _deliver_queued_mail(response: Response) -> Response:
         ids = db.session.info.pop(mail.QUEUED_KEY, None)
@@ -52,3 +55,23 @@ def _deliver(app: Flask, ids: Sequence[int], when: dt.datetime) -> None:
                 db.session.rollback()
         except Exception:  # pragma: no cover - the session is beyond help; the worker retries
             pass
+
+
+cli = click.Group("mail", help="The outgoing mail outbox.")
+
+
+@cli.command("deliver")
+@click.option("--now", "now_text", default=None, help="ISO 8601 instant (operators, tests).")
+@click.option("--limit", default=500, show_default=True)
+def deliver_command(now_text: str | None, limit: int) -> None:
+    """Send the mails that are due now (the worker does this on every poll)."""
+    when = now()
+    if now_text:
+        try:
+            when = dt.datetime.fromisoformat(now_text)
+        except ValueError as exc:
+            raise click.BadParameter("use ISO 8601, e.g. 2026-12-01T09:00:00+00:00") from exc
+        if when.tzinfo is None:
+            raise click.BadParameter("include a UTC offset")
+    sent, failed = mail.deliver_pending(db.session, sender(current_app), when, limit=limit)
+    click.echo(f"sent {sent}, failed {failed}")
