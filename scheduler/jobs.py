@@ -1,11 +1,41 @@
-"""The only module that knows APScheduler: one interval job that dispatches due reminders."""
+"""The only module that knows APScheduler: one interval job that dispatches due reminders.
+
+APScheduler only says "now is a good time to look"; the database says what is due
+(scheduler.services.reminders claims rows atomically, so any number of workers may run).
+
+Two ways to run it:
+- embedded (SCHEDULER_EMBEDDED_WORKER=1, the default; one machine): the web process starts a
+  BackgroundScheduler when it serves its first request. CLI commands (db upgrade, seed-demo,
+  reminders ...) never serve requests, so they never start it, and under `flask run --reload`
+  only the child that serves requests does: the worker runs once.
+- own process (gunicorn deployments: SCHEDULER_EMBEDDED_WORKER=0 for the web workers):
+  `flask --app scheduler reminders run` runs a BlockingScheduler in the foreground; SIGTERM
+  finishes the row in hand, hands back the rest of the batch and exits.
+"""
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
+import logging
+import os
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Flask
+
+from scheduler.extensions import db
+from scheduler.services import reminders
+from scheduler.services.settings import ClinicSettings
+from scheduler.services.sms import SmsSender, sender_from_config
+
+log = logging.getLogger(__name__)
+UTC = dt.UTC
 
 
 @dataclass
@@ -13,17 +43,209 @@ class DispatchResult:
     sent: int = 0
     skipped: int = 0
     failed: int = 0
+    retrying: int = 0  # also counted in `failed`: this attempt failed, a later one will retry
+    deferred: int = 0  # quiet hours: moved to 08:00 local
+
+
+def _clock(app: Flask) -> Callable[[], dt.datetime]:
+    clock = app.config.get("CLOCK")
+    return clock if clock is not None else (lambda: dt.datetime.now(UTC))
+
+
+def sms_sender(app: Flask) -> SmsSender:
+    """The app's sender, built once (the Twilio client keeps its connections)."""
+    sender = app.extensions.get("chairside_sms")
+    if sender is None:
+        sender = sender_from_config(app.config)
+        app.extensions["chairside_sms"] = sender
+    return sender  # type: ignore[no-any-return]
+
+
+def dispatch_once(
+    app: Flask, now: dt.datetime, *, stop: threading.Event | None = None
+) -> DispatchResult:
+    """One pass: send every reminder due at `now`, then deliver pending mail."""
+    with app.app_context():
+        try:
+            result = _send_due(app, now, stop)
+            if stop is None or not stop.is_set():
+                _deliver_mail(app, now)
+        finally:
+            db.session.remove()
+    if result.sent or result.failed or result.skipped:
+        log.info(
+            "reminders: sent=%d skipped=%d failed=%d (retrying %d)",
+            result.sent,
+            result.skipped,
+            result.failed,
+            result.retrying,
+        )
+    return result
+
+
+def _send_due(app: Flask, now: dt.datetime, stop: threading.Event | None) -> DispatchResult:
+    session = db.session
+    settings = ClinicSettings.from_config(app.config)
+    sender = sms_sender(app)
+    batch = int(app.config.get("REMINDER_BATCH_SIZE", 20))
+    lease = dt.timedelta(seconds=int(app.config.get("REMINDER_LEASE_SECONDS", 300)))
+    result = DispatchResult()
+    started = time.monotonic()
+    while stop is None or not stop.is_set():
+        token = f"{os.getpid()}-{secrets.token_hex(8)}"
+        # The lease runs on the wall clock from the moment of claiming, whatever `now` says.
+        lease_until = now + dt.timedelta(seconds=time.monotonic() - started) + lease
+        ids = reminders.claim_due(session, now, token=token, lease_until=lease_until, limit=batch)
+        items = reminders.load_claimed(session, ids, token, now)
+        session.commit()
+        if not ids:
+            break
+        try:
+            for item in items:
+                if stop is not None and stop.is_set():
+                    break
+                outcome = reminders.prepare(session, item, now)
+                session.commit()  # no transaction (no SQLite write lock) while sending
+                if outcome is None:
+                    outcome = reminders.send(session, item, sender, now, settings)
+                    session.commit()
+                _tally(result, outcome)
+        finally:
+            # Rows of this batch not handled (stopping, or an unexpected error): hand them back.
+            session.rollback()
+            reminders.release(session, token)
+            session.commit()
+    return result
+
+
+def _tally(result: DispatchResult, outcome: reminders.Outcome) -> None:
+    if outcome.kind == "sent":
+        result.sent += 1
+    elif outcome.kind == "skipped":
+        result.skipped += 1
+    elif outcome.kind == "failed":
+        result.failed += 1
+    elif outcome.kind == "retrying":
+        result.failed += 1
+        result.retrying += 1
+    elif outcome.kind == "deferred":
+        result.deferred += 1
+
+
+def _deliver_mail(app: Flask, now: dt.datetime) -> None:
+    """The invite mail outbox rides on the same job (when that feature is installed)."""
+    try:
+        from scheduler.services import mail  # type: ignore[attr-defined,unused-ignore]
+    except ModuleNotFoundError as exc:
+        if exc.name != "scheduler.services.mail":
+            raise
+        return
+    mail.deliver_pending(db.session, mail.sender_from_config(app.config), now)
+    db.session.commit()
+
+
+_PASS_LOCK = threading.Lock()
+
+
+def _job(app: Flask, stop: threading.Event | None = None) -> None:
+    with _PASS_LOCK:
+        if stop is not None and stop.is_set():
+            return
+        try:
+            dispatch_once(app, _clock(app)(), stop=stop)
+        except Exception:  # the scheduler keeps running; the next tick tries again
+            log.exception("reminder dispatch failed")
+
+
+def _interval(app: Flask) -> int:
+    return max(1, int(app.config.get("REMINDER_POLL_SECONDS", 30)))
+
+
+# --- embedded worker (web process) ----------------------------------------------------------------
 
 
 def init_app(app: Flask) -> None:
-    """Start the embedded reminder worker when configured (filled in by the reminders work)."""
+    """Start the embedded worker with the first request served, when configured."""
+    if not app.config.get("SCHEDULER_EMBEDDED_WORKER"):
+        return
+    lock = threading.Lock()
+
+    @app.before_request
+    def _start_embedded_worker() -> None:
+        if "chairside_worker" in app.extensions:
+            return
+        with lock:
+            if "chairside_worker" not in app.extensions:
+                app.extensions["chairside_worker"] = start_embedded(app)
 
 
-def dispatch_once(app: Flask, now: dt.datetime) -> DispatchResult:
-    """One pass over due reminders (filled in by the reminders work)."""
-    return DispatchResult()
+def start_embedded(app: Flask) -> Any:
+    """A BackgroundScheduler running the dispatch job every REMINDER_POLL_SECONDS."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    stop = threading.Event()
+    scheduler = BackgroundScheduler(timezone=UTC, daemon=True)
+    scheduler.add_job(
+        _job,
+        "interval",
+        seconds=_interval(app),
+        args=[app, stop],
+        id="reminders",
+        coalesce=True,
+        max_instances=1,
+        next_run_time=dt.datetime.now(UTC) + dt.timedelta(seconds=1),
+    )
+    scheduler.start()
+
+    def _shutdown() -> None:
+        stop.set()
+        if scheduler.running:
+            scheduler.shutdown(wait=True)
+
+    atexit.register(_shutdown)
+    log.info("embedded reminder worker started (every %d s)", _interval(app))
+    return scheduler
+
+
+def embedded_scheduler(app: Flask) -> Any:
+    """The embedded BackgroundScheduler, or None before the first request (or when disabled)."""
+    return app.extensions.get("chairside_worker")
+
+
+# --- foreground worker (`reminders run`) ----------------------------------------------------------
 
 
 def run_forever(app: Flask) -> None:
-    """The foreground worker (filled in by the reminders work)."""
-    raise SystemExit("the reminder worker is not built yet")
+    """The foreground worker: a BlockingScheduler with the one interval job, until SIGTERM/^C."""
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    stop = threading.Event()
+    scheduler = BlockingScheduler(timezone=UTC)
+    scheduler.add_job(
+        _job,
+        "interval",
+        seconds=_interval(app),
+        args=[app, stop],
+        id="reminders",
+        coalesce=True,
+        max_instances=1,
+        next_run_time=dt.datetime.now(UTC),
+    )
+
+    def _terminate(signum: int, frame: object) -> None:
+        stop.set()
+        scheduler.shutdown(wait=False)
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    log.info("reminder worker running (every %d s)", _interval(app))
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        stop.set()
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        # A pass in progress finishes its row and hands back the rest of its batch.
+        with _PASS_LOCK:
+            pass

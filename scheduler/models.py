@@ -431,6 +431,77 @@ class CalendarFeed(Base):
 # --- reminders and SMS ----------------------------------------------------------------------------
 
 
+class ReminderStatus(enum.StrEnum):
+    PENDING = "pending"  # planned; due at next_attempt_at
+    SENDING = "sending"  # claimed by a worker until lease_until
+    SENT = "sent"  # accepted by the provider
+    DELIVERED = "delivered"  # the provider's status callback said so
+    FAILED = "failed"  # permanent error, undelivered, or retries exhausted
+    CANCELLED = "cancelled"  # the visit was cancelled or moved
+    SKIPPED = "skipped"  # its time had passed, no consent, opted out, or visit changed
+
+
+class Reminder(Base):
+    """One SMS reminder for one appointment, due at an instant; the worker claims and sends it."""
+
+    __tablename__ = "reminders"
+    __table_args__ = (
+        Index("ix_reminders_status_next_attempt", "status", "next_attempt_at"),
+        Index("ix_reminders_appointment", "appointment_id"),
+        Index("ix_reminders_provider_sid", "provider_sid"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id", ondelete="CASCADE"))
+    # The visit's start when this reminder was planned: the worker sends only if it still holds.
+    appointment_start_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    offset_minutes: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)  # after quiet hours
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)  # due_at, later on retry
+    status: Mapped[str] = mapped_column(String(16), default=ReminderStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claim_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    provider_sid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    provider_status: Mapped[str] = mapped_column(String(20), default="")
+    error_code: Mapped[str] = mapped_column(String(16), default="")
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    appointment: Mapped[Appointment] = relationship()
+
+
+class SmsOptOut(Base):
+    """A phone number's SMS opt-out state (STOP and the other opt-out words; START resumes)."""
+
+    __tablename__ = "sms_opt_outs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phone: Mapped[str] = mapped_column(String(20), unique=True)  # E.164
+    opted_out: Mapped[bool] = mapped_column(Boolean, default=True)
+    keyword: Mapped[str] = mapped_column(String(16), default="")
+    changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SmsInbound(Base):
+    """What an inbound SMS did (its keyword's action, never its text); MessageSid de-duplicates."""
+
+    __tablename__ = "sms_inbound"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    phone: Mapped[str] = mapped_column(String(20), index=True)
+    action: Mapped[str] = mapped_column(String(16))  # confirm|opt_out|opt_in|help|unknown
+    appointment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("appointments.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 # --- staff portal (audit log) ---------------------------------------------------------------------
 
 

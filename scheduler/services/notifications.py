@@ -25,6 +25,10 @@ def appointment_changed(
     settings: ClinicSettings,
 ) -> None:
     """Queue what `change` to `appointment` owes the patient. Only writes rows; sends nothing."""
+    from scheduler.services import reminders  # SMS reminder rows: plan, cancel or re-plan
+
+    reminders.sync_plan(session, appointment, change, now, settings)
+
     from scheduler.services import mail  # the invite e-mail (REQUEST / CANCEL) to the outbox
 
     mail.queue_invite(session, appointment, change, now, settings)

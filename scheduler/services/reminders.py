@@ -1,0 +1,871 @@
+"""SMS reminders: plan rows with each booking, claim what is due, send, record; two-way texting.
+
+Planning runs inside the booking transaction (via notifications). Dispatch is split in small
+steps so the caller (scheduler.jobs) commits between them: `claim_due` marks due rows as
+`sending` under a lease (FOR UPDATE SKIP LOCKED on PostgreSQL; a conditional UPDATE under
+SQLite's write lock), `load_claimed` reads what the texts need, `deliver` re-checks one row,
+sends it outside any transaction and records the outcome. A worker that dies leaves `sending`
+rows behind; once their lease expires any worker claims them again (at-least-once: only rows
+in flight at the crash can be sent twice).
+
+Times: offsets are taken in the location's wall-clock time (a 48h reminder before a 09:00 visit
+goes out at 09:00 two days before, across a DST change too). No texts during quiet hours
+(21:00-08:00 local): a reminder due then goes out at 08:00, or at 20:30 the evening before if
+08:00 is not before the visit. A reminder whose time has passed when it is planned is recorded
+as skipped, never sent late.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import jinja2
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from scheduler.models import (
+    Appointment,
+    AppointmentStatus,
+    Location,
+    Patient,
+    Reminder,
+    ReminderStatus,
+    Service,
+    SmsInbound,
+    SmsOptOut,
+)
+from scheduler.services.settings import ClinicSettings, parse_offsets
+from scheduler.services.sms import SmsError, SmsSender
+
+UTC = dt.UTC
+QUIET_START = dt.time(21, 0)
+QUIET_END = dt.time(8, 0)
+EVENING_FALLBACK = dt.time(20, 30)
+MAX_ATTEMPTS = 6
+BACKOFF_BASE = dt.timedelta(seconds=30)
+BACKOFF_MAX = dt.timedelta(minutes=30)
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "sms"
+
+# Twilio's standard keywords (it handles these itself too; we mirror its state).
+OPT_OUT_WORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+)
+OPT_IN_WORDS = frozenset({"START", "UNSTOP", "YES"})
+HELP_WORDS = frozenset({"HELP", "INFO"})
+CONFIRM_WORDS = frozenset({"C", "Y", "YES", "CONFIRM"})
+
+
+# --- planning -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedReminder:
+    offset: dt.timedelta
+    due_at: dt.datetime
+    skip_reason: str = ""  # set: recorded as skipped, never sent
+
+
+def _wall_minus(start: dt.datetime, offset: dt.timedelta, tz: ZoneInfo) -> dt.datetime:
+    """`offset` before `start` on the local wall clock (a day before 09:00 is 09:00)."""
+    wall = start.astimezone(tz).replace(tzinfo=None) - offset
+    return wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+
+
+def _local_instant(day: dt.date, wall: dt.time, tz: ZoneInfo) -> dt.datetime:
+    return dt.datetime.combine(day, wall).replace(tzinfo=tz, fold=0).astimezone(UTC)
+
+
+def in_quiet_hours(instant: dt.datetime, tz: ZoneInfo) -> bool:
+    local = instant.astimezone(tz).time()
+    return local >= QUIET_START or local < QUIET_END
+
+
+def outside_quiet_hours(
+    instant: dt.datetime, tz: ZoneInfo, visit_start: dt.datetime
+) -> dt.datetime:
+    """`instant`, or the next 08:00 local if it falls in quiet hours; 20:30 the evening before
+    when that 08:00 is not before the visit."""
+    if not in_quiet_hours(instant, tz):
+        return instant
+    local = instant.astimezone(tz)
+    morning_day = local.date() + dt.timedelta(days=1 if local.time() >= QUIET_START else 0)
+    morning = _local_instant(morning_day, QUIET_END, tz)
+    if morning < visit_start:
+        return morning
+    return _local_instant(morning_day - dt.timedelta(days=1), EVENING_FALLBACK, tz)
+
+
+def plan_instants(
+    start: dt.datetime, tz: ZoneInfo, offsets: Iterable[dt.timedelta], now: dt.datetime
+) -> list[PlannedReminder]:
+    """When each reminder goes out (pure; tested without a database)."""
+    plans: list[PlannedReminder] = []
+    seen: set[dt.datetime] = set()
+    for offset in sorted(set(offsets)):  # smallest first: it wins a tie after quiet hours
+        nominal = _wall_minus(start, offset, tz)
+        due = outside_quiet_hours(nominal, tz, start)
+        if nominal <= now or due <= now:
+            plans.append(PlannedReminder(offset, due, "its time had passed when booked"))
+        elif due in seen:
+            plans.append(PlannedReminder(offset, due, "same time as another reminder"))
+        else:
+            seen.add(due)
+            plans.append(PlannedReminder(offset, due))
+    return sorted(plans, key=lambda p: p.offset, reverse=True)
+
+
+def offsets_for(service: Service, settings: ClinicSettings) -> tuple[dt.timedelta, ...]:
+    """The service's own offsets (e.g. "24h,2h") or, when empty or unreadable, the clinic's."""
+    if service.reminder_offsets and service.reminder_offsets.strip():
+        try:
+            return parse_offsets(service.reminder_offsets)
+        except ValueError:
+            return settings.reminder_offsets
+    return settings.reminder_offsets
+
+
+def is_opted_out(session: Session, phone: str) -> bool:
+    return bool(
+        session.scalar(
+            select(SmsOptOut.opted_out).where(SmsOptOut.phone == phone, SmsOptOut.opted_out)
+        )
+    )
+
+
+_CANCEL_REASONS = {
+    "cancelled": "visit cancelled",
+    "rescheduled": "visit moved",
+    "booked": "visit changed",
+}
+
+
+def sync_plan(
+    session: Session,
+    appointment: Appointment,
+    change: str,
+    now: dt.datetime,
+    settings: ClinicSettings,
+) -> None:
+    """Make the appointment's pending reminders match its current state (same transaction).
+
+    Booked: rows at the planned instants. Moved: pending rows for the old time are cancelled and
+    new ones planned. Cancelled or no longer `booked`: pending rows are cancelled. Rows already
+    claimed by a worker are left alone; the worker re-checks the visit before sending.
+    """
+    patient = appointment.patient
+    wanted = (
+        appointment.active
+        and appointment.status == AppointmentStatus.BOOKED
+        and patient.sms_consent
+        and not is_opted_out(session, patient.phone)
+    )
+    tz = ZoneInfo(appointment.location.timezone)
+    plans = (
+        plan_instants(appointment.start_at, tz, offsets_for(appointment.service, settings), now)
+        if wanted
+        else []
+    )
+    wanted_keys = {(int(p.offset.total_seconds() // 60), p.due_at) for p in plans}
+    existing = list(
+        session.scalars(select(Reminder).where(Reminder.appointment_id == appointment.id))
+    )
+    have: set[int] = set()
+    for row in existing:
+        current = row.appointment_start_at == appointment.start_at
+        if row.status == ReminderStatus.PENDING and not (
+            current and (row.offset_minutes, row.due_at) in wanted_keys
+        ):
+            row.status = ReminderStatus.CANCELLED
+            row.reason = _CANCEL_REASONS.get(change, f"visit {appointment.status}")
+            row.closed_at = now
+            row.claim_token = None
+        elif current and row.status != ReminderStatus.CANCELLED:
+            have.add(row.offset_minutes)
+    for plan in plans:
+        minutes = int(plan.offset.total_seconds() // 60)
+        if minutes in have:
+            continue
+        session.add(
+            Reminder(
+                appointment_id=appointment.id,
+                appointment_start_at=appointment.start_at,
+                offset_minutes=minutes,
+                due_at=plan.due_at,
+                next_attempt_at=plan.due_at,
+                status=ReminderStatus.SKIPPED if plan.skip_reason else ReminderStatus.PENDING,
+                reason=plan.skip_reason,
+                closed_at=now if plan.skip_reason else None,
+                created_at=now,
+                attempts=0,
+                provider_status="",
+                error_code="",
+            )
+        )
+    session.flush()
+
+
+# --- dispatch -------------------------------------------------------------------------------------
+
+
+def _due(now: dt.datetime) -> object:
+    return or_(
+        and_(Reminder.status == ReminderStatus.PENDING, Reminder.next_attempt_at <= now),
+        and_(Reminder.status == ReminderStatus.SENDING, Reminder.lease_until < now),
+    )
+
+
+def claim_due(
+    session: Session,
+    now: dt.datetime,
+    *,
+    token: str,
+    lease_until: dt.datetime,
+    limit: int = 50,
+) -> list[int]:
+    """Mark up to `limit` due rows as ours (`sending`, lease until `lease_until`); the caller
+    commits. Concurrent workers never get the same row."""
+    pick = (
+        select(Reminder.id)
+        .where(_due(now))  # type: ignore[arg-type]
+        .order_by(Reminder.next_attempt_at, Reminder.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        # Lock the picked rows (skipping rows other workers hold) until our commit. A separate
+        # SELECT: inside `UPDATE ... WHERE id IN (SELECT ... LIMIT n)` PostgreSQL may claim more.
+        pick = pick.with_for_update(skip_locked=True)
+    # On SQLite the transaction already holds the write lock (BEGIN IMMEDIATE).
+    ids = list(session.scalars(pick))
+    if not ids:
+        return []
+    statement = (
+        update(Reminder)
+        .where(Reminder.id.in_(ids), _due(now))  # type: ignore[arg-type]
+        .values(
+            status=ReminderStatus.SENDING,
+            claim_token=token,
+            lease_until=lease_until,
+            attempts=Reminder.attempts + 1,
+        )
+        .returning(Reminder.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(session.scalars(statement))
+
+
+def release(session: Session, token: str) -> int:
+    """Hand back rows claimed under `token` and not handled (the worker is stopping)."""
+    result = session.execute(
+        update(Reminder)
+        .where(Reminder.claim_token == token, Reminder.status == ReminderStatus.SENDING)
+        .values(
+            status=ReminderStatus.PENDING,
+            attempts=Reminder.attempts - 1,
+            claim_token=None,
+            lease_until=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A claimed reminder and what its text needs."""
+
+    id: int
+    appointment_id: int
+    token: str
+    attempts: int
+    planned_start: dt.datetime
+    superseded: bool  # a later reminder for the same visit is also due: send only that one
+    phone: str
+    location: str
+    location_phone: str
+    timezone: str
+    title: str
+    manage_token: str
+
+
+def load_claimed(
+    session: Session, ids: Sequence[int], token: str, now: dt.datetime
+) -> list[Outgoing]:
+    if not ids:
+        return []
+    newer = aliased(Reminder)
+    superseded = exists().where(
+        newer.appointment_id == Reminder.appointment_id,
+        newer.id != Reminder.id,
+        newer.appointment_start_at == Reminder.appointment_start_at,
+        newer.offset_minutes < Reminder.offset_minutes,
+        newer.due_at <= now,
+        newer.status.in_(
+            [
+                ReminderStatus.PENDING,
+                ReminderStatus.SENDING,
+                ReminderStatus.SENT,
+                ReminderStatus.DELIVERED,
+            ]
+        ),
+    )
+    rows = session.execute(
+        select(
+            Reminder.id,
+            Reminder.appointment_id,
+            Reminder.attempts,
+            Reminder.appointment_start_at,
+            superseded.label("superseded"),
+            Patient.phone,
+            Location.name,
+            Location.phone,
+            Location.timezone,
+            Service.public_title,
+            Appointment.manage_token,
+        )
+        .join(Appointment, Appointment.id == Reminder.appointment_id)
+        .join(Patient, Patient.id == Appointment.patient_id)
+        .join(Location, Location.id == Appointment.location_id)
+        .join(Service, Service.id == Appointment.service_id)
+        .where(Reminder.id.in_(ids), Reminder.claim_token == token)
+        .order_by(Reminder.id)
+    )
+    return [
+        Outgoing(
+            id=r[0],
+            appointment_id=r[1],
+            token=token,
+            attempts=r[2],
+            planned_start=r[3],
+            superseded=bool(r[4]),
+            phone=r[5],
+            location=r[6],
+            location_phone=r[7],
+            timezone=r[8],
+            title=r[9] or "",
+            manage_token=r[10],
+        )
+        for r in rows
+    ]
+
+
+def _recheck(session: Session, item: Outgoing, now: dt.datetime) -> str:
+    """Why this reminder must not go out now ("" when it may)."""
+    row = session.execute(
+        select(
+            Appointment.status,
+            Appointment.active,
+            Appointment.start_at,
+            Patient.sms_consent,
+            exists().where(SmsOptOut.phone == Patient.phone, SmsOptOut.opted_out),
+        )
+        .join(Patient, Patient.id == Appointment.patient_id)
+        .where(Appointment.id == item.appointment_id)
+    ).first()
+    if row is None:
+        return "visit deleted"
+    status, active, start_at, consent, opted_out = row
+    if not active or status != AppointmentStatus.BOOKED:
+        return f"visit {status}"
+    if start_at != item.planned_start:
+        return "visit moved"
+    if not consent:
+        return "no SMS consent"
+    if opted_out:
+        return "number opted out"
+    if start_at <= now:
+        return "visit already started"
+    if item.superseded:
+        return "a later reminder is due too"
+    return ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str  # sent | skipped | failed | retrying | deferred | lost (lease taken over)
+    detail: str = ""
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    """30 s, 1 min, 2 min, ... capped at 30 min."""
+    delay = BACKOFF_BASE * (2 ** max(attempts - 1, 0))
+    return min(delay, BACKOFF_MAX)
+
+
+def _finish(session: Session, item: Outgoing, **values: object) -> bool:
+    result = session.execute(
+        update(Reminder)
+        .where(Reminder.id == item.id, Reminder.claim_token == item.token)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def status_callback_url(settings: ClinicSettings, reminder_id: int) -> str:
+    return f"{settings.public_base_url}/webhooks/twilio/status?r={reminder_id}"
+
+
+def prepare(session: Session, item: Outgoing, now: dt.datetime) -> Outcome | None:
+    """Re-check one claimed row right before sending; an Outcome when it is not to be sent
+    (already recorded, flushed), None when it may go. The caller ends the transaction after."""
+    reason = _recheck(session, item, now)
+    if reason:
+        ok = _finish(
+            session,
+            item,
+            status=ReminderStatus.SKIPPED,
+            reason=reason,
+            closed_at=now,
+            claim_token=None,
+            lease_until=None,
+        )
+        return Outcome("skipped" if ok else "lost", reason)
+    tz = ZoneInfo(item.timezone)
+    if in_quiet_hours(now, tz):
+        later = outside_quiet_hours(now, tz, item.planned_start)
+        if later <= now or later >= item.planned_start:
+            ok = _finish(
+                session,
+                item,
+                status=ReminderStatus.SKIPPED,
+                reason="quiet hours until the visit",
+                closed_at=now,
+                claim_token=None,
+                lease_until=None,
+            )
+            return Outcome("skipped" if ok else "lost", "quiet hours")
+        ok = _finish(
+            session,
+            item,
+            status=ReminderStatus.PENDING,
+            next_attempt_at=later,
+            attempts=Reminder.attempts - 1,
+            claim_token=None,
+            lease_until=None,
+        )
+        return Outcome("deferred" if ok else "lost", "quiet hours")
+    return None
+
+
+def send(
+    session: Session,
+    item: Outgoing,
+    sender: SmsSender,
+    now: dt.datetime,
+    settings: ClinicSettings,
+) -> Outcome:
+    """Send one prepared row (no transaction should be open) and record the outcome (flushed)."""
+    body = render_reminder(item, settings)
+    try:
+        result = sender.send(
+            item.phone, body, status_callback=status_callback_url(settings, item.id)
+        )
+    except SmsError as exc:
+        if exc.permanent or item.attempts >= MAX_ATTEMPTS:
+            reason = "rejected" if exc.permanent else f"gave up after {item.attempts} attempts"
+            ok = _finish(
+                session,
+                item,
+                status=ReminderStatus.FAILED,
+                error_code=exc.code[:16],
+                reason=reason,
+                failed_at=now,
+                closed_at=now,
+                claim_token=None,
+                lease_until=None,
+            )
+            return Outcome("failed" if ok else "lost", exc.code)
+        ok = _finish(
+            session,
+            item,
+            status=ReminderStatus.PENDING,
+            error_code=exc.code[:16],
+            reason=f"retrying after error {exc.code}",
+            next_attempt_at=now + backoff(item.attempts),
+            claim_token=None,
+            lease_until=None,
+        )
+        return Outcome("retrying" if ok else "lost", exc.code)
+    # A status callback may already have moved the row on (to delivered): keep that.
+    ok = _finish(
+        session,
+        item,
+        status=_sent_unless_further(),
+        provider_sid=func.coalesce(Reminder.provider_sid, result.sid),
+        provider_status=_rank_max(result.status),
+        sent_at=now,
+        error_code="",
+        reason="",
+        claim_token=None,
+        lease_until=None,
+    )
+    return Outcome("sent" if ok else "lost")
+
+
+def _sent_unless_further() -> object:
+    from sqlalchemy import case
+
+    return case(
+        (Reminder.status == ReminderStatus.SENDING, ReminderStatus.SENT.value),
+        else_=Reminder.status,
+    )
+
+
+def _rank_max(status: str) -> object:
+    from sqlalchemy import case, literal
+
+    return case(
+        (Reminder.provider_status == "", literal(status)),
+        else_=Reminder.provider_status,
+    )
+
+
+# --- the texts ------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=False,
+    )
+
+
+# GSM 03.38 basic character set (one septet each) and the extension table (two septets each).
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
+_REPLACEMENTS = {
+    "\u2013": "-",
+    "\u2014": "-",
+    "\u2212": "-",
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u201c": '"',
+    "\u201d": '"',
+    "\u2026": "...",
+    "\u00a0": " ",
+    "\u202f": " ",
+    "\t": " ",
+    "\u0141": "L",
+    "\u0142": "l",
+    "\u0110": "D",
+    "\u0111": "d",
+    "\u0152": "OE",
+    "\u0153": "oe",
+    "\u0131": "i",
+}
+
+
+def to_gsm7(text: str) -> str:
+    """Text in the GSM-7 basic set: typographic marks simplified, accents dropped where the
+    accented letter is not in the set, anything else becomes '?'."""
+    out = []
+    for ch in text:
+        if ch in GSM7_BASIC:
+            out.append(ch)
+            continue
+        ch = _REPLACEMENTS.get(ch, ch)
+        if all(c in GSM7_BASIC for c in ch):
+            out.append(ch)
+            continue
+        base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+        out.append(base if base and all(c in GSM7_BASIC for c in base) else "?")
+    return "".join(out)
+
+
+def is_gsm7(text: str) -> bool:
+    return all(ch in GSM7_BASIC or ch in GSM7_EXTENDED for ch in text)
+
+
+def segments(text: str) -> int:
+    """How many SMS segments a GSM-7 text takes (160 septets alone, 153 per part)."""
+    septets = sum(2 if ch in GSM7_EXTENDED else 1 for ch in text)
+    return 1 if septets <= 160 else -(-septets // 153)
+
+
+def local_when(instant: dt.datetime, tz: ZoneInfo) -> str:
+    """'Tue 1 Dec, 9:00 AM PST': the local date and time with the zone's abbreviation."""
+    local = instant.astimezone(tz)
+    hour = local.hour % 12 or 12
+    half = "AM" if local.hour < 12 else "PM"
+    return f"{local:%a} {local.day} {local:%b}, {hour}:{local:%M} {half} {local.tzname()}"
+
+
+def _render(name: str, **values: object) -> str:
+    text = _env().get_template(name).render(**values)
+    return to_gsm7(" ".join(text.split()))
+
+
+def render_reminder(item: Outgoing, settings: ClinicSettings) -> str:
+    """The reminder text: the full template when it fits one segment, else the short one."""
+    values = {
+        "clinic": settings.clinic_name,
+        "title": item.title,
+        "when": local_when(item.planned_start, ZoneInfo(item.timezone)),
+        "location": item.location,
+        "url": settings.manage_url(item.manage_token),
+    }
+    text = _render("reminder.txt", **values)
+    if segments(text) > 1:
+        short = _render("reminder_short.txt", **values)
+        if segments(short) < segments(text):
+            return short
+    return text
+
+
+# --- inbound texts and status callbacks -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InboundResult:
+    action: str  # confirm | opt_out | opt_in | help | unknown | duplicate
+    reply: str | None  # the text to answer with (None: no reply)
+    appointment_id: int | None = None
+
+
+def keyword(body: str) -> str:
+    return re.sub(r"[^A-Z]", "", body.strip().upper())
+
+
+def _next_appointment(session: Session, phone: str, now: dt.datetime) -> Appointment | None:
+    return session.scalars(
+        select(Appointment)
+        .join(Patient, Patient.id == Appointment.patient_id)
+        .where(
+            Patient.phone == phone,
+            Appointment.active.is_(True),
+            Appointment.status == AppointmentStatus.BOOKED,
+            Appointment.start_at > now,
+        )
+        .order_by(Appointment.start_at)
+        .limit(1)
+    ).first()
+
+
+def _set_opt_out(
+    session: Session, phone: str, opted_out: bool, word: str, now: dt.datetime
+) -> None:
+    row = session.scalars(select(SmsOptOut).where(SmsOptOut.phone == phone)).first()
+    if row is None:
+        if not opted_out:
+            return
+        row = SmsOptOut(phone=phone)
+        session.add(row)
+    row.opted_out = opted_out
+    row.keyword = word[:16]
+    row.changed_at = now
+
+
+def _clinic_phone(session: Session, appointment: Appointment | None) -> str:
+    if appointment is not None and appointment.location.phone:
+        return appointment.location.phone
+    return (
+        session.scalar(
+            select(Location.phone)
+            .where(Location.active.is_(True), Location.phone != "")
+            .order_by(Location.id)
+            .limit(1)
+        )
+        or ""
+    )
+
+
+def handle_inbound(
+    session: Session,
+    *,
+    phone: str,
+    body: str,
+    message_sid: str,
+    now: dt.datetime,
+    settings: ClinicSettings,
+    opt_out_type: str = "",
+) -> InboundResult:
+    """Apply one inbound SMS: C/YES confirm the next visit, STOP & co. opt out, START opts in,
+    HELP answers. Recorded by MessageSid, so a redelivered webhook changes nothing twice."""
+    if session.scalar(select(SmsInbound.id).where(SmsInbound.message_sid == message_sid)):
+        return InboundResult("duplicate", None)
+    word = keyword(body)
+    kind = opt_out_type.strip().upper()
+    if kind == "STOP" or (not kind and word in OPT_OUT_WORDS):
+        action = "opt_out"
+    elif word in CONFIRM_WORDS:
+        action = "confirm"
+    elif kind == "START" or word in OPT_IN_WORDS:
+        action = "opt_in"
+    elif kind == "HELP" or word in HELP_WORDS:
+        action = "help"
+    else:
+        action = "unknown"
+    appointment = _next_appointment(session, phone, now)
+    reply: str | None = None
+    confirmed_id: int | None = None
+    values = {"clinic": settings.clinic_name, "phone": _clinic_phone(session, appointment)}
+    if action == "opt_out":
+        # Twilio has already stopped delivery and sent its own answer: no reply from us.
+        _set_opt_out(session, phone, True, word or kind, now)
+    elif action == "opt_in":
+        _set_opt_out(session, phone, False, word or kind, now)
+    if action == "confirm":
+        if word in OPT_IN_WORDS:  # "YES" also re-subscribes at Twilio
+            _set_opt_out(session, phone, False, word, now)
+        if appointment is None:
+            reply = _render("nothing_to_confirm.txt", **values)
+        else:
+            # The patient's own confirmation: the one field of the visit this service writes.
+            appointment.confirmed_at = now
+            confirmed_id = appointment.id
+            tz = ZoneInfo(appointment.location.timezone)
+            reply = _render(
+                "confirmed.txt",
+                when=local_when(appointment.start_at, tz),
+                location=appointment.location.name,
+                **values,
+            )
+    elif action == "help":
+        reply = _render("help.txt", **values)
+    elif action == "unknown":
+        reply = _render("unknown.txt", **values)
+    session.add(
+        SmsInbound(
+            message_sid=message_sid[:64],
+            phone=phone[:20],
+            action=action,
+            appointment_id=confirmed_id,
+            received_at=now,
+        )
+    )
+    session.flush()
+    return InboundResult(action, reply, confirmed_id)
+
+
+_PROVIDER_RANK = {
+    "accepted": 1,
+    "scheduled": 1,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "canceled": 4,
+}
+
+
+def record_status(
+    session: Session,
+    *,
+    message_sid: str,
+    status: str,
+    error_code: str,
+    now: dt.datetime,
+    reminder_id: int | None = None,
+) -> bool:
+    """Apply a delivery status callback; duplicates and out-of-order ones change nothing."""
+    status = status.strip().lower()
+    rank = _PROVIDER_RANK.get(status)
+    if rank is None or not message_sid:
+        return False
+    row: Reminder | None = None
+    if reminder_id is not None:
+        row = session.get(Reminder, reminder_id)
+        if row is not None and row.provider_sid not in (None, message_sid):
+            row = None  # a callback for another send of the same reminder
+    if row is None:
+        row = session.scalars(select(Reminder).where(Reminder.provider_sid == message_sid)).first()
+    if row is None:
+        return False
+    if _PROVIDER_RANK.get(row.provider_status, 0) >= rank:
+        return False
+    row.provider_status = status
+    if row.provider_sid is None:
+        row.provider_sid = message_sid
+    if status == "delivered":
+        row.status = ReminderStatus.DELIVERED
+        row.delivered_at = now
+    elif status in ("undelivered", "failed", "canceled"):
+        row.status = ReminderStatus.FAILED
+        row.failed_at = now
+        row.error_code = error_code[:16]
+        row.reason = status
+    session.flush()
+    return True
+
+
+# --- history for staff ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One line of an appointment's SMS history, oldest first."""
+
+    at: dt.datetime
+    event: str  # planned | sent | delivered | failed | skipped | cancelled | confirmed
+    reminder_id: int | None
+    due_at: dt.datetime | None
+    detail: str
+
+
+def history(session: Session, appointment_id: int) -> list[HistoryRow]:
+    rows: list[HistoryRow] = []
+    for r in session.scalars(
+        select(Reminder).where(Reminder.appointment_id == appointment_id).order_by(Reminder.id)
+    ):
+        label = _offset_label(r.offset_minutes)
+        rows.append(HistoryRow(r.created_at, "planned", r.id, r.due_at, label))
+        if r.sent_at is not None:
+            rows.append(HistoryRow(r.sent_at, "sent", r.id, r.due_at, label))
+        if r.delivered_at is not None:
+            rows.append(HistoryRow(r.delivered_at, "delivered", r.id, r.due_at, label))
+        if r.status == ReminderStatus.FAILED:
+            detail = f"{label}: {r.reason or 'failed'}" + (
+                f" (error {r.error_code})" if r.error_code else ""
+            )
+            rows.append(
+                HistoryRow(
+                    r.failed_at or r.closed_at or r.created_at, "failed", r.id, r.due_at, detail
+                )
+            )
+        elif r.status in (ReminderStatus.SKIPPED, ReminderStatus.CANCELLED):
+            rows.append(
+                HistoryRow(
+                    r.closed_at or r.created_at,
+                    str(r.status),
+                    r.id,
+                    r.due_at,
+                    f"{label}: {r.reason}",
+                )
+            )
+        elif r.status == ReminderStatus.PENDING and r.error_code:
+            rows.append(
+                HistoryRow(
+                    r.created_at, "retrying", r.id, r.next_attempt_at, f"{label}: {r.reason}"
+                )
+            )
+    for inbound in session.scalars(
+        select(SmsInbound)
+        .where(SmsInbound.appointment_id == appointment_id, SmsInbound.action == "confirm")
+        .order_by(SmsInbound.id)
+    ):
+        rows.append(HistoryRow(inbound.received_at, "confirmed", None, None, "patient replied C"))
+    order = {"planned": 0, "sent": 1, "delivered": 2}
+    return sorted(rows, key=lambda h: (h.at, order.get(h.event, 3)))
+
+
+def _offset_label(minutes: int) -> str:
+    if minutes % (24 * 60) == 0:
+        return f"{minutes // (24 * 60)} d before"
+    if minutes % 60 == 0:
+        return f"{minutes // 60} h before"
+    return f"{minutes} min before"
