@@ -99,7 +99,10 @@ def _as_utc(start: dt.datetime) -> dt.datetime:
         raise InvalidInput(
             "The start time needs a UTC offset.", {"start": "must include a UTC offset"}
         )
-    return start.astimezone(UTC)
+    try:
+        return start.astimezone(UTC)
+    except OverflowError as exc:
+        raise InvalidInput("That time is out of range.", {"start": "out of range"}) from exc
 
 
 def _slot_for(

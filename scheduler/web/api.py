@@ -163,6 +163,8 @@ def location_availability(location: str) -> ResponseReturnValue:
     service = booking.get_service(db.session, loc, query.service)
     tz = ZoneInfo(loc.timezone)
     first = query.from_ or now().astimezone(tz).date()
+    if not dt.date(2000, 1, 1) <= first <= dt.date(2200, 1, 1):
+        raise BadRequest("That date is out of range.", {"from": "out of range"})
     slots = availability.location_slots(db.session, loc, service, first, query.days, now())
     return jsonify(
         s.AvailabilityOut(
