@@ -26,6 +26,35 @@ pytestmark = pytest.mark.browser
 UTC = dt.UTC
 NAME, PHONE, EMAIL = "Robin Example", "(415) 555-0123", "robin@example.com"
 
+# WCAG 2 contrast of every visible piece of text against its effective background colour.
+LOW_CONTRAST = """() => {
+  const rgba = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map((v) => {
+      v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+    }).reduce((acc, v, i) => acc + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const background = (el) => {
+    for (let node = el; node && node.nodeType === 1; node = node.parentElement) {
+      const c = rgba(getComputedStyle(node).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0.5)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const failures = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const el = node.parentElement;
+    if (!node.textContent.trim() || !el || !el.getClientRects().length) continue;
+    const style = getComputedStyle(el);
+    if (style.visibility === "hidden" || el.closest(".visually-hidden, .skip")) continue;
+    const fg = lum(rgba(style.color).slice(0, 3)), bg = lum(background(el));
+    const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+    const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
+    const needed = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+    if (ratio < needed) failures.push(`${node.textContent.trim().slice(0, 40)}: ${ratio.toFixed(2)}`);
+  }
+  return failures;
+}"""
+
 
 @pytest.fixture
 def demo(session: Any) -> None:
@@ -57,6 +86,7 @@ class Steps:
         viewport = self.page.viewport_size["width"]
         assert width <= viewport, f"{label}: page is {width}px wide in a {viewport}px viewport"
         assert self.errors == [], self.errors  # CSP violations show up here
+        assert self.page.evaluate(LOW_CONTRAST) == [], f"{label}: text below WCAG AA contrast"
 
 
 def appointments(session: Any) -> list[SimpleNamespace]:
@@ -338,3 +368,36 @@ def test_times_are_in_the_location_zone_whatever_the_browser_zone(
         assert appt.start_at == dt.datetime(2026, 12, 1, 13, 15, tzinfo=UTC)
     finally:
         context.close()
+
+
+def test_inside_the_late_window_the_page_shows_the_clinic_phone(
+    page, live_server, session, demo, clock, output_dir
+):
+    appt = booking.book(
+        session,
+        booking.BookingRequest(
+            location="sf-mission",
+            service="long-infusion",
+            start=dt.datetime(2026, 12, 1, 21, 30, tzinfo=UTC),  # 1:30 PM PST
+            patient=PatientDetails(NAME, PHONE, EMAIL),
+        ),
+        now=DEFAULT_NOW,
+        settings=ClinicSettings(),
+    )
+    token = appt.manage_token
+    session.commit()
+    clock.now = dt.datetime(2026, 12, 1, 5, 30, tzinfo=UTC)  # 16 hours before
+    steps = Steps(page, output_dir, "late")
+    page.goto(f"{live_server.url}/a/{token}")
+    steps.shot("manage-late")
+    assert page.get_by_role("link", name="Cancel appointment").count() == 0
+    assert page.get_by_role("link", name="Change time").count() == 0
+    phone = page.locator("#too-late a.phone")
+    assert phone.inner_text() == "(415) 555-0100"
+    assert phone.get_attribute("href") == "tel:+14155550100"
+    assert "less than 24 hours" in page.inner_text("#too-late")
+    page.goto(f"{live_server.url}/a/{token}/cancel")  # an old link to the cancel page
+    assert page.locator("#too-late a.phone").is_visible()
+    assert page.get_by_role("button", name=re.compile("cancel", re.I)).count() == 0
+    steps.shot("cancel-late")
+    assert appointments(session)[0].status == "booked"
