@@ -457,3 +457,21 @@ def test_reschedule_to_a_taken_time_offers_alternatives(client, session):
     assert "2026-12-01T09:15" not in offered  # the current time is not an alternative
     session.rollback()
     assert session.get(Appointment, mine.id).start_at == DEC1_0915
+
+
+def test_times_are_formatted_for_people():
+    from zoneinfo import ZoneInfo
+
+    from scheduler.web.patient import duration, when
+
+    la = ZoneInfo("America/Los_Angeles")
+    assert when(dt.datetime(2026, 12, 1, 17, 0, tzinfo=UTC), la) == "Tue 1 Dec, 9:00 AM PST"
+    assert when(dt.datetime(2027, 3, 15, 16, 0, tzinfo=UTC), la) == "Mon 15 Mar, 9:00 AM PDT"
+    assert when(dt.datetime(2026, 12, 1, 20, 5, tzinfo=UTC), la) == "Tue 1 Dec, 12:05 PM PST"
+    assert when(dt.datetime(2026, 12, 2, 8, 0, tzinfo=UTC), la) == "Wed 2 Dec, 12:00 AM PST"
+    assert [duration(m) for m in (40, 60, 90, 240)] == [
+        "40 minutes",
+        "1 hour",
+        "1 hour 30 minutes",
+        "4 hours",
+    ]
