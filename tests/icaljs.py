@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +51,35 @@ def parse(documents: Sequence[bytes]) -> list[dict[str, Any]]:
     assert done.returncode == 0, f"ical.js could not parse: {done.stderr}"
     result: list[dict[str, Any]] = json.loads(done.stdout)
     return result
+
+
+@pytest.fixture
+def every_ics_checked(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every ICS the builder produces during the test is read back by ical.js at teardown.
+
+    Its event start instants must equal the appointments' (as they were when it was built).
+    """
+    from scheduler.services import invites
+
+    produced: list[tuple[bytes, list[dt.datetime]]] = []
+    real_build, real_feed = invites.build_invite, invites.feed_calendar
+
+    def build(appointment: Any, *args: Any, **kwargs: Any) -> Any:
+        invite = real_build(appointment, *args, **kwargs)
+        produced.append((invite.ics, [appointment.start_at]))
+        return invite
+
+    def feed(appointments: Any, **kwargs: Any) -> bytes:
+        ics = real_feed(appointments, **kwargs)
+        produced.append((ics, [a.start_at for a in appointments]))
+        return ics
+
+    monkeypatch.setattr(invites, "build_invite", build)
+    monkeypatch.setattr(invites, "feed_calendar", feed)
+    yield
+    if not produced:
+        return
+    parsed = parse([ics for ics, _ in produced])
+    for doc, (ics, starts) in zip(parsed, produced, strict=True):
+        got = sorted(dt.datetime.fromisoformat(e["start"]) for e in doc["events"])
+        assert got == sorted(starts), ics.decode()

@@ -17,7 +17,10 @@ from scheduler.services import mail
 from scheduler.web.mail import SENDER_KEY
 from tests import icaljs
 from tests.factories import make_location, make_service
+from tests.icaljs import every_ics_checked  # noqa: F401  (fixture)
 from tests.smtpinbox import Inbox, smtp_config
+
+pytestmark = pytest.mark.usefixtures("every_ics_checked")
 
 PATIENT = {"name": "Zoë Ångström", "phone": "+14155550123", "email": "zoe@example.com"}
 

@@ -18,7 +18,10 @@ from scheduler.services import booking, mail
 from scheduler.services.patients import PatientDetails
 from scheduler.services.settings import ClinicSettings
 from tests.factories import make_location, make_service
+from tests.icaljs import every_ics_checked  # noqa: F401  (fixture)
 from tests.smtpinbox import Inbox
+
+pytestmark = pytest.mark.usefixtures("every_ics_checked")
 
 NOW = dt.datetime(2026, 11, 30, 16, 0, tzinfo=dt.UTC)
 

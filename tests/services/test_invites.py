@@ -13,6 +13,9 @@ from scheduler.models import Appointment, Location, Patient, Resource, Service
 from scheduler.services import invites
 from scheduler.services.settings import ClinicSettings
 from tests import icaljs
+from tests.icaljs import every_ics_checked  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("every_ics_checked")
 
 SETTINGS = ClinicSettings(
     clinic_name="Harbor, Clinic; Inc",

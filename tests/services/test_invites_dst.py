@@ -17,6 +17,9 @@ from scheduler.services.patients import PatientDetails
 from scheduler.services.settings import ClinicSettings
 from tests import icaljs
 from tests.factories import make_location, make_service
+from tests.icaljs import every_ics_checked  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("every_ics_checked")
 
 SETTINGS = ClinicSettings(clinic_name="Harbor Clinic", mail_from="appointments@clinic.example")
 
