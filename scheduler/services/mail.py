@@ -84,7 +84,11 @@ class SmtpMailSender:
             )
         smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         if self.starttls:
-            smtp.starttls(context=ssl.create_default_context())
+            try:
+                smtp.starttls(context=ssl.create_default_context())
+            except BaseException:
+                smtp.close()
+                raise
         return smtp
 
     def send(self, envelope_from: str, recipients: Sequence[str], message: bytes) -> None:
