@@ -107,7 +107,8 @@ def test_location_feed_lists_upcoming_visits_with_initials_only(
     r = fetch(client, out["url"])
     assert r.status_code == 200
     assert r.mimetype == "text/calendar"
-    assert "no-cache" in r.headers["Cache-Control"]
+    assert r.headers["Cache-Control"] == "no-store"
+    assert r.headers["Referrer-Policy"] == "no-referrer"
     cal = Calendar.from_ical(r.data)
     events = cal.walk("VEVENT")
     assert len(events) == 3  # the cancelled one is not there

@@ -156,7 +156,7 @@ def feed(token: str) -> ResponseReturnValue:
         mimetype="text/calendar",
         headers={
             "Content-Disposition": 'inline; filename="appointments.ics"',
-            "Cache-Control": "private, no-cache",
+            "Cache-Control": "no-store",
             "Referrer-Policy": "no-referrer",
             "X-Robots-Tag": "noindex",
         },
