@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from scheduler.models import ApiToken, Appointment, AuditEntry, ResourceBlock, StaffUser
-from tests.web.staff_support import DAY, LA, PASSWORD, at, book, make_clinic, sign_in
+from tests.web.staff_support import DAY, at, book, make_clinic, sign_in
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_sign_in_then_calendar_shows_the_booking_in_its_chair_at_local_time(
     assert "Ada Lovelace" in html
     assert "09:15–09:55" in html
     # Chair 1 is grid column 2 (column 1 is the time gutter); 08:00 is row 1, 09:15 row 16.
-    assert f'class="appt st-booked cs2 ce3 rs16 re24"' in html
+    assert 'class="appt st-booked cs2 ce3 rs16 re24"' in html
     assert f'data-appointment="{appt.id}"' in html
     assert r.headers["Cache-Control"] == "no-store"
 
