@@ -278,10 +278,10 @@ def closure_on(session: Session, location: Location, day: dt.date) -> Closure | 
 
 def _now_marker(grid: Grid, now: dt.datetime) -> None:
     for column in grid.columns:
-        row_float = (now - column.window_start).total_seconds() / 60 / ROW_MINUTES
-        if 0 <= row_float < grid.rows:
-            grid.now_row = 1 + int(row_float)
-            grid.now_offset = int((row_float - int(row_float)) * ROW_MINUTES)
+        minutes = int((now - column.window_start).total_seconds() // 60)
+        if 0 <= minutes < grid.rows * ROW_MINUTES:
+            grid.now_row = 1 + minutes // ROW_MINUTES
+            grid.now_offset = minutes % ROW_MINUTES
             if column.day is not None and len(grid.columns) > 1 and column.resource is None:
                 grid.now_columns = (column.index, column.index + 1)  # week view: today only
             else:
