@@ -394,7 +394,10 @@ class MailOutbox(Base):
     ics_sequence: Mapped[int | None] = mapped_column(Integer, nullable=True)
     envelope_from: Mapped[str] = mapped_column(String(320))
     recipient: Mapped[str] = mapped_column(String(320))
-    message: Mapped[bytes] = mapped_column(LargeBinary)  # the whole RFC 5322 message
+    # What to say, as JSON taken at the change; rendered into `message` (RFC 5322) on the first
+    # claim, outside the booking transaction, then kept so every retry sends the same bytes.
+    payload: Mapped[str | None] = mapped_column(Text, nullable=True)
+    message: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default=MailStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

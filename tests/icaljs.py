@@ -62,19 +62,19 @@ def every_ics_checked(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     from scheduler.services import invites
 
     produced: list[tuple[bytes, list[dt.datetime]]] = []
-    real_build, real_feed = invites.build_invite, invites.feed_calendar
+    real_render, real_feed = invites.render_ics, invites.feed_calendar
 
-    def build(appointment: Any, *args: Any, **kwargs: Any) -> Any:
-        invite = real_build(appointment, *args, **kwargs)
-        produced.append((invite.ics, [appointment.start_at]))
-        return invite
+    def render(data: Any) -> bytes:
+        ics = real_render(data)
+        produced.append((ics, [data.start]))
+        return ics
 
     def feed(appointments: Any, **kwargs: Any) -> bytes:
         ics = real_feed(appointments, **kwargs)
         produced.append((ics, [a.start_at for a in appointments]))
         return ics
 
-    monkeypatch.setattr(invites, "build_invite", build)
+    monkeypatch.setattr(invites, "render_ics", render)
     monkeypatch.setattr(invites, "feed_calendar", feed)
     yield
     if not produced:

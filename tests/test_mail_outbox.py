@@ -49,7 +49,7 @@ def queue_plain(session: Any, n: int) -> list[int]:
         msg.set_content(f"body {i}")
         row = mail.queue(
             session,
-            msg,
+            message=msg,
             envelope_from="clinic@clinic.example",
             recipient=f"p{i}@example.com",
             now=NOW,

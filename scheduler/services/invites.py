@@ -10,8 +10,9 @@ because calendar clients disagree on which occurrence a bare local time means.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from icalendar import Alarm, Calendar, Component, Event, vCalAddress, vText
@@ -150,6 +151,118 @@ def _address(email: str, name: str, **params: str) -> vCalAddress:
     return address
 
 
+@dataclass(frozen=True)
+class InviteData:
+    """Everything an invite says, as plain values: taken inside the booking transaction (cheap),
+    rendered to ICS later (outside it), so the outbox row holds what was true at the change."""
+
+    method: str
+    uid: str
+    sequence: int
+    dtstamp: dt.datetime
+    created: dt.datetime
+    last_modified: dt.datetime
+    start: dt.datetime  # UTC
+    end: dt.datetime  # UTC
+    timezone: str
+    title: str
+    location: str
+    description: str
+    url: str
+    organizer_email: str
+    organizer_name: str
+    attendee_email: str
+    attendee_name: str
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, dt.datetime):
+                out[key] = value.isoformat()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InviteData:
+        values = dict(data)
+        for f in fields(cls):
+            if f.type in ("dt.datetime", dt.datetime):
+                values[f.name] = dt.datetime.fromisoformat(values[f.name])
+        return cls(**values)
+
+
+def invite_data(
+    appointment: Appointment,
+    settings: ClinicSettings,
+    now: dt.datetime,
+    method: str | None = None,
+) -> InviteData:
+    method = method or method_for(appointment)
+    return InviteData(
+        method=method,
+        uid=appointment.ics_uid,
+        sequence=appointment.ics_sequence,
+        dtstamp=now.astimezone(dt.UTC),
+        created=appointment.created_at.astimezone(dt.UTC),
+        last_modified=appointment.updated_at.astimezone(dt.UTC),
+        start=appointment.start_at.astimezone(dt.UTC),
+        end=appointment.end_at.astimezone(dt.UTC),
+        timezone=appointment.location.timezone,
+        title=summary(appointment, settings),
+        location=location_text(appointment),
+        description=description(appointment, settings, method),
+        url=settings.manage_url(appointment.manage_token),
+        organizer_email=settings.mail_from,
+        organizer_name=settings.clinic_name,
+        attendee_email=appointment.patient.email,
+        attendee_name=appointment.patient.name,
+    )
+
+
+def render_ics(data: InviteData) -> bytes:
+    """The iTIP message (METHOD:REQUEST or CANCEL) for `data`."""
+    cancel = data.method == CANCEL
+    start, end = _times(data.start, data.end, ZoneInfo(data.timezone))
+    event = Event()
+    event.add("uid", data.uid)
+    event.add("sequence", data.sequence)
+    event.add("dtstamp", data.dtstamp)
+    event.add("created", data.created)
+    event.add("last-modified", data.last_modified)
+    event.add("dtstart", start)
+    event.add("dtend", end)
+    event.add("summary", data.title)
+    event.add("location", data.location)
+    event.add("description", data.description)
+    event.add("status", "CANCELLED" if cancel else "CONFIRMED")
+    event.add("transp", "TRANSPARENT" if cancel else "OPAQUE")
+    event.add("class", "PRIVATE")
+    if not cancel:
+        event.add("url", data.url)
+    event.add("organizer", _address(data.organizer_email, data.organizer_name))
+    event.add(
+        "attendee",
+        _address(
+            data.attendee_email,
+            data.attendee_name,
+            cutype="INDIVIDUAL",
+            role="REQ-PARTICIPANT",
+            partstat="ACCEPTED",
+            rsvp="FALSE",
+        ),
+    )
+    if not cancel:
+        alarm = Alarm()
+        alarm.add("action", "DISPLAY")
+        alarm.add("description", vText(data.title))
+        alarm.add("trigger", -ALARM_BEFORE)
+        event.add_component(alarm)
+
+    cal = _calendar(data.method)
+    cal.add_component(event)
+    _add_timezones(cal, [data.start], [data.end])
+    return cal.to_ical()
+
+
 def build_invite(
     appointment: Appointment,
     settings: ClinicSettings,
@@ -157,53 +270,8 @@ def build_invite(
     method: str | None = None,
 ) -> Invite:
     """The iTIP message for the appointment as it is now (REQUEST, or CANCEL once cancelled)."""
-    method = method or method_for(appointment)
-    tz = ZoneInfo(appointment.location.timezone)
-    start, end = _times(appointment.start_at, appointment.end_at, tz)
-    title = summary(appointment, settings)
-
-    event = Event()
-    event.add("uid", appointment.ics_uid)
-    event.add("sequence", appointment.ics_sequence)
-    event.add("dtstamp", now.astimezone(dt.UTC))
-    event.add("created", appointment.created_at.astimezone(dt.UTC))
-    event.add("last-modified", appointment.updated_at.astimezone(dt.UTC))
-    event.add("dtstart", start)
-    event.add("dtend", end)
-    event.add("summary", title)
-    event.add("location", location_text(appointment))
-    event.add("description", description(appointment, settings, method))
-    event.add("status", "CANCELLED" if method == CANCEL else "CONFIRMED")
-    event.add("transp", "TRANSPARENT" if method == CANCEL else "OPAQUE")
-    event.add("class", "PRIVATE")
-    if method != CANCEL:
-        event.add("url", settings.manage_url(appointment.manage_token))
-    event.add("organizer", _address(settings.mail_from, settings.clinic_name))
-    patient = appointment.patient
-    event.add(
-        "attendee",
-        _address(
-            patient.email,
-            patient.name,
-            cutype="INDIVIDUAL",
-            role="REQ-PARTICIPANT",
-            partstat="ACCEPTED",
-            rsvp="FALSE",
-        ),
-    )
-    if method != CANCEL:
-        alarm = Alarm()
-        alarm.add("action", "DISPLAY")
-        alarm.add("description", vText(title))
-        alarm.add("trigger", -ALARM_BEFORE)
-        event.add_component(alarm)
-
-    cal = _calendar(method)
-    cal.add_component(event)
-    _add_timezones(cal, [appointment.start_at], [appointment.end_at])
-    return Invite(
-        method=method, uid=appointment.ics_uid, sequence=appointment.ics_sequence, ics=cal.to_ical()
-    )
+    data = invite_data(appointment, settings, now, method)
+    return Invite(method=data.method, uid=data.uid, sequence=data.sequence, ics=render_ics(data))
 
 
 def current_invite(appointment: Appointment, settings: ClinicSettings, now: dt.datetime) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.policy
+import json
 import logging
 import secrets
 import smtplib
@@ -179,39 +180,49 @@ def _mailbox(name: str, addr: str) -> Address | str:
         return addr
 
 
-def render_invite_mail(
-    appointment: Appointment,
-    invite: invites.Invite,
-    change: str,
-    settings: ClinicSettings,
-    now: dt.datetime,
-) -> EmailMessage:
-    """multipart/mixed > multipart/alternative (plain, html, text/calendar) + invite.ics."""
+def invite_payload(
+    appointment: Appointment, change: str, method: str, settings: ClinicSettings, now: dt.datetime
+) -> dict[str, Any]:
+    """What the invite mail will say, as JSON-able plain values (cheap: no rendering here)."""
     location = appointment.location
     tz = ZoneInfo(location.timezone)
-    title = invites.summary(appointment, settings)
-    context = {
+    data = invites.invite_data(appointment, settings, now, method)
+    return {
         "change": change,
-        "method": invite.method,
-        "first_name": (appointment.patient.name.split() or [""])[0],
-        "title": title,
-        "when": _when(appointment.start_at, tz),
-        "until": f"{appointment.end_at.astimezone(tz):%H:%M}",
-        "location_name": location.name,
-        "address": location.address,
-        "phone": location.phone,
-        "clinic_name": settings.clinic_name,
-        "manage_url": settings.manage_url(appointment.manage_token),
+        "invite": data.to_dict(),
+        "mail": {
+            "change": change,
+            "method": method,
+            "first_name": (appointment.patient.name.split() or [""])[0],
+            "patient_name": appointment.patient.name,
+            "title": data.title,
+            "when": _when(appointment.start_at, tz),
+            "until": f"{appointment.end_at.astimezone(tz):%H:%M}",
+            "location_name": location.name,
+            "address": location.address,
+            "phone": location.phone,
+            "clinic_name": settings.clinic_name,
+            "manage_url": settings.manage_url(appointment.manage_token),
+        },
     }
+
+
+def render_invite_mail(
+    payload: Mapping[str, Any], *, envelope_from: str, recipient: str
+) -> EmailMessage:
+    """multipart/mixed > multipart/alternative (plain, html, text/calendar) + invite.ics."""
+    data = invites.InviteData.from_dict(payload["invite"])
+    ics = invites.render_ics(data)
+    context = dict(payload["mail"])
     heading = {"booked": "Booked", "rescheduled": "Changed", "cancelled": "Cancelled"}.get(
-        change, "Updated"
+        payload["change"], "Updated"
     )
     msg = EmailMessage(policy=email.policy.SMTP)
-    msg["Subject"] = f"{heading}: {title}, {context['when']}"
-    msg["From"] = _mailbox(settings.clinic_name, settings.mail_from)
-    msg["To"] = _mailbox(appointment.patient.name, appointment.patient.email)
-    msg["Date"] = format_datetime(now.astimezone(dt.UTC))
-    domain = settings.mail_from.rpartition("@")[2] or "chairside.invalid"
+    msg["Subject"] = f"{heading}: {context['title']}, {context['when']}"
+    msg["From"] = _mailbox(context["clinic_name"], envelope_from)
+    msg["To"] = _mailbox(context["patient_name"], recipient)
+    msg["Date"] = format_datetime(data.dtstamp)
+    domain = envelope_from.rpartition("@")[2] or "chairside.invalid"
     msg["Message-ID"] = make_msgid("invite", domain=domain)
     msg["Auto-Submitted"] = "auto-generated"
     # Quoted-printable keeps the message 7-bit, so no server needs 8BITMIME.
@@ -226,14 +237,17 @@ def render_invite_mail(
     )
     # Bytes, not str: a str part would have its CRLF line ends turned into LF.
     msg.add_alternative(
-        invite.ics,
+        ics,
         maintype="text",
         subtype="calendar",
-        params={"method": invite.method, "charset": "UTF-8"},
+        params={"method": data.method, "charset": "UTF-8"},
     )
     msg.make_mixed()
-    msg.add_attachment(invite.ics, maintype="application", subtype="ics", filename="invite.ics")
+    msg.add_attachment(ics, maintype="application", subtype="ics", filename="invite.ics")
     return msg
+
+
+RENDERERS = {"invite": render_invite_mail}
 
 
 # --- the outbox -----------------------------------------------------------------------------------
@@ -241,17 +255,24 @@ def render_invite_mail(
 
 def queue(
     session: Session,
-    message: EmailMessage,
     *,
     envelope_from: str,
     recipient: str,
     now: dt.datetime,
+    message: EmailMessage | None = None,
+    payload: Mapping[str, Any] | None = None,
     kind: str = "invite",
     appointment_id: int | None = None,
     method: str = "",
     ics_sequence: int | None = None,
 ) -> MailOutbox:
-    """Add the message to the outbox (flush only): it goes out after the caller commits."""
+    """Add a mail to the outbox (flush only): it goes out after the caller commits.
+
+    Give a finished `message`, or a `payload` that the renderer for `kind` turns into one when
+    the mail is first claimed (outside the caller's transaction).
+    """
+    if (message is None) == (payload is None):
+        raise ValueError("give either a message or a payload")
     row = MailOutbox(
         appointment_id=appointment_id,
         kind=kind,
@@ -259,7 +280,8 @@ def queue(
         ics_sequence=ics_sequence,
         envelope_from=envelope_from,
         recipient=recipient,
-        message=message.as_bytes(policy=email.policy.SMTP),
+        payload=json.dumps(payload, ensure_ascii=False) if payload is not None else None,
+        message=message.as_bytes(policy=email.policy.SMTP) if message is not None else None,
         status=MailStatus.PENDING,
         attempts=0,
         next_attempt_at=now,
@@ -289,19 +311,23 @@ def queue_invite(
     recipient = (appointment.patient.email or "").strip()
     if not recipient:
         return None
-    invite = invites.build_invite(appointment, settings, now, method)
-    message = render_invite_mail(appointment, invite, change, settings, now)
     return queue(
         session,
-        message,
         envelope_from=settings.mail_from,
         recipient=recipient,
         now=now,
+        payload=invite_payload(appointment, change, method, settings, now),
         kind="invite",
         appointment_id=appointment.id,
         method=method,
-        ics_sequence=invite.sequence,
+        ics_sequence=appointment.ics_sequence,
     )
+
+
+def render(kind: str, payload: str, *, envelope_from: str, recipient: str) -> bytes:
+    """The RFC 5322 bytes of a queued payload."""
+    message = RENDERERS[kind](json.loads(payload), envelope_from=envelope_from, recipient=recipient)
+    return message.as_bytes(policy=email.policy.SMTP)
 
 
 def _claimable(now: dt.datetime) -> Any:
@@ -323,7 +349,8 @@ class Claim:
     ics_sequence: int | None
     envelope_from: str
     recipient: str
-    message: bytes
+    payload: str | None
+    message: bytes | None
 
 
 def _claim_next(session: Session, now: dt.datetime, ids: Sequence[int] | None) -> Claim | None:
@@ -365,6 +392,7 @@ def _claim_next(session: Session, now: dt.datetime, ids: Sequence[int] | None) -
                     ics_sequence=row.ics_sequence,
                     envelope_from=row.envelope_from,
                     recipient=row.recipient,
+                    payload=row.payload,
                     message=row.message,
                 )
         session.commit()
@@ -406,6 +434,33 @@ def retry_delay(attempts: int) -> dt.timedelta:
     return min(FIRST_RETRY * (2 ** max(attempts - 1, 0)), MAX_RETRY)
 
 
+def _render_once(session: Session, claim: Claim) -> bytes:
+    """The claim's message, rendered from its payload (and kept) on the first attempt."""
+    if claim.message is not None:
+        return claim.message
+    if claim.payload is None:
+        raise MailDeliveryError("nothing to send", permanent=True)
+    try:
+        message = render(
+            claim.kind,
+            claim.payload,
+            envelope_from=claim.envelope_from,
+            recipient=claim.recipient,
+        )
+    except Exception as exc:
+        log.exception("mail %s could not be rendered", claim.id)
+        raise MailDeliveryError(f"{type(exc).__name__} while rendering") from None
+    # Kept, so a retry sends the very same bytes (same Message-ID: receivers can deduplicate).
+    session.execute(
+        update(MailOutbox)
+        .where(MailOutbox.id == claim.id, MailOutbox.claim_token == claim.token)
+        .values(message=message)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return message
+
+
 def deliver_pending(
     session: Session,
     sender: MailSender,
@@ -418,6 +473,7 @@ def deliver_pending(
 
     A worker: it commits, once per claim and once per outcome. Safe with any number of
     concurrent workers (FOR UPDATE SKIP LOCKED on PostgreSQL, conditional UPDATE on SQLite).
+    No transaction (and on SQLite no write lock) is held while rendering or talking to SMTP.
     """
     sent = failed = 0
     session.commit()  # start from a clean transaction; callers' work is already committed
@@ -430,9 +486,9 @@ def deliver_pending(
             _finish(session, row_id, token, status=MailStatus.SUPERSEDED)
             log.info("mail %s skipped: a newer invite for the visit was sent", row_id)
             continue
-        # No transaction (and on SQLite no write lock) is held while talking to the server.
         try:
-            sender.send(claimed.envelope_from, [claimed.recipient], claimed.message)
+            message = _render_once(session, claimed)
+            sender.send(claimed.envelope_from, [claimed.recipient], message)
         except Exception as exc:
             failed += 1
             error = exc if isinstance(exc, MailDeliveryError) else None

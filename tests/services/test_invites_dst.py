@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from scheduler.models import Appointment, MailOutbox
-from scheduler.services import booking, invites
+from scheduler.services import booking, invites, mail
 from scheduler.services.patients import PatientDetails
 from scheduler.services.settings import ClinicSettings
 from tests import icaljs
@@ -80,7 +80,11 @@ def _book(session: Any, slug: str, start: dt.datetime, n: int, now: dt.datetime)
 
 
 def _outbox_ics(row: MailOutbox) -> bytes:
-    message = email.message_from_bytes(row.message, policy=email.policy.default)
+    assert row.message is None and row.payload is not None  # rendered later, by the worker
+    content = mail.render(
+        row.kind, row.payload, envelope_from=row.envelope_from, recipient=row.recipient
+    )
+    message = email.message_from_bytes(content, policy=email.policy.default)
     (part,) = [p for p in message.walk() if p.get_content_type() == "text/calendar"]
     payload = part.get_payload(decode=True)
     assert isinstance(payload, bytes)
