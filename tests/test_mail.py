@@ -230,6 +230,9 @@ class TestSmtpDown:
         assert row.attempts == 1
         assert row.next_attempt_at > clock.now
         assert "unreachable" in row.last_error and "@" not in row.last_error
+        # Rendered once, on the first attempt: every retry sends these very bytes.
+        assert row.message is not None
+        first_render = row.message
         sender = mail.sender_from_config(client.application.config)
 
         # Still down: the retry fails again and is pushed back.
@@ -244,6 +247,9 @@ class TestSmtpDown:
         clock.advance(hours=5)
         assert mail.deliver_pending(session, sender, clock.now) == (0, 0)
         assert len(inbox.received) == 1
+        assert inbox.received[0].content.replace(b"\r\n", b"\n") == first_render.replace(
+            b"\r\n", b"\n"
+        )
         method, _ = mime_parts(inbox.messages[0])
         assert method == "REQUEST"
         session.expire_all()
