@@ -127,7 +127,7 @@ def _one_onset_per_observance(vtimezone: Component) -> None:
         if rdates is None:
             observances.append(sub)
             continue
-        onsets = [sub["DTSTART"].dt]
+        onsets: list[dt.datetime] = [_onset(sub)]
         for item in rdates if isinstance(rdates, list) else [rdates]:
             onsets += [value.dt for value in item.dts]
         for onset in onsets:
@@ -137,8 +137,13 @@ def _one_onset_per_observance(vtimezone: Component) -> None:
                 if key in sub:
                     copy[key] = sub[key]
             observances.append(copy)
-    observances.sort(key=lambda o: o["DTSTART"].dt)
+    observances.sort(key=_onset)
     vtimezone.subcomponents = observances
+
+
+def _onset(observance: Component) -> dt.datetime:
+    value: dt.datetime = observance.decoded("DTSTART")
+    return value
 
 
 def _address(email: str, name: str, **params: str) -> vCalAddress:
@@ -260,7 +265,8 @@ def render_ics(data: InviteData) -> bytes:
     cal = _calendar(data.method)
     cal.add_component(event)
     _add_timezones(cal, [data.start], [data.end])
-    return cal.to_ical()
+    ics: bytes = cal.to_ical()
+    return ics
 
 
 def build_invite(
@@ -313,4 +319,5 @@ def feed_calendar(
         event.add("class", "PRIVATE")
         cal.add_component(event)
     _add_timezones(cal, [a.start_at for a in appointments], [a.end_at for a in appointments])
-    return cal.to_ical()
+    ics: bytes = cal.to_ical()
+    return ics

@@ -431,7 +431,8 @@ def _finish(session: Session, row_id: int, token: str, **values: Any) -> None:
 
 def retry_delay(attempts: int) -> dt.timedelta:
     """1, 2, 4, ... minutes, at most two hours."""
-    return min(FIRST_RETRY * (2 ** max(attempts - 1, 0)), MAX_RETRY)
+    delay: dt.timedelta = min(FIRST_RETRY * (2 ** max(attempts - 1, 0)), MAX_RETRY)
+    return delay
 
 
 def _render_once(session: Session, claim: Claim) -> bytes:

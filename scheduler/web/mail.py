@@ -26,7 +26,7 @@ def sender(app: Flask) -> mail.MailSender:
     if cached is None:
         cached = mail.sender_from_config(app.config)
         app.extensions[SENDER_KEY] = cached
-    return cached  # type: ignore[no-any-return]
+    return cached
 
 
 def init_app(app: Flask) -> None:
