@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from icalendar import Alarm, Calendar, Component, Event, vCalAddress, vText
+from icalendar import Alarm, Calendar, Component, Event, vCalAddress, vDuration, vText
 
 from scheduler.models import Appointment
 from scheduler.services.clock import is_ambiguous
@@ -299,7 +299,7 @@ def feed_calendar(
     cal.add("x-wr-calname", name)
     cal.add("x-wr-timezone", timezone)
     cal.add("refresh-interval", refresh, parameters={"VALUE": "DURATION"})
-    cal.add("x-published-ttl", refresh)
+    cal.add("x-published-ttl", vDuration(refresh))
     for appt in appointments:
         tz = ZoneInfo(appt.location.timezone)
         start, end = _times(appt.start_at, appt.end_at, tz)

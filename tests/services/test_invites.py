@@ -225,6 +225,8 @@ def test_feed_shows_initials_only() -> None:
     for secret in (b"Zo", b"ngstr", b"zoe@", b"+1415555", b"Ketamine", b"ATTENDEE"):
         assert secret not in ics.replace("Z.Å.".encode(), b"")
     assert str(Calendar.from_ical(ics)["METHOD"]) == "PUBLISH"
+    assert b"\r\nREFRESH-INTERVAL;VALUE=DURATION:PT15M\r\n" in ics
+    assert b"\r\nX-PUBLISHED-TTL:PT15M\r\n" in ics
 
 
 @pytest.mark.parametrize(
