@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from scheduler.extensions import csrf, db
 from scheduler.models import Appointment, Location, Resource, ResourceBlock, Service, StaffUser
-from scheduler.services import availability, booking, idempotency, invites
+from scheduler.services import audit, availability, booking, idempotency, invites
 from scheduler.services import staff as staff_service
 from scheduler.services.errors import DomainError, Forbidden, InvalidInput, NotFound
 from scheduler.services.patients import PatientDetails
@@ -435,6 +435,19 @@ def create_block(location: str) -> ResponseReturnValue:
     block = booking.create_block(
         db.session, resource, body.start, body.end, reason=body.reason, staff=g.staff, now=now()
     )
+    audit.record(
+        db.session,
+        actor=g.staff,
+        action="block.created",
+        at=now(),
+        location_id=loc.id,
+        target=f"{resource.name} block {block.id} (API)",
+        details={
+            "start": body.start.isoformat(),
+            "end": body.end.isoformat(),
+            "reason": body.reason,
+        },
+    )
     db.session.commit()
     return jsonify(_block_out(block, ZoneInfo(loc.timezone)).model_dump()), 201
 
@@ -453,7 +466,16 @@ def delete_block(location: str, block_id: int) -> ResponseReturnValue:
     block = db.session.get(ResourceBlock, block_id)
     if block is None or block.resource.location_id != loc.id:
         raise NotFound("No such block.")
+    name = block.resource.name
     booking.delete_block(db.session, block)
+    audit.record(
+        db.session,
+        actor=g.staff,
+        action="block.removed",
+        at=now(),
+        location_id=loc.id,
+        target=f"{name} block {block_id} (API)",
+    )
     db.session.commit()
     return "", 204
 
@@ -474,9 +496,21 @@ def set_status(appointment_id: int) -> ResponseReturnValue:
         # Someone else's appointment is not revealed either.
         raise Forbidden("You do not have access to this appointment.")
     body = parse_body(s.StatusIn)
+    before = appt.status
     booking.set_status(
         db.session, appt, body.status, now=now(), settings=settings(), reason=body.reason
     )
+    if appt.status != before:
+        audit.record(
+            db.session,
+            actor=g.staff,
+            action=f"appointment.{appt.status}",
+            at=now(),
+            location_id=appt.location_id,
+            appointment_id=appt.id,
+            target=f"appointment {appt.id} (API)",
+            details={"from": before, "to": appt.status, "reason": body.reason},
+        )
     db.session.commit()
     out = appointment_out(appt)
     return jsonify({k: out[k] for k in s.StaffAppointmentOut.model_fields})

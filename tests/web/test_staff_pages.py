@@ -424,3 +424,32 @@ def test_settings_edit_hours_closure_resource_service(client, session, clinic):
     } <= actions
     log = client.get("/staff/audit").get_data(as_text=True)
     assert "service.updated" in log and "Manager User" in log
+
+
+def test_api_changes_are_in_the_audit_log_too(client, session, clinic, clock):
+    appt = book(session, clinic.sf, clinic.infusion, at(DAY, 9), clock.now)
+    session.commit()
+    headers = {"Authorization": f"Bearer {clinic.tokens['nurse']}"}
+    r = client.post(
+        f"/api/v1/appointments/{appt.id}/status", json={"status": "checked_in"}, headers=headers
+    )
+    assert r.status_code == 200
+    r = client.post(
+        "/api/v1/locations/sf/blocks",
+        json={
+            "resource": "Chair 4",
+            "start": "2026-12-01T13:00:00-08:00",
+            "end": "2026-12-01T14:00:00-08:00",
+            "reason": "API block",
+        },
+        headers=headers,
+    )
+    assert r.status_code == 201
+    entries = session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
+    assert [(e.action, e.staff_name) for e in entries] == [
+        ("appointment.checked_in", "Nurse User"),
+        ("block.created", "Nurse User"),
+    ]
+    _signed_in(client, clinic)
+    page = client.get(f"/staff/appointments/{appt.id}").get_data(as_text=True)
+    assert "Nurse User" in page and "checked in" in page
