@@ -11,7 +11,7 @@ import pytest
 from icalendar import Calendar
 from sqlalchemy import select
 
-from scheduler.models import Appointment, CalendarFeed, Resource
+from scheduler.models import Appointment, AuditEntry, CalendarFeed, Resource
 from scheduler.services import booking
 from scheduler.services.patients import PatientDetails
 from scheduler.services.settings import ClinicSettings
@@ -155,6 +155,14 @@ def test_a_revoked_feed_stops_working_at_once(
     listed = client.get("/api/v1/locations/sf/feeds", headers=auth(clinic["desk"])).get_json()
     assert {(f["id"], f["revoked"]) for f in listed} == {(keep["id"], False), (gone["id"], True)}
     assert all("url" not in f for f in listed)
+    actions = session.scalars(
+        select(AuditEntry.action)
+        .order_by(AuditEntry.id)
+        .where(AuditEntry.action.like("calendar_feed.%"))
+    ).all()
+    assert actions == ["calendar_feed.created", "calendar_feed.created", "calendar_feed.revoked"]
+    details = " ".join(session.scalars(select(AuditEntry.details)).all())
+    assert urlsplit(gone["url"]).path.split("/")[-1].removesuffix(".ics") not in details
 
 
 def test_feed_urls_are_secret(client: Any, session: Any, clinic: dict[str, Any]) -> None:

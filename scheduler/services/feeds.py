@@ -18,7 +18,7 @@ from scheduler.models import (
     Resource,
     StaffUser,
 )
-from scheduler.services import invites
+from scheduler.services import audit, invites
 from scheduler.services.errors import InvalidInput, NotFound
 from scheduler.services.settings import ClinicSettings
 
@@ -56,6 +56,15 @@ def create_feed(
     )
     session.add(feed)
     session.flush()
+    audit.record(
+        session,
+        actor=created_by,
+        action="calendar_feed.created",
+        at=now,
+        location_id=location.id,
+        target=resource.name if resource is not None else location.name,
+        details={"feed_id": feed.id, "label": feed.label},
+    )
     return feed, token
 
 
@@ -89,11 +98,22 @@ def get_feed(session: Session, location: Location, feed_id: int) -> CalendarFeed
     return feed
 
 
-def revoke_feed(session: Session, feed: CalendarFeed, now: dt.datetime) -> None:
+def revoke_feed(
+    session: Session, feed: CalendarFeed, now: dt.datetime, *, by: StaffUser | None = None
+) -> None:
     """The URL stops working at once; revoking twice is harmless."""
     if feed.revoked_at is None:
         feed.revoked_at = now
         session.flush()
+        audit.record(
+            session,
+            actor=by,
+            action="calendar_feed.revoked",
+            at=now,
+            location_id=feed.location_id,
+            target=feed.resource.name if feed.resource is not None else feed.location.name,
+            details={"feed_id": feed.id, "label": feed.label},
+        )
 
 
 def feed_appointments(session: Session, feed: CalendarFeed, now: dt.datetime) -> list[Appointment]:

@@ -137,7 +137,7 @@ def create_feed(location: str) -> ResponseReturnValue:
 def revoke_feed(location: str, feed_id: int) -> ResponseReturnValue:
     loc = _location(location, manage=True)
     feed = feed_service.get_feed(db.session, loc, feed_id)
-    feed_service.revoke_feed(db.session, feed, now())
+    feed_service.revoke_feed(db.session, feed, now(), by=g.staff)
     db.session.commit()
     return "", 204
 
