@@ -704,6 +704,30 @@ def block_create(slug: str) -> ResponseReturnValue:
     return redirect(url_for("staff.calendar", slug=location.slug, date=day), 303)
 
 
+@bp.route("/<slug>/blocks/<int:block_id>")
+@login
+def block_page(slug: str, block_id: int) -> ResponseReturnValue:
+    location = _location(slug)
+    block = db.session.get(ResourceBlock, block_id)
+    if block is None or block.resource.location_id != location.id:
+        abort(404)
+    tz = ZoneInfo(location.timezone)
+    entries = [
+        e
+        for e in audit.recent(db.session, location_ids=[location.id], limit=500)
+        if e.target.endswith(f"block {block.id}") or e.target.endswith(f"block {block.id} (API)")
+    ]
+    return render_template(
+        "staff/block_page.html",
+        location=location,
+        block=block,
+        tz=tz,
+        local=_local,
+        entries=entries,
+        details_of=audit.details_of,
+    )
+
+
 @bp.route("/<slug>/blocks/<int:block_id>/delete", methods=["POST"])
 @login
 def block_delete(slug: str, block_id: int) -> ResponseReturnValue:

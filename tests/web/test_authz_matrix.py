@@ -116,6 +116,7 @@ ENDPOINTS = [
     Endpoint("book", "POST", lambda w, loc: f"/staff/{loc}/book", 303, data=_book_data),
     Endpoint("block form", "GET", lambda w, loc: f"/staff/{loc}/blocks/new", 200),
     Endpoint("block", "POST", lambda w, loc: f"/staff/{loc}/blocks", 303, data=_block_data),
+    Endpoint("block page", "GET", lambda w, loc: f"/staff/{loc}/blocks/{w.blocks[loc].id}", 200),
     Endpoint(
         "unblock",
         "POST",

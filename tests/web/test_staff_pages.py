@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from scheduler.models import ApiToken, Appointment, AuditEntry, ResourceBlock, StaffUser
+from scheduler.services import audit, booking
 from tests.web.staff_support import DAY, at, book, make_clinic, sign_in
 
 
@@ -453,3 +454,20 @@ def test_api_changes_are_in_the_audit_log_too(client, session, clinic, clock):
     _signed_in(client, clinic)
     page = client.get(f"/staff/appointments/{appt.id}").get_data(as_text=True)
     assert "Nurse User" in page and "checked in" in page
+
+
+def test_block_page_unblocks_with_a_reason(client, session, clinic, clock):
+    block = booking.create_block(
+        session, clinic.sf.resources[0], at(DAY, 9), at(DAY, 10), reason="Leak", now=clock.now
+    )
+    session.commit()
+    block_id = block.id
+    _signed_in(client, clinic, "nurse")
+    page = client.get(f"/staff/sf/blocks/{block_id}")
+    assert page.status_code == 200 and "Leak" in page.get_data(as_text=True)
+    assert client.get(f"/staff/ny/blocks/{block_id}").status_code == 403
+    r = client.post(f"/staff/sf/blocks/{block_id}/delete", data={"reason": "Fixed early"})
+    assert r.status_code == 303
+    entry = session.scalars(select(AuditEntry)).one()
+    assert audit.details_of(entry)["unblock_reason"] == "Fixed early"
+    assert audit.details_of(entry)["reason"] == "Leak"
