@@ -60,7 +60,7 @@ def test_sign_in_without_token_is_refused(client, world):
 
 
 def test_every_post_form_on_staff_pages_carries_a_token(client, world):
-    clinic, appt, _ = world
+    clinic, appt, block = world
     assert sign_in(client, clinic.users["admin"].email).status_code == 302
     pages = [
         "/staff/",
@@ -69,6 +69,7 @@ def test_every_post_form_on_staff_pages_carries_a_token(client, world):
         f"/staff/sf/summary?date={DAY}",
         "/staff/sf/book",
         "/staff/sf/blocks/new",
+        f"/staff/sf/blocks/{block.id}",
         f"/staff/appointments/{appt.id}",
         "/staff/account",
         "/staff/settings",
