@@ -31,7 +31,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_wtf.csrf import CSRFError, ValidationError, validate_csrf
+from flask_wtf.csrf import CSRFError, ValidationError, validate_csrf  # type: ignore[import-untyped]
 from sqlalchemy import select
 from werkzeug.exceptions import BadRequest, HTTPException
 
@@ -616,7 +616,7 @@ def cancel(token: str) -> ResponseReturnValue:
     ), status
 
 
-def _reschedule_guard(appt: Appointment) -> Response | None:
+def _reschedule_guard(appt: Appointment) -> ResponseReturnValue | None:
     can_change, _ = _changeable(appt)
     if not can_change:
         return redirect(url_for("manage.show", token=appt.manage_token), 303)
