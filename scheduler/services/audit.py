@@ -7,7 +7,7 @@ import json
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from scheduler.models import AuditEntry, StaffUser
@@ -74,7 +74,7 @@ def recent(
     """The latest entries; `location_ids=None` means every location (admins)."""
     query = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit)
     if location_ids is not None:
-        condition = AuditEntry.location_id.in_(list(location_ids))
+        condition: ColumnElement[bool] = AuditEntry.location_id.in_(list(location_ids))
         if include_global:
             condition = or_(condition, AuditEntry.location_id.is_(None))
         query = query.where(condition)

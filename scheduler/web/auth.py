@@ -66,7 +66,7 @@ def hasher() -> PasswordHasher:
     if cached is None:
         cached = staff_service.password_hasher(current_app.config.get("ARGON2_PARAMS"))
         current_app.extensions["chairside_hasher"] = cached
-    return cached  # type: ignore[no-any-return]
+    return cached
 
 
 def _dummy_hash() -> str:
@@ -91,7 +91,7 @@ def staff_login_required(view: Callable[..., Any]) -> Callable[..., Any]:
     return wraps(view)(wrapped)
 
 
-@login_manager.user_loader
+@login_manager.user_loader  # type: ignore[untyped-decorator]
 def _load_user(user_id: str) -> SignedIn | None:
     raw_id, _, fingerprint = user_id.partition(":")
     if not raw_id.isdigit():
