@@ -146,10 +146,11 @@ def test_front_desk_reads_the_calendar_moves_blocks_and_checks_in(desk, session,
     page.get_by_text("Ada Lovelace: checked in.").wait_for()
     assert page.locator("h1 .pill").get_attribute("data-status") == "checked_in"
     assert "checked in" in page.locator("#audit").inner_text()
+    desk.shot("03-appointment")
     page.get_by_role("link", name="San Francisco Mission, Tue 01 Dec").click()
     assert page.locator(sel).get_attribute("data-status") == "checked_in"
     assert "appt st-checked_in" in (page.locator(sel).get_attribute("class") or "")
-    desk.shot("03-checked-in")
+    desk.shot("04-checked-in")
 
 
 def test_a_block_over_a_booking_is_refused_showing_which(desk, session, clock):
@@ -177,7 +178,7 @@ def test_a_block_over_a_booking_is_refused_showing_which(desk, session, clock):
     clashes.wait_for()
     assert "Grace Hopper" in clashes.inner_text()
     assert "10:00" in clashes.inner_text()
-    desk.shot("04-block-refused")
+    desk.shot("05-block-refused")
 
 
 @pytest.fixture
