@@ -302,7 +302,8 @@ def day_grid(session: Session, location: Location, day: dt.date, now: dt.datetim
     # Appointments stretch the window; blocks (often whole days) are clipped to it.
     instants: list[dt.datetime] = []
     for a in appts:
-        instants += [max(a.occupied_start, day_start), min(a.occupied_end, day_end)]
+        last_minute = day_end - dt.timedelta(minutes=1)  # midnight ends the day, not starts it
+        instants += [max(a.occupied_start, day_start), min(a.occupied_end, last_minute)]
     first, last = _extend(_hours_for(location, [day]), tz, instants)
     window_start = _window_start(day, first, tz)
     window_end = (
