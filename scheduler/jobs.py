@@ -16,6 +16,7 @@ Two ways to run it:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -23,16 +24,17 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
+from sqlalchemy.orm import Session, scoped_session
 
 from scheduler.extensions import db
 from scheduler.services import reminders
 from scheduler.services.settings import ClinicSettings
-from scheduler.services.sms import SmsSender, sender_from_config
+from scheduler.services.sms import SendResult, SmsError, SmsSender, sender_from_config
 
 log = logging.getLogger(__name__)
 UTC = dt.UTC
@@ -87,35 +89,104 @@ def _send_due(app: Flask, now: dt.datetime, stop: threading.Event | None) -> Dis
     session = db.session
     settings = ClinicSettings.from_config(app.config)
     sender = sms_sender(app)
-    batch = int(app.config.get("REMINDER_BATCH_SIZE", 20))
+    batch = int(app.config.get("REMINDER_BATCH_SIZE", 50))
     lease = dt.timedelta(seconds=int(app.config.get("REMINDER_LEASE_SECONDS", 300)))
+    fresh_for = float(app.config.get("REMINDER_RECHECK_SECONDS", 1.0))
     result = DispatchResult()
     started = time.monotonic()
-    while stop is None or not stop.is_set():
-        token = f"{os.getpid()}-{secrets.token_hex(8)}"
-        # The lease runs on the wall clock from the moment of claiming, whatever `now` says.
-        lease_until = now + dt.timedelta(seconds=time.monotonic() - started) + lease
-        ids = reminders.claim_due(session, now, token=token, lease_until=lease_until, limit=batch)
-        items = reminders.load_claimed(session, ids, token, now)
-        session.commit()
-        if not ids:
-            break
-        try:
-            for item in items:
-                if stop is not None and stop.is_set():
-                    break
-                outcome = reminders.prepare(session, item, now)
-                session.commit()  # no transaction (no SQLite write lock) while sending
-                if outcome is None:
-                    outcome = reminders.send(session, item, sender, now, settings)
-                    session.commit()
-                _tally(result, outcome)
-        finally:
-            # Rows of this batch not handled (stopping, or an unexpected error): hand them back.
-            session.rollback()
-            reminders.release(session, token)
+    with _row_session(session) as rows:
+        while stop is None or not stop.is_set():
+            token = f"{os.getpid()}-{secrets.token_hex(8)}"
+            # The lease runs on the wall clock from the moment of claiming, whatever `now` says.
+            lease_until = now + dt.timedelta(seconds=time.monotonic() - started) + lease
+            ids = reminders.claim_due(
+                session, now, token=token, lease_until=lease_until, limit=batch
+            )
+            items = reminders.load_claimed(session, ids, token, now)
             session.commit()
+            if not ids:
+                break
+            done = False
+            try:
+                done = _send_batch(rows, items, sender, now, settings, fresh_for, stop, result)
+            finally:
+                if not done or len(items) < len(ids):
+                    # Rows not handled (stopping, or an unexpected error): hand them back.
+                    rows.rollback()
+                    session.rollback()
+                    reminders.release(session, token)
+                    session.commit()
     return result
+
+
+def _send_batch(
+    rows: Session,
+    items: list[reminders.Outgoing],
+    sender: SmsSender,
+    now: dt.datetime,
+    settings: ClinicSettings,
+    fresh_for: float,
+    stop: threading.Event | None,
+    result: DispatchResult,
+) -> bool:
+    """Send a claimed batch; False when it stopped before the end."""
+    checked_at = -fresh_for - 1.0
+    reasons: dict[int, str] = {}
+    # Accepted messages are recorded together, at each re-check and at the end of the batch:
+    # one statement instead of a round trip per text. A crash leaves them `sending`: they are
+    # the rows in flight, sent again after the lease.
+    accepted: list[tuple[reminders.Outgoing, SendResult]] = []
+    try:
+        for index, item in enumerate(items):
+            if stop is not None and stop.is_set():
+                return False
+            if time.monotonic() - checked_at > fresh_for:
+                # Re-read the visits of the rest of the batch: no text goes out on a check older
+                # than REMINDER_RECHECK_SECONDS (a cancel just before the send is seen).
+                _record(rows, accepted, now)
+                reasons = reminders.recheck(rows, items[index:], now)
+                checked_at = time.monotonic()
+            outcome = reminders.prepare(rows, item, now, reasons.get(item.id, ""))
+            rows.commit()  # no transaction (no SQLite write lock) while sending
+            if outcome is None:
+                try:
+                    accepted.append((item, reminders.deliver(item, sender, settings)))
+                    outcome = reminders.Outcome("sent")
+                except SmsError as exc:
+                    outcome = reminders.record_error(rows, item, exc, now)
+                    rows.commit()
+            _tally(result, outcome)
+    finally:
+        _record(rows, accepted, now)
+    return True
+
+
+def _record(
+    rows: Session, accepted: list[tuple[reminders.Outgoing, SendResult]], now: dt.datetime
+) -> None:
+    if not accepted:
+        return
+    recorded = reminders.record_sent(rows, accepted, now)
+    rows.commit()
+    if recorded < len(accepted):
+        log.warning(
+            "%d sent reminders had been reclaimed by another worker", len(accepted) - recorded
+        )
+    accepted.clear()
+
+
+@contextlib.contextmanager
+def _row_session(session: scoped_session[Session]) -> Iterator[Session]:
+    """Where per-row reads and outcomes go. On PostgreSQL an autocommit connection: each
+    statement is one round trip, without BEGIN/COMMIT. SQLite keeps its write-lock rule."""
+    engine = session.get_bind()
+    if engine.dialect.name != "postgresql":
+        yield session()
+        return
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        with Session(bind=conn) as rows:
+            yield rows
 
 
 def _tally(result: DispatchResult, outcome: reminders.Outcome) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import datetime as dt
 import json
 import secrets
 import threading
@@ -58,6 +59,7 @@ class _State:
     script: dict[str, deque[str]] = field(default_factory=dict)
     hold_after: int | None = None  # requests after this many successes wait for `release`
     held: int = 0
+    accepted: int = 0
 
 
 class TwilioServer:
@@ -69,9 +71,8 @@ class TwilioServer:
         self.state = _State()
         self.lock = threading.Lock()
         self.release = threading.Event()
-        self.held_event = threading.Event()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
-        self.httpd.daemon_threads = True
+        self.held_changed = threading.Condition()
+        self.httpd = _QuietServer(("127.0.0.1", port), _handler(self))
         self.thread: threading.Thread | None = None
 
     @property
@@ -129,11 +130,15 @@ class TwilioServer:
         with self.lock:
             self.state.hold_after = n
 
+    def wait_held(self, n: int, timeout: float = 60.0) -> bool:
+        """Wait until n requests are being held (see hold_after)."""
+        with self.held_changed:
+            return self.held_changed.wait_for(lambda: self.state.held >= n, timeout)
+
     def reset(self) -> None:
         with self.lock:
             self.state = _State()
         self.release.clear()
-        self.held_event.clear()
 
     # --- request handling ------------------------------------------------------------------------
 
@@ -150,21 +155,21 @@ class TwilioServer:
             queued = self.state.script.get(to)
             answer = queued.popleft() if queued else "ok"
             hold = (
-                self.state.hold_after is not None
-                and sum(1 for r in self.state.requests if r.answer == 201) >= self.state.hold_after
+                self.state.hold_after is not None and self.state.accepted >= self.state.hold_after
             )
+        sid = "SM" + secrets.token_hex(16) if answer == "ok" else None
+        status = 201 if answer == "ok" else ERRORS[answer][0]
+        # Recorded first, answered after any hold: a held request is one Twilio has accepted
+        # but whose sender has not heard back yet (the in-flight case).
+        self._record(path, form, sid, status)
         if hold:
-            with self.lock:
+            with self.held_changed:
                 self.state.held += 1
-            self.held_event.set()
+                self.held_changed.notify_all()
             self.release.wait()
         if answer != "ok":
             status, code, message = ERRORS[answer]
-            body = {"code": code, "message": message, "more_info": "", "status": status}
-            self._record(path, form, None, status)
-            return status, body
-        sid = "SM" + secrets.token_hex(16)
-        self._record(path, form, sid, 201)
+            return status, {"code": code, "message": message, "more_info": "", "status": status}
         return 201, {
             "sid": sid,
             "account_sid": self.account_sid,
@@ -188,6 +193,18 @@ class TwilioServer:
     def _record(self, path: str, form: dict[str, str], sid: str | None, answer: int) -> None:
         with self.lock:
             self.state.requests.append(Recorded(path, form, sid, answer))
+            self.state.accepted += answer == 201
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client killed mid-request (the SIGKILL test) is expected; anything else is not.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _handler(server: TwilioServer) -> type[BaseHTTPRequestHandler]:
@@ -211,7 +228,8 @@ def _handler(server: TwilioServer) -> type[BaseHTTPRequestHandler]:
             if path == "/_test/requests":
                 self._send(200, [asdict(r) for r in server.requests])
             elif path == "/_test/count":
-                self._send(200, {"count": len(server.requests), "held": server.state.held})
+                state = server.state
+                self._send(200, {"count": len(state.requests), "accepted": state.accepted})
             else:
                 self._send(404, {"code": 20404, "message": "Not found", "status": 404})
 
@@ -228,6 +246,100 @@ def _handler(server: TwilioServer) -> type[BaseHTTPRequestHandler]:
             self._send(status, body)
 
     return Handler
+
+
+# --- data for the multi-worker tests and the benchmark ---------------------------------------------
+
+
+def daytime_zone(now: dt.datetime) -> str:
+    """An Etc/GMT zone where `now` is around noon (outside quiet hours), for real-time runs."""
+    k = 12 - now.astimezone(dt.UTC).hour
+    if k < -12:
+        k += 24
+    if k > 14:
+        k -= 24
+    return "Etc/UTC" if k == 0 else f"Etc/GMT{'-' if k > 0 else '+'}{abs(k)}"
+
+
+def seed_due_reminders(
+    session: Any, n: int, due_at: dt.datetime, *, timezone: str = "America/Los_Angeles"
+) -> list[int]:
+    """n patients with one visit and one reminder each, due at `due_at`; bulk inserts, flushed.
+    Returns the reminder ids."""
+    from sqlalchemy import insert
+
+    from scheduler.models import Appointment, Location, Patient, Reminder, Resource, Service
+
+    tag = secrets.token_hex(3)
+    location = Location(slug=f"bulk-{tag}", name="Bulk Street", timezone=timezone, phone="")
+    chair = Resource(kind="chair", name="Chair 1", position=1)
+    location.resources.append(chair)
+    service = Service(
+        slug=f"bulk-{tag}",
+        name="Bulk infusion",
+        kind="infusion",
+        resource_kind="chair",
+        duration_minutes=40,
+        locations=[location],
+    )
+    session.add_all([location, service])
+    session.flush()
+    patient_ids = list(
+        session.scalars(
+            insert(Patient).returning(Patient.id, sort_by_parameter_order=True),
+            [
+                {
+                    "name": f"Bulk Patient {i}",
+                    "phone": f"+1628{2000000 + i:07d}",
+                    "email": f"bulk{i}-{tag}@example.com",
+                    "sms_consent": True,
+                }
+                for i in range(n)
+            ],
+        )
+    )
+    first = due_at + dt.timedelta(days=1)
+    starts = [first + dt.timedelta(hours=i) for i in range(n)]
+    ten = dt.timedelta(minutes=10)
+    appointment_ids = list(
+        session.scalars(
+            insert(Appointment).returning(Appointment.id, sort_by_parameter_order=True),
+            [
+                {
+                    "location_id": location.id,
+                    "resource_id": chair.id,
+                    "service_id": service.id,
+                    "patient_id": patient_ids[i],
+                    "start_at": start,
+                    "end_at": start + 4 * ten,
+                    "occupied_start": start - ten,
+                    "occupied_end": start + 5 * ten,
+                    "duration_minutes": 40,
+                    "prep_minutes": 10,
+                    "recovery_minutes": 10,
+                    "manage_token": f"bulk{tag}{i:08d}".ljust(43, "x"),
+                    "ics_uid": f"bulk-{tag}-{i}@chairside",
+                }
+                for i, start in enumerate(starts)
+            ],
+        )
+    )
+    return list(
+        session.scalars(
+            insert(Reminder).returning(Reminder.id, sort_by_parameter_order=True),
+            [
+                {
+                    "appointment_id": appointment_ids[i],
+                    "appointment_start_at": start,
+                    "offset_minutes": 2880,
+                    "due_at": due_at,
+                    "next_attempt_at": due_at,
+                    "status": "pending",
+                }
+                for i, start in enumerate(starts)
+            ],
+        )
+    )
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import jinja2
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from scheduler.models import (
@@ -42,7 +42,7 @@ from scheduler.models import (
     SmsOptOut,
 )
 from scheduler.services.settings import ClinicSettings, parse_offsets
-from scheduler.services.sms import SmsError, SmsSender
+from scheduler.services.sms import SendResult, SmsError, SmsSender
 
 UTC = dt.UTC
 QUIET_START = dt.time(21, 0)
@@ -355,35 +355,48 @@ def load_claimed(
     ]
 
 
-def _recheck(session: Session, item: Outgoing, now: dt.datetime) -> str:
-    """Why this reminder must not go out now ("" when it may)."""
-    row = session.execute(
+def recheck(session: Session, items: Sequence[Outgoing], now: dt.datetime) -> dict[int, str]:
+    """Why each claimed reminder must not go out now (absent: it may), in one query: the visit
+    is still booked, active and at the planned time; consent given; the number not opted out."""
+    if not items:
+        return {}
+    opted_out = exists().where(SmsOptOut.phone == Patient.phone, SmsOptOut.opted_out)
+    rows = session.execute(
         select(
+            Appointment.id,
             Appointment.status,
             Appointment.active,
             Appointment.start_at,
             Patient.sms_consent,
-            exists().where(SmsOptOut.phone == Patient.phone, SmsOptOut.opted_out),
+            opted_out,
         )
         .join(Patient, Patient.id == Appointment.patient_id)
-        .where(Appointment.id == item.appointment_id)
-    ).first()
-    if row is None:
-        return "visit deleted"
-    status, active, start_at, consent, opted_out = row
-    if not active or status != AppointmentStatus.BOOKED:
-        return f"visit {status}"
-    if start_at != item.planned_start:
-        return "visit moved"
-    if not consent:
-        return "no SMS consent"
-    if opted_out:
-        return "number opted out"
-    if start_at <= now:
-        return "visit already started"
-    if item.superseded:
-        return "a later reminder is due too"
-    return ""
+        .where(Appointment.id.in_({item.appointment_id for item in items}))
+    )
+    state = {row[0]: row[1:] for row in rows}
+    reasons: dict[int, str] = {}
+    for item in items:
+        reason = ""
+        found = state.get(item.appointment_id)
+        if found is None:
+            reason = "visit deleted"
+        else:
+            status, active, start_at, consent, is_out = found
+            if not active or status != AppointmentStatus.BOOKED:
+                reason = f"visit {status}"
+            elif start_at != item.planned_start:
+                reason = "visit moved"
+            elif not consent:
+                reason = "no SMS consent"
+            elif is_out:
+                reason = "number opted out"
+            elif start_at <= now:
+                reason = "visit already started"
+            elif item.superseded:
+                reason = "a later reminder is due too"
+        if reason:
+            reasons[item.id] = reason
+    return reasons
 
 
 @dataclass(frozen=True)
@@ -399,11 +412,12 @@ def backoff(attempts: int) -> dt.timedelta:
 
 
 def _finish(session: Session, item: Outgoing, **values: object) -> bool:
+    """Record the outcome of our claim (a Core UPDATE: one round trip, no ORM bookkeeping)."""
+    table = Reminder.__table__
     result = session.execute(
-        update(Reminder)
-        .where(Reminder.id == item.id, Reminder.claim_token == item.token)
+        update(table)
+        .where(table.c.id == item.id, table.c.claim_token == item.token)
         .values(**values)
-        .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0))
 
@@ -412,10 +426,9 @@ def status_callback_url(settings: ClinicSettings, reminder_id: int) -> str:
     return f"{settings.public_base_url}/webhooks/twilio/status?r={reminder_id}"
 
 
-def prepare(session: Session, item: Outgoing, now: dt.datetime) -> Outcome | None:
-    """Re-check one claimed row right before sending; an Outcome when it is not to be sent
-    (already recorded, flushed), None when it may go. The caller ends the transaction after."""
-    reason = _recheck(session, item, now)
+def prepare(session: Session, item: Outgoing, now: dt.datetime, reason: str) -> Outcome | None:
+    """Decide about one claimed row before sending, given its `recheck` reason: an Outcome when
+    it is not to be sent now (already recorded), None when it may go."""
     if reason:
         ok = _finish(
             session,
@@ -462,69 +475,84 @@ def send(
     settings: ClinicSettings,
 ) -> Outcome:
     """Send one prepared row (no transaction should be open) and record the outcome (flushed)."""
-    body = render_reminder(item, settings)
     try:
-        result = sender.send(
-            item.phone, body, status_callback=status_callback_url(settings, item.id)
-        )
+        result = deliver(item, sender, settings)
     except SmsError as exc:
-        if exc.permanent or item.attempts >= MAX_ATTEMPTS:
-            reason = "rejected" if exc.permanent else f"gave up after {item.attempts} attempts"
-            ok = _finish(
-                session,
-                item,
-                status=ReminderStatus.FAILED,
-                error_code=exc.code[:16],
-                reason=reason,
-                failed_at=now,
-                closed_at=now,
-                claim_token=None,
-                lease_until=None,
-            )
-            return Outcome("failed" if ok else "lost", exc.code)
+        return record_error(session, item, exc, now)
+    return Outcome("sent" if record_sent(session, [(item, result)], now) else "lost")
+
+
+def deliver(item: Outgoing, sender: SmsSender, settings: ClinicSettings) -> SendResult:
+    """Hand the text to the provider (no database); raises SmsError."""
+    body = render_reminder(item, settings)
+    return sender.send(item.phone, body, status_callback=status_callback_url(settings, item.id))
+
+
+def record_error(session: Session, item: Outgoing, exc: SmsError, now: dt.datetime) -> Outcome:
+    """Permanent errors (and the last attempt) fail the row; others retry with backoff."""
+    if exc.permanent or item.attempts >= MAX_ATTEMPTS:
+        reason = "rejected" if exc.permanent else f"gave up after {item.attempts} attempts"
         ok = _finish(
             session,
             item,
-            status=ReminderStatus.PENDING,
+            status=ReminderStatus.FAILED,
             error_code=exc.code[:16],
-            reason=f"retrying after error {exc.code}",
-            next_attempt_at=now + backoff(item.attempts),
+            reason=reason,
+            failed_at=now,
+            closed_at=now,
             claim_token=None,
             lease_until=None,
         )
-        return Outcome("retrying" if ok else "lost", exc.code)
-    # A status callback may already have moved the row on (to delivered): keep that.
+        return Outcome("failed" if ok else "lost", exc.code)
     ok = _finish(
         session,
         item,
-        status=_sent_unless_further(),
-        provider_sid=func.coalesce(Reminder.provider_sid, result.sid),
-        provider_status=_rank_max(result.status),
-        sent_at=now,
-        error_code="",
-        reason="",
+        status=ReminderStatus.PENDING,
+        error_code=exc.code[:16],
+        reason=f"retrying after error {exc.code}",
+        next_attempt_at=now + backoff(item.attempts),
         claim_token=None,
         lease_until=None,
     )
-    return Outcome("sent" if ok else "lost")
+    return Outcome("retrying" if ok else "lost", exc.code)
 
 
-def _sent_unless_further() -> object:
-    from sqlalchemy import case
+def record_sent(
+    session: Session, sent: Sequence[tuple[Outgoing, SendResult]], now: dt.datetime
+) -> int:
+    """Record accepted messages (one statement for many rows); how many were still ours.
 
-    return case(
-        (Reminder.status == ReminderStatus.SENDING, ReminderStatus.SENT.value),
-        else_=Reminder.status,
+    A status callback may already have moved a row on (to delivered): that is kept.
+    """
+    if not sent:
+        return 0
+    table = Reminder.__table__
+    c = table.c
+    statement = (
+        update(table)
+        .where(c.id == bindparam("b_id"), c.claim_token == bindparam("b_token"))
+        .values(
+            status=case(
+                (c.status == ReminderStatus.SENDING.value, ReminderStatus.SENT.value),
+                else_=c.status,
+            ),
+            provider_sid=func.coalesce(c.provider_sid, bindparam("b_sid")),
+            provider_status=case(
+                (c.provider_status == "", bindparam("b_status")), else_=c.provider_status
+            ),
+            sent_at=now,
+            error_code="",
+            reason="",
+            claim_token=None,
+            lease_until=None,
+        )
     )
-
-
-def _rank_max(status: str) -> object:
-    from sqlalchemy import case, literal
-
-    return case(
-        (Reminder.provider_status == "", literal(status)),
-        else_=Reminder.provider_status,
-    )
+    params = [
+        {"b_id": item.id, "b_token": item.token, "b_sid": result.sid, "b_status": result.status}
+        for item, result in sent
+    ]
+    result = session.execute(statement, params)
+    return int(getattr(result, "rowcount", len(params)) or 0)
 
 
 # --- the texts ------------------------------------------------------------------------------------
