@@ -471,3 +471,14 @@ def test_block_page_unblocks_with_a_reason(client, session, clinic, clock):
     entry = session.scalars(select(AuditEntry)).one()
     assert audit.details_of(entry)["unblock_reason"] == "Fixed early"
     assert audit.details_of(entry)["reason"] == "Leak"
+
+
+def test_empty_hours_link_to_booking_there(client, session, clinic):
+    _signed_in(client, clinic)
+    chair2 = clinic.sf.resources[1]
+    html = client.get(f"/staff/sf/calendar?date={DAY}").get_data(as_text=True)
+    link = f"/staff/sf/book?date={DAY}&amp;resource={chair2.id}&amp;time=14:00"
+    assert link in html
+    form = client.get(link.replace("&amp;", "&")).get_data(as_text=True)
+    assert 'name="time" step="300" value="14:00"' in form
+    assert f'<option value="{chair2.id}" selected>' in form
