@@ -24,7 +24,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_login import UserMixin, current_user, login_required, login_user, logout_user
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from scheduler.extensions import db, limiter, login_manager
 from scheduler.models import StaffUser
@@ -138,7 +138,10 @@ def sign_in() -> ResponseReturnValue:
     except InvalidInput:
         email = ""
     if email:
-        staff = db.session.scalars(select(StaffUser).where(StaffUser.email == email)).first()
+        # E-mail addresses are matched without regard to case: people type them either way.
+        staff = db.session.scalars(
+            select(StaffUser).where(func.lower(StaffUser.email) == email.lower())
+        ).first()
     if staff is not None and staff.locked_until is not None and staff.locked_until > at:
         current_app.logger.warning("staff sign-in refused: account %s is locked", staff.id)
         return _sign_in_error(
