@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from argon2 import PasswordHasher
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from scheduler.models import (
@@ -349,7 +349,9 @@ def save_staff(
         email = ""
         fields["email"] = "not a valid e-mail address"
     if email:
-        other = session.scalars(select(StaffUser).where(StaffUser.email == email)).first()
+        other = session.scalars(
+            select(StaffUser).where(func.lower(StaffUser.email) == email.lower())
+        ).first()
         if other is not None and other is not user:
             fields["email"] = "already a staff user"
     try:

@@ -119,3 +119,15 @@ def test_resource_names_are_unique_per_location(session):
     assert "name" in exc.value.fields
     settings_admin.add_resource(session, loc, kind="room", name="Room 9", position="7")
     assert [r.name for r in loc.resources][-1] == "Room 9"
+
+
+def test_staff_e_mail_is_unique_whatever_its_case(session):
+    make_staff(session, email="sam@clinic.example")
+    with pytest.raises(InvalidInput) as exc:
+        settings_admin.save_staff(
+            session,
+            None,
+            {"name": "S", "email": "SAM@clinic.example", "role": "admin", "password": "x" * 12},
+            HASHER,
+        )
+    assert exc.value.fields == {"email": "already a staff user"}
