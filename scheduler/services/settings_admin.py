@@ -218,7 +218,8 @@ def add_resource(
     name = _require(fields, "name", name, 100)
     if name and any(r.name == name for r in location.resources):
         fields["name"] = "already used at this location"
-    pos = _position(fields, position, len(location.resources) + 1)
+    same_kind = [r.position for r in location.resources if r.kind == kind]
+    pos = _position(fields, position, max(same_kind, default=0) + 1)
     _raise(fields)
     location.resources.append(Resource(kind=kind, name=name, position=pos, active=True))
     session.flush()

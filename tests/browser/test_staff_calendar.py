@@ -229,3 +229,43 @@ def test_busy_day_screenshot_is_readable(browser, live_server, output_dir, busy)
         desk.shot("busy-summary")
     finally:
         desk.context.close()
+
+
+def test_admin_settings_in_the_browser(desk, session):
+    clinic = make_clinic(session)
+    email = clinic.users["admin"].email
+    session.commit()
+    page = desk.page
+    desk.sign_in(email)
+    page.get_by_role("link", name="Settings").click()
+    page.get_by_role("link", name="San Francisco Mission").last.click()
+    page.get_by_label("Saturday").fill("09:00-13:00")
+    page.get_by_role("button", name="Save hours").click()
+    page.get_by_text("Saved.").wait_for()
+    assert page.get_by_label("Saturday").input_value() == "09:00-13:00"
+    form = page.locator("#add-resource")
+    form.get_by_label("Name").fill("Chair 5")
+    form.get_by_role("button", name="Add").click()
+    page.get_by_text("Saved.").wait_for()
+    assert page.locator('#resources input[value="Chair 5"]').count() == 1
+    desk.shot("06-settings-location")
+
+    page.get_by_role("link", name="← Settings").click()
+    page.get_by_role("link", name="Add a staff user").click()
+    page.get_by_label("Name").fill("Nora Nurse")
+    page.get_by_label("E-mail").fill("nora@clinic.example")
+    page.get_by_label("Role").select_option("nurse")
+    page.get_by_label("San Francisco Mission").check()
+    page.get_by_label("Password").fill("nora's long password")
+    page.get_by_role("button", name="Save").click()
+    page.get_by_text("Staff user created.").wait_for()
+    assert "nora's long password" not in page.content()
+    page.get_by_role("button", name="Issue a new API token").click()
+    token = page.locator("#new-token code").inner_text()
+    assert token.startswith("cs_")
+    desk.shot("07-token-shown-once")
+    page.get_by_role("link", name="edit user").click()
+    assert page.get_by_role("heading", name="Nora Nurse").count() == 1
+    assert token not in page.content()
+    assert page.locator("#tokens tbody tr").count() == 1
+    assert "active" in page.locator("#tokens tbody tr").inner_text()

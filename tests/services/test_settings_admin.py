@@ -119,6 +119,9 @@ def test_resource_names_are_unique_per_location(session):
     assert "name" in exc.value.fields
     settings_admin.add_resource(session, loc, kind="room", name="Room 9", position="7")
     assert [r.name for r in loc.resources][-1] == "Room 9"
+    # Without an order, a new chair goes after the last chair (rooms are numbered apart).
+    settings_admin.add_resource(session, loc, kind="chair", name="Chair 3", position="")
+    assert loc.resources[-1].position == 3
 
 
 def test_staff_e_mail_is_unique_whatever_its_case(session):
