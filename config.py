@@ -60,6 +60,7 @@ class Config:
         self.REMINDER_BATCH_SIZE = int(os.environ.get("REMINDER_BATCH_SIZE", "50"))
         self.REMINDER_LEASE_SECONDS = int(os.environ.get("REMINDER_LEASE_SECONDS", "300"))
         self.REMINDER_RECHECK_SECONDS = float(os.environ.get("REMINDER_RECHECK_SECONDS", "1"))
+        self.REMINDER_SEND_CONCURRENCY = int(os.environ.get("REMINDER_SEND_CONCURRENCY", "4"))
         self.TWILIO_TIMEOUT_SECONDS = float(os.environ.get("TWILIO_TIMEOUT_SECONDS", "10"))
         self.AVAILABILITY_MAX_DAYS = int(os.environ.get("AVAILABILITY_MAX_DAYS", "62"))
         self.RATELIMIT_ENABLED = _flag("RATELIMIT_ENABLED", True)

@@ -24,12 +24,14 @@ import secrets
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask
-from sqlalchemy.orm import Session, scoped_session
+from sqlalchemy.orm import Session
 
 from scheduler.extensions import db
 from scheduler.services import reminders
@@ -60,16 +62,20 @@ def sms_sender(app: Flask) -> SmsSender:
     if sender is None:
         sender = sender_from_config(app.config)
         app.extensions["chairside_sms"] = sender
-    return sender  # type: ignore[no-any-return]
+    return cast(SmsSender, sender)
 
 
 def dispatch_once(
-    app: Flask, now: dt.datetime, *, stop: threading.Event | None = None
+    app: Flask,
+    now: dt.datetime,
+    *,
+    stop: threading.Event | None = None,
+    max_rows: int | None = None,
 ) -> DispatchResult:
-    """One pass: send every reminder due at `now`, then deliver pending mail."""
+    """One pass: send every reminder due at `now` (or the first `max_rows`), then pending mail."""
     with app.app_context():
         try:
-            result = _send_due(app, now, stop)
+            result = _send_due(app, now, stop, max_rows)
             if stop is None or not stop.is_set():
                 _deliver_mail(app, now)
         finally:
@@ -85,7 +91,9 @@ def dispatch_once(
     return result
 
 
-def _send_due(app: Flask, now: dt.datetime, stop: threading.Event | None) -> DispatchResult:
+def _send_due(
+    app: Flask, now: dt.datetime, stop: threading.Event | None, max_rows: int | None
+) -> DispatchResult:
     session = db.session
     settings = ClinicSettings.from_config(app.config)
     sender = sms_sender(app)
@@ -94,29 +102,98 @@ def _send_due(app: Flask, now: dt.datetime, stop: threading.Event | None) -> Dis
     fresh_for = float(app.config.get("REMINDER_RECHECK_SECONDS", 1.0))
     result = DispatchResult()
     started = time.monotonic()
-    with _row_session(session) as rows:
-        while stop is None or not stop.is_set():
+    left = max_rows if max_rows is not None else -1
+    concurrency = max(1, int(app.config.get("REMINDER_SEND_CONCURRENCY", 4)))
+    with contextlib.ExitStack() as stack:
+        rows = stack.enter_context(_row_session(session))
+        pool = (
+            stack.enter_context(ThreadPoolExecutor(concurrency, thread_name_prefix="sms"))
+            if concurrency > 1
+            else None
+        )
+        while (stop is None or not stop.is_set()) and left != 0:
             token = f"{os.getpid()}-{secrets.token_hex(8)}"
             # The lease runs on the wall clock from the moment of claiming, whatever `now` says.
             lease_until = now + dt.timedelta(seconds=time.monotonic() - started) + lease
-            ids = reminders.claim_due(
-                session, now, token=token, lease_until=lease_until, limit=batch
-            )
-            items = reminders.load_claimed(session, ids, token, now)
-            session.commit()
+            limit = batch if left < 0 else min(batch, left)
+            ids = reminders.claim_due(rows, now, token=token, lease_until=lease_until, limit=limit)
+            left = left - len(ids) if left > 0 else left
+            items = reminders.load_claimed(rows, ids, token, now)
+            rows.commit()
             if not ids:
                 break
             done = False
             try:
-                done = _send_batch(rows, items, sender, now, settings, fresh_for, stop, result)
+                done = _send_batch(
+                    rows, items, sender, now, settings, fresh_for, stop, result, pool, concurrency
+                )
             finally:
                 if not done or len(items) < len(ids):
                     # Rows not handled (stopping, or an unexpected error): hand them back.
                     rows.rollback()
-                    session.rollback()
-                    reminders.release(session, token)
-                    session.commit()
+                    reminders.release(rows, token)
+                    rows.commit()
     return result
+
+
+class _Batch:
+    """One claimed batch on its way out: re-checks, sends (up to `concurrency` at once on a
+    thread pool, so the provider's latency overlaps), records. Only the calling thread touches
+    the database; the pool's threads only talk HTTP."""
+
+    def __init__(
+        self,
+        rows: Session,
+        sender: SmsSender,
+        now: dt.datetime,
+        settings: ClinicSettings,
+        result: DispatchResult,
+        pool: ThreadPoolExecutor | None,
+        concurrency: int,
+    ) -> None:
+        self.rows, self.sender, self.now, self.settings = rows, sender, now, settings
+        self.result, self.pool, self.concurrency = result, pool, concurrency
+        # Accepted texts are recorded together, at each re-check and at the end of the batch:
+        # one statement instead of a round trip per text. A crash leaves them `sending`: they
+        # are the rows in flight, sent again after the lease.
+        self.accepted: list[tuple[reminders.Outgoing, SendResult]] = []
+        self.in_flight: deque[tuple[reminders.Outgoing, Future[SendResult]]] = deque()
+
+    def send(self, item: reminders.Outgoing) -> None:
+        if self.pool is None:
+            try:
+                self.accepted.append((item, reminders.deliver(item, self.sender, self.settings)))
+                _tally(self.result, reminders.Outcome("sent"))
+            except SmsError as exc:
+                self._failed(item, exc)
+            return
+        future = self.pool.submit(reminders.deliver, item, self.sender, self.settings)
+        self.in_flight.append((item, future))
+        self.collect(keep=self.concurrency - 1)
+
+    def collect(self, keep: int = 0) -> None:
+        """Take in finished sends, in order, until at most `keep` are still in flight."""
+        while self.in_flight and (len(self.in_flight) > keep or self.in_flight[0][1].done()):
+            item, future = self.in_flight.popleft()
+            try:
+                self.accepted.append((item, future.result()))
+                _tally(self.result, reminders.Outcome("sent"))
+            except SmsError as exc:
+                self._failed(item, exc)
+
+    def _failed(self, item: reminders.Outgoing, exc: SmsError) -> None:
+        _tally(self.result, reminders.record_error(self.rows, item, exc, self.now))
+        self.rows.commit()
+
+    def record(self) -> None:
+        if not self.accepted:
+            return
+        recorded = reminders.record_sent(self.rows, self.accepted, self.now)
+        self.rows.commit()
+        if recorded < len(self.accepted):
+            lost = len(self.accepted) - recorded
+            log.warning("%d sent reminders had been reclaimed by another worker", lost)
+        self.accepted.clear()
 
 
 def _send_batch(
@@ -128,14 +205,13 @@ def _send_batch(
     fresh_for: float,
     stop: threading.Event | None,
     result: DispatchResult,
+    pool: ThreadPoolExecutor | None = None,
+    concurrency: int = 1,
 ) -> bool:
     """Send a claimed batch; False when it stopped before the end."""
+    batch = _Batch(rows, sender, now, settings, result, pool, concurrency)
     checked_at = -fresh_for - 1.0
     reasons: dict[int, str] = {}
-    # Accepted messages are recorded together, at each re-check and at the end of the batch:
-    # one statement instead of a round trip per text. A crash leaves them `sending`: they are
-    # the rows in flight, sent again after the lease.
-    accepted: list[tuple[reminders.Outgoing, SendResult]] = []
     try:
         for index, item in enumerate(items):
             if stop is not None and stop.is_set():
@@ -143,42 +219,30 @@ def _send_batch(
             if time.monotonic() - checked_at > fresh_for:
                 # Re-read the visits of the rest of the batch: no text goes out on a check older
                 # than REMINDER_RECHECK_SECONDS (a cancel just before the send is seen).
-                _record(rows, accepted, now)
+                batch.collect(keep=len(batch.in_flight))
+                batch.record()
                 reasons = reminders.recheck(rows, items[index:], now)
                 checked_at = time.monotonic()
             outcome = reminders.prepare(rows, item, now, reasons.get(item.id, ""))
             rows.commit()  # no transaction (no SQLite write lock) while sending
             if outcome is None:
-                try:
-                    accepted.append((item, reminders.deliver(item, sender, settings)))
-                    outcome = reminders.Outcome("sent")
-                except SmsError as exc:
-                    outcome = reminders.record_error(rows, item, exc, now)
-                    rows.commit()
-            _tally(result, outcome)
+                batch.send(item)
+            else:
+                _tally(result, outcome)
     finally:
-        _record(rows, accepted, now)
+        # Texts already handed to the provider are waited for and recorded, even when stopping.
+        try:
+            batch.collect(keep=0)
+        finally:
+            batch.record()
     return True
 
 
-def _record(
-    rows: Session, accepted: list[tuple[reminders.Outgoing, SendResult]], now: dt.datetime
-) -> None:
-    if not accepted:
-        return
-    recorded = reminders.record_sent(rows, accepted, now)
-    rows.commit()
-    if recorded < len(accepted):
-        log.warning(
-            "%d sent reminders had been reclaimed by another worker", len(accepted) - recorded
-        )
-    accepted.clear()
-
-
 @contextlib.contextmanager
-def _row_session(session: scoped_session[Session]) -> Iterator[Session]:
-    """Where per-row reads and outcomes go. On PostgreSQL an autocommit connection: each
-    statement is one round trip, without BEGIN/COMMIT. SQLite keeps its write-lock rule."""
+def _row_session(session: Any) -> Iterator[Session]:
+    """Where the worker's statements go. On PostgreSQL an autocommit connection: each statement
+    (each is atomic on its own: claim_due is one UPDATE) is one round trip, without BEGIN and
+    COMMIT. SQLite keeps its rule: every transaction takes the write lock (BEGIN IMMEDIATE)."""
     engine = session.get_bind()
     if engine.dialect.name != "postgresql":
         yield session()
@@ -206,12 +270,12 @@ def _tally(result: DispatchResult, outcome: reminders.Outcome) -> None:
 def _deliver_mail(app: Flask, now: dt.datetime) -> None:
     """The invite mail outbox rides on the same job (when that feature is installed)."""
     try:
-        from scheduler.services import mail  # type: ignore[attr-defined,unused-ignore]
+        from scheduler.services import mail
     except ModuleNotFoundError as exc:
         if exc.name != "scheduler.services.mail":
             raise
         return
-    mail.deliver_pending(db.session, mail.sender_from_config(app.config), now)
+    mail.deliver_pending(db.session(), mail.sender_from_config(app.config), now)
     db.session.commit()
 
 

@@ -235,7 +235,11 @@ def _handler(server: TwilioServer) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:  # noqa: N802
             length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length).decode() if length else ""
+            data = self.rfile.read(length) if length else b""
+            if len(data) < length:  # the client died mid-request: nothing was sent
+                self.close_connection = True
+                return
+            raw = data.decode()
             path = urlparse(self.path).path
             if path == "/_test/reset":
                 server.reset()

@@ -24,10 +24,11 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import jinja2
-from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, exists, func, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from scheduler.models import (
@@ -45,6 +46,7 @@ from scheduler.services.settings import ClinicSettings, parse_offsets
 from scheduler.services.sms import SendResult, SmsError, SmsSender
 
 UTC = dt.UTC
+REMINDERS = cast(Table, Reminder.__table__)
 QUIET_START = dt.time(21, 0)
 QUIET_END = dt.time(8, 0)
 EVENING_FALLBACK = dt.time(20, 30)
@@ -214,11 +216,12 @@ def sync_plan(
 # --- dispatch -------------------------------------------------------------------------------------
 
 
-def _due(now: dt.datetime) -> object:
-    return or_(
-        and_(Reminder.status == ReminderStatus.PENDING, Reminder.next_attempt_at <= now),
-        and_(Reminder.status == ReminderStatus.SENDING, Reminder.lease_until < now),
-    )
+def _pending_due(now: dt.datetime) -> Any:
+    return and_(Reminder.status == ReminderStatus.PENDING, Reminder.next_attempt_at <= now)
+
+
+def _lease_expired(now: dt.datetime) -> Any:
+    return and_(Reminder.status == ReminderStatus.SENDING, Reminder.lease_until < now)
 
 
 def claim_due(
@@ -229,35 +232,49 @@ def claim_due(
     lease_until: dt.datetime,
     limit: int = 50,
 ) -> list[int]:
-    """Mark up to `limit` due rows as ours (`sending`, lease until `lease_until`); the caller
-    commits. Concurrent workers never get the same row."""
-    pick = (
-        select(Reminder.id)
-        .where(_due(now))  # type: ignore[arg-type]
-        .order_by(Reminder.next_attempt_at, Reminder.id)
-        .limit(limit)
-    )
+    """Mark up to `limit` due rows as ours (`sending`, lease until `lease_until`): rows whose
+    worker's lease expired first, then pending rows, oldest first. Concurrent workers never get
+    the same row. The caller commits (on PostgreSQL each claim is one atomic statement)."""
+    ids = _claim(session, _lease_expired(now), token, lease_until, limit)
+    if len(ids) < limit:
+        ids += _claim(session, _pending_due(now), token, lease_until, limit - len(ids))
+    return sorted(ids)
+
+
+def _claim(
+    session: Session, due: Any, token: str, lease_until: dt.datetime, limit: int
+) -> list[int]:
+    table = REMINDERS
+    claim = {
+        "status": ReminderStatus.SENDING.value,
+        "claim_token": token,
+        "lease_until": lease_until,
+        "attempts": table.c.attempts + 1,
+    }
+    # Each condition alone lets the (status, next_attempt_at) index give the rows in order and
+    # stop after `limit` (no tie-breaker column: that would sort every due row).
+    pick = select(table.c.id).where(due).order_by(table.c.next_attempt_at).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
-        # Lock the picked rows (skipping rows other workers hold) until our commit. A separate
-        # SELECT: inside `UPDATE ... WHERE id IN (SELECT ... LIMIT n)` PostgreSQL may claim more.
-        pick = pick.with_for_update(skip_locked=True)
-    # On SQLite the transaction already holds the write lock (BEGIN IMMEDIATE).
-    ids = list(session.scalars(pick))
-    if not ids:
-        return []
-    statement = (
-        update(Reminder)
-        .where(Reminder.id.in_(ids), _due(now))  # type: ignore[arg-type]
-        .values(
-            status=ReminderStatus.SENDING,
-            claim_token=token,
-            lease_until=lease_until,
-            attempts=Reminder.attempts + 1,
+        # One statement (atomic even on an autocommit connection): lock due rows, skipping
+        # rows other workers hold, and mark them. The CTE is materialized: inside
+        # `UPDATE ... WHERE id IN (SELECT ... LIMIT n)` PostgreSQL may claim more than n.
+        picked = pick.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+        statement = (
+            update(table)
+            .where(table.c.id == picked.c.id, due)
+            .values(**claim)
+            .returning(table.c.id)
         )
-        .returning(Reminder.id)
-        .execution_options(synchronize_session=False)
-    )
-    return sorted(session.scalars(statement))
+    else:
+        # SQLite: the transaction already holds the write lock (BEGIN IMMEDIATE); the UPDATE
+        # re-checks that each row is still due.
+        ids = list(session.scalars(pick))
+        if not ids:
+            return []
+        statement = (
+            update(table).where(table.c.id.in_(ids), due).values(**claim).returning(table.c.id)
+        )
+    return list(session.scalars(statement))
 
 
 def release(session: Session, token: str) -> int:
@@ -407,13 +424,13 @@ class Outcome:
 
 def backoff(attempts: int) -> dt.timedelta:
     """30 s, 1 min, 2 min, ... capped at 30 min."""
-    delay = BACKOFF_BASE * (2 ** max(attempts - 1, 0))
+    delay = BACKOFF_BASE * (1 << max(attempts - 1, 0))
     return min(delay, BACKOFF_MAX)
 
 
 def _finish(session: Session, item: Outgoing, **values: object) -> bool:
     """Record the outcome of our claim (a Core UPDATE: one round trip, no ORM bookkeeping)."""
-    table = Reminder.__table__
+    table = REMINDERS
     result = session.execute(
         update(table)
         .where(table.c.id == item.id, table.c.claim_token == item.token)
@@ -517,6 +534,21 @@ def record_error(session: Session, item: Outgoing, exc: SmsError, now: dt.dateti
     return Outcome("retrying" if ok else "lost", exc.code)
 
 
+_RECORD_SENT_PG = text(
+    """
+    UPDATE reminders AS r SET
+        status = CASE WHEN r.status = 'sending' THEN 'sent' ELSE r.status END,
+        provider_sid = COALESCE(r.provider_sid, v.sid),
+        provider_status = CASE WHEN r.provider_status = '' THEN v.status
+                               ELSE r.provider_status END,
+        sent_at = :sent_at, error_code = '', reason = '', claim_token = NULL, lease_until = NULL
+    FROM unnest(CAST(:ids AS integer[]), CAST(:tokens AS text[]), CAST(:sids AS text[]),
+                CAST(:statuses AS text[])) AS v(id, token, sid, status)
+    WHERE r.id = v.id AND r.claim_token = v.token
+    """
+)
+
+
 def record_sent(
     session: Session, sent: Sequence[tuple[Outgoing, SendResult]], now: dt.datetime
 ) -> int:
@@ -526,7 +558,7 @@ def record_sent(
     """
     if not sent:
         return 0
-    table = Reminder.__table__
+    table = REMINDERS
     c = table.c
     statement = (
         update(table)
@@ -551,6 +583,19 @@ def record_sent(
         {"b_id": item.id, "b_token": item.token, "b_sid": result.sid, "b_status": result.status}
         for item, result in sent
     ]
+    if session.get_bind().dialect.name == "postgresql":
+        # One statement, one round trip for the lot (arrays unnested), compiled once.
+        result = session.execute(
+            _RECORD_SENT_PG,
+            {
+                "ids": [p["b_id"] for p in params],
+                "tokens": [p["b_token"] for p in params],
+                "sids": [p["b_sid"] for p in params],
+                "statuses": [p["b_status"] for p in params],
+                "sent_at": now,
+            },
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
     result = session.execute(statement, params)
     return int(getattr(result, "rowcount", len(params)) or 0)
 
@@ -599,6 +644,8 @@ _REPLACEMENTS = {
 def to_gsm7(text: str) -> str:
     """Text in the GSM-7 basic set: typographic marks simplified, accents dropped where the
     accented letter is not in the set, anything else becomes '?'."""
+    if GSM7_BASIC.issuperset(text):
+        return text
     out = []
     for ch in text:
         if ch in GSM7_BASIC:

@@ -67,7 +67,7 @@ class LogSmsSender:
         return SendResult(sid=sid, status="logged")
 
 
-class BaseUrlHttpClient(TwilioHttpClient):
+class BaseUrlHttpClient(TwilioHttpClient):  # type: ignore[misc]
     """The twilio client's HTTP layer, pointed at another base URL and without request logging."""
 
     def __init__(self, base_url: str = TWILIO_API, *, timeout: float = 10.0) -> None:
