@@ -438,6 +438,24 @@ def get_resource(session: Session, location: Location, name: str) -> Resource:
     return resource
 
 
+def clashing_appointments(
+    session: Session, resource: Resource, start: dt.datetime, end: dt.datetime
+) -> list[Appointment]:
+    """Active appointments whose occupied time meets [start, end) on `resource`."""
+    return list(
+        session.scalars(
+            select(Appointment)
+            .where(
+                Appointment.resource_id == resource.id,
+                Appointment.active.is_(True),
+                Appointment.occupied_start < end,
+                Appointment.occupied_end > start,
+            )
+            .order_by(Appointment.start_at)
+        )
+    )
+
+
 def create_block(
     session: Session,
     resource: Resource,
@@ -457,18 +475,7 @@ def create_block(
     if session.get_bind().dialect.name == "postgresql":
         # Exclusive row lock: bookings share-lock the resource before they check blocks.
         session.execute(select(Resource.id).where(Resource.id == resource.id).with_for_update())
-    clashes = list(
-        session.scalars(
-            select(Appointment)
-            .where(
-                Appointment.resource_id == resource.id,
-                Appointment.active.is_(True),
-                Appointment.occupied_start < end,
-                Appointment.occupied_end > start,
-            )
-            .order_by(Appointment.start_at)
-        )
-    )
+    clashes = clashing_appointments(session, resource, start, end)
     if clashes:
         tz = ZoneInfo(resource.location.timezone)
         times = ", ".join(a.start_at.astimezone(tz).strftime("%a %d %b %H:%M") for a in clashes)

@@ -488,24 +488,6 @@ def day_summary(session: Session, location: Location, day: dt.date) -> DaySummar
     )
 
 
-def clashing_appointments(
-    session: Session, resource: Resource, start: dt.datetime, end: dt.datetime
-) -> list[Appointment]:
-    """Active appointments whose occupied time meets [start, end) on `resource`."""
-    return list(
-        session.scalars(
-            select(Appointment)
-            .where(
-                Appointment.resource_id == resource.id,
-                Appointment.active.is_(True),
-                Appointment.occupied_start < end,
-                Appointment.occupied_end > start,
-            )
-            .order_by(Appointment.start_at)
-        )
-    )
-
-
 # --- the stylesheet the grid classes come from ----------------------------------------------------
 
 

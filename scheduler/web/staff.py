@@ -683,7 +683,7 @@ def block_create(slug: str) -> ResponseReturnValue:
         db.session.rollback()
         clashes: list[Appointment] = []
         if isinstance(exc, Conflict) and resource is not None and start and end:
-            clashes = calendar_view.clashing_appointments(db.session, resource, start, end)
+            clashes = booking.clashing_appointments(db.session, resource, start, end)
         status = exc.status if isinstance(exc, PageError) else exc.http_status
         return _render_block_form(location, values, exc, status, clashes)
     audit.record(
