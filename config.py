@@ -57,7 +57,7 @@ class Config:
         self.REMINDER_OFFSETS = os.environ.get("REMINDER_OFFSETS", "48h,2h")
         self.SCHEDULER_EMBEDDED_WORKER = _flag("SCHEDULER_EMBEDDED_WORKER", True)
         self.REMINDER_POLL_SECONDS = int(os.environ.get("REMINDER_POLL_SECONDS", "30"))
-        self.REMINDER_BATCH_SIZE = int(os.environ.get("REMINDER_BATCH_SIZE", "50"))
+        self.REMINDER_BATCH_SIZE = int(os.environ.get("REMINDER_BATCH_SIZE", "100"))
         self.REMINDER_LEASE_SECONDS = int(os.environ.get("REMINDER_LEASE_SECONDS", "300"))
         self.REMINDER_RECHECK_SECONDS = float(os.environ.get("REMINDER_RECHECK_SECONDS", "1"))
         self.REMINDER_SEND_CONCURRENCY = int(os.environ.get("REMINDER_SEND_CONCURRENCY", "4"))

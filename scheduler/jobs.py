@@ -97,7 +97,7 @@ def _send_due(
     session = db.session
     settings = ClinicSettings.from_config(app.config)
     sender = sms_sender(app)
-    batch = int(app.config.get("REMINDER_BATCH_SIZE", 50))
+    batch = int(app.config.get("REMINDER_BATCH_SIZE", 100))
     lease = dt.timedelta(seconds=int(app.config.get("REMINDER_LEASE_SECONDS", 300)))
     fresh_for = float(app.config.get("REMINDER_RECHECK_SECONDS", 1.0))
     result = DispatchResult()
@@ -224,7 +224,8 @@ def _send_batch(
                 reasons = reminders.recheck(rows, items[index:], now)
                 checked_at = time.monotonic()
             outcome = reminders.prepare(rows, item, now, reasons.get(item.id, ""))
-            rows.commit()  # no transaction (no SQLite write lock) while sending
+            if rows.in_transaction():
+                rows.commit()  # no transaction (no SQLite write lock) while sending
             if outcome is None:
                 batch.send(item)
             else:

@@ -399,3 +399,26 @@ def test_history_lists_planned_sent_delivered_failed_and_confirmed(session, clin
     ]
     assert "21211" in reminders.history(session, appt.id)[-1].detail
     assert session.get(Appointment, appt.id).confirmed_at == la(2026, 12, 1, 12)
+
+
+def test_recheck_sees_a_cancel_or_move_after_the_claim(session, clinic):
+    moved = _book(session, "sf", "inf", la(2026, 12, 3, 11))
+    cancelled = _book(session, "sf", "inf", la(2026, 12, 3, 14), phone="+14155550124")
+    kept = _book(session, "sf", "inf", la(2026, 12, 3, 16), phone="+14155550125")
+    session.commit()
+    at = la(2026, 12, 2, 16)  # the three 48 h reminders are due
+    ids = reminders.claim_due(session, at, token="w", lease_until=at + H)
+    items = reminders.load_claimed(session, ids, "w", at)
+    session.commit()
+    assert len(items) == 3
+    # between the claim and the send: one visit cancelled, one moved
+    booking.cancel(session, cancelled, now=at, settings=SETTINGS, by_staff=True)
+    booking.reschedule(
+        session, moved, la(2026, 12, 4, 11), now=at, settings=SETTINGS, by_staff=True
+    )
+    session.commit()
+    reasons = reminders.recheck(session, items, at)
+    by_visit = {item.appointment_id: reasons.get(item.id, "") for item in items}
+    assert by_visit == {moved.id: "visit moved", cancelled.id: "visit cancelled", kept.id: ""}
+    outcome = reminders.prepare(session, items[1], at, reasons.get(items[1].id, ""))
+    assert outcome is not None and outcome.kind == "skipped"
