@@ -10,7 +10,15 @@ Two ways to run it:
   only the child that serves requests does: the worker runs once.
 - own process (gunicorn deployments: SCHEDULER_EMBEDDED_WORKER=0 for the web workers):
   `flask --app scheduler reminders run` runs a BlockingScheduler in the foreground; SIGTERM
-  finishes the row in hand, hands back the rest of the batch and exits.
+  finishes the texts in hand, hands back the rest of the batch and exits. Run one or more of
+  these (systemd, a container) next to the web workers.
+`flask --app scheduler reminders send-due [--now ISO]` is one pass (cron, operators, tests).
+
+Each job run: the reminder pass (then the invite mail outbox, when installed). A pass claims
+REMINDER_BATCH_SIZE rows at a time under a REMINDER_LEASE_SECONDS lease, re-checks the visits
+at most REMINDER_RECHECK_SECONDS before sending, keeps up to REMINDER_SEND_CONCURRENCY texts in
+flight on a small thread pool (only HTTP there; the database stays on the job's thread) and
+records accepted texts together, at each re-check and at the end of the batch.
 """
 
 from __future__ import annotations

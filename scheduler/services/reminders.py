@@ -1,12 +1,13 @@
 """SMS reminders: plan rows with each booking, claim what is due, send, record; two-way texting.
 
 Planning runs inside the booking transaction (via notifications). Dispatch is split in small
-steps so the caller (scheduler.jobs) commits between them: `claim_due` marks due rows as
-`sending` under a lease (FOR UPDATE SKIP LOCKED on PostgreSQL; a conditional UPDATE under
-SQLite's write lock), `load_claimed` reads what the texts need, `deliver` re-checks one row,
-sends it outside any transaction and records the outcome. A worker that dies leaves `sending`
-rows behind; once their lease expires any worker claims them again (at-least-once: only rows
-in flight at the crash can be sent twice).
+steps so the caller (scheduler.jobs) decides the transactions: `claim_due` marks due rows as
+`sending` under a lease (one `WITH ... FOR UPDATE SKIP LOCKED` UPDATE on PostgreSQL; a
+conditional UPDATE under SQLite's write lock), `load_claimed` reads what the texts need,
+`recheck` re-reads the visits (still booked, same time, consent, not opted out), `deliver`
+hands one text to the provider outside any transaction, and `record_sent` / `record_error`
+write the outcome. A worker that dies leaves `sending` rows behind; once their lease expires
+any worker claims them again (at-least-once: only rows in flight at the crash can go twice).
 
 Times: offsets are taken in the location's wall-clock time (a 48h reminder before a 09:00 visit
 goes out at 09:00 two days before, across a DST change too). No texts during quiet hours
@@ -923,9 +924,14 @@ def history(session: Session, appointment_id: int) -> list[HistoryRow]:
                 )
             )
         elif r.status == ReminderStatus.PENDING and r.error_code:
+            # Listed at the next attempt (the failed attempt's time is not kept).
             rows.append(
                 HistoryRow(
-                    r.created_at, "retrying", r.id, r.next_attempt_at, f"{label}: {r.reason}"
+                    r.next_attempt_at,
+                    "retrying",
+                    r.id,
+                    r.due_at,
+                    f"{label}: {r.reason}, next attempt at this time",
                 )
             )
     for inbound in session.scalars(

@@ -172,4 +172,9 @@ def sender_from_config(config: Mapping[str, Any]) -> SmsSender:
             api_base_url=config.get("TWILIO_API_BASE_URL") or TWILIO_API,
             timeout=float(config.get("TWILIO_TIMEOUT_SECONDS") or 10.0),
         )
+    if sid or token:
+        log.warning(
+            "Twilio is partly configured (need TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and "
+            "TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID): SMS go to the log"
+        )
     return LogSmsSender()
