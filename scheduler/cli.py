@@ -7,6 +7,7 @@ import sys
 
 import click
 from flask import Flask, current_app
+from flask.cli import AppGroup
 
 from scheduler.extensions import db
 from scheduler.services import demo
@@ -86,7 +87,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(reminders_group)
 
 
-@click.group("reminders")
+@click.group("reminders", cls=AppGroup)
 def reminders_group() -> None:
     """The SMS reminder worker."""
 

@@ -58,7 +58,9 @@ class Cluster:
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
             "-c shared_buffers=128MB"
         )
-        self._run("pg_ctl", "-D", str(data), "-w", "-l", str(self.dir / "log"), "-o", options, "start")
+        self._run(
+            "pg_ctl", "-D", str(data), "-w", "-l", str(self.dir / "log"), "-o", options, "start"
+        )
         self.running = True
         return self
 

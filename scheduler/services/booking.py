@@ -344,6 +344,14 @@ def cancel(
     return _set_status(session, appointment, AppointmentStatus.CANCELLED, now, settings, reason)
 
 
+def confirm(session: Session, appointment: Appointment, now: dt.datetime) -> Appointment:
+    """The patient confirmed (by SMS reply): recorded on the appointment, nothing else changes."""
+    appointment.confirmed_at = now
+    appointment.updated_at = now
+    session.flush()
+    return appointment
+
+
 TRANSITIONS: dict[str, frozenset[str]] = {
     AppointmentStatus.BOOKED: frozenset({"checked_in", "completed", "no_show", "cancelled"}),
     AppointmentStatus.CHECKED_IN: frozenset({"booked", "completed", "cancelled"}),

@@ -12,6 +12,7 @@ from typing import Literal
 from sqlalchemy.orm import Session
 
 from scheduler.models import Appointment
+from scheduler.services import mail, reminders
 from scheduler.services.settings import ClinicSettings
 
 Change = Literal["booked", "rescheduled", "cancelled", "status"]
@@ -25,10 +26,5 @@ def appointment_changed(
     settings: ClinicSettings,
 ) -> None:
     """Queue what `change` to `appointment` owes the patient. Only writes rows; sends nothing."""
-    from scheduler.services import reminders  # SMS reminder rows: plan, cancel or re-plan
-
-    reminders.sync_plan(session, appointment, change, now, settings)
-
-    from scheduler.services import mail  # the invite e-mail (REQUEST / CANCEL) to the outbox
-
+    reminders.sync_plan(session, appointment, change, now, settings)  # SMS reminder rows
     mail.queue_invite(session, appointment, change, now, settings)

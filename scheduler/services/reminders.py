@@ -799,8 +799,9 @@ def handle_inbound(
         if appointment is None:
             reply = _render("nothing_to_confirm.txt", **values)
         else:
-            # The patient's own confirmation: the one field of the visit this service writes.
-            appointment.confirmed_at = now
+            from scheduler.services import booking  # booking -> notifications -> reminders
+
+            booking.confirm(session, appointment, now)
             confirmed_id = appointment.id
             tz = ZoneInfo(appointment.location.timezone)
             reply = _render(
