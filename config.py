@@ -62,6 +62,21 @@ class Config:
         self.REMINDER_RECHECK_SECONDS = float(os.environ.get("REMINDER_RECHECK_SECONDS", "1"))
         self.REMINDER_SEND_CONCURRENCY = int(os.environ.get("REMINDER_SEND_CONCURRENCY", "4"))
         self.TWILIO_TIMEOUT_SECONDS = float(os.environ.get("TWILIO_TIMEOUT_SECONDS", "10"))
+        self.SMTP_TIMEOUT = float(os.environ.get("SMTP_TIMEOUT", "10"))
+        # Send a request's queued mail right after its response (the worker retries failures).
+        # By default only where the web process is the worker anyway (the embedded setup): a
+        # scaled deployment leaves delivery to its reminder workers and keeps web workers free.
+        self.MAIL_DELIVER_AFTER_REQUEST = _flag(
+            "MAIL_DELIVER_AFTER_REQUEST", self.SCHEDULER_EMBEDDED_WORKER
+        )
+        self.STAFF_LOCKOUT_ATTEMPTS = int(os.environ.get("STAFF_LOCKOUT_ATTEMPTS", "5"))
+        self.STAFF_LOCKOUT_MINUTES = int(os.environ.get("STAFF_LOCKOUT_MINUTES", "15"))
+        for name, default in (
+            ("PATIENT_TOKEN_RATELIMIT", "30 per minute;300 per hour"),
+            ("PATIENT_BOOKING_RATELIMIT", "10 per minute;50 per hour"),
+            ("PATIENT_BROWSE_RATELIMIT", "120 per minute"),
+        ):
+            setattr(self, name, os.environ.get(name, default))
         self.AVAILABILITY_MAX_DAYS = int(os.environ.get("AVAILABILITY_MAX_DAYS", "62"))
         self.RATELIMIT_ENABLED = _flag("RATELIMIT_ENABLED", True)
         self.RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
@@ -89,6 +104,7 @@ class TestConfig(Config):
         self.TESTING = True
         self.SECRET_KEY = "test-secret-key"
         self.SCHEDULER_EMBEDDED_WORKER = False
+        self.MAIL_DELIVER_AFTER_REQUEST = True  # tests see the prompt delivery path
         self.RATELIMIT_ENABLED = False
         self.ARGON2_PARAMS = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}
         self.TWILIO_ACCOUNT_SID = ""

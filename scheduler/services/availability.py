@@ -8,7 +8,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import select, union_all
 from sqlalchemy.orm import Session
 
 from scheduler.models import Appointment, Closure, Location, Resource, ResourceBlock, Service
@@ -214,9 +214,8 @@ def busy_intervals(
         ResourceBlock.start_at < end,
         ResourceBlock.end_at > start,
     )
-    for query in (appts, blocks):
-        for rid, s, e in session.execute(query):
-            busy[rid].append((s, e))
+    for rid, s, e in session.execute(union_all(appts, blocks)):
+        busy[rid].append((s, e))
     return busy
 
 

@@ -28,6 +28,7 @@ from scheduler.models import (
     ResourceBlock,
     Service,
     StaffUser,
+    service_locations,
 )
 from scheduler.services import availability, notifications
 from scheduler.services.availability import Slot, overlaps
@@ -67,9 +68,15 @@ def get_location(session: Session, slug: str) -> Location:
 
 def get_service(session: Session, location: Location, slug: str) -> Service:
     service = session.scalars(
-        select(Service).where(Service.slug == slug, Service.active.is_(True))
+        select(Service)
+        .join(service_locations, service_locations.c.service_id == Service.id)
+        .where(
+            Service.slug == slug,
+            Service.active.is_(True),
+            service_locations.c.location_id == location.id,
+        )
     ).first()
-    if service is None or location not in service.locations:
+    if service is None:
         raise NotFound(
             "This service is not offered at this location.", {"service": "unknown service"}
         )
@@ -243,8 +250,8 @@ def book(
         session, location, service, start, now, allow_short_notice=request.allow_short_notice
     )
     candidates = _candidates(slot, request.resource_id)
-    patient = find_or_create(session, details)
-    if patient.id is not None and _patient_overlap(session, patient.id, slot.start, slot.end, None):
+    patient, created = find_or_create(session, details)
+    if not created and _patient_overlap(session, patient.id, slot.start, slot.end, None):
         raise _PATIENT_OVERLAP
     token = secrets.token_urlsafe(32)
     appointment = Appointment(

@@ -64,13 +64,18 @@ def validate_details(details: PatientDetails) -> PatientDetails:
     return PatientDetails(name, phone, email, details.sms_consent)
 
 
-def find_or_create(session: Session, details: PatientDetails) -> Patient:
-    """The patient with these (validated) details; a concurrent twin insert is tolerated."""
+def find_or_create(session: Session, details: PatientDetails) -> tuple[Patient, bool]:
+    """The patient with these (validated) details, and whether this call created the row.
+
+    A concurrent twin insert is tolerated: the loser reads the winner's row.
+    """
     query = select(Patient).where(
         Patient.phone == details.phone, Patient.email == details.email, Patient.name == details.name
     )
     patient = session.scalars(query).first()
+    created = False
     if patient is None:
+        created = True
         try:
             with session.begin_nested():
                 patient = Patient(
@@ -82,6 +87,7 @@ def find_or_create(session: Session, details: PatientDetails) -> Patient:
                 session.add(patient)
         except IntegrityError:
             patient = session.scalars(query).one()
+            created = False
     # The latest booking's choice wins: unticking the box stops reminders for this patient.
     patient.sms_consent = details.sms_consent
-    return patient
+    return patient, created
