@@ -87,7 +87,11 @@ class Config:
         self.REMEMBER_COOKIE_HTTPONLY = True
         self.REMEMBER_COOKIE_SAMESITE = "Lax"
         self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
-        self.SQLALCHEMY_ENGINE_OPTIONS: dict[str, object] = {"pool_pre_ping": True}
+        # hide_parameters: database errors and logs never carry patient data (phones, e-mails).
+        self.SQLALCHEMY_ENGINE_OPTIONS: dict[str, object] = {
+            "pool_pre_ping": True,
+            "hide_parameters": True,
+        }
         self.ARGON2_PARAMS: dict[str, int] = {}
         self.TESTING = False
 

@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from scheduler import db as _db  # noqa: F401  (registers the SQLite connection rules)
+from scheduler import logs
 from scheduler.extensions import csrf, db, limiter, login_manager, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +27,7 @@ def create_app(config: object | None = None) -> Flask:
         static_url_path="/static",
         instance_path=str(ROOT / "instance"),
     )
+    logs.install()
     app.config.from_object(config if config is not None else Config())
     app.config["SQLALCHEMY_DATABASE_URI"] = _db.normalize_url(app.config["SQLALCHEMY_DATABASE_URI"])
 
