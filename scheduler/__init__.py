@@ -37,10 +37,7 @@ def create_app(config: object | None = None) -> Flask:
     login_manager.init_app(app)
     limiter.init_app(app)
 
-    from scheduler.web import api
-
-    app.register_blueprint(api.bp)
-    _register_optional_blueprints(app)
+    _register_blueprints(app)
     _register_errors(app)
 
     from scheduler import cli
@@ -53,17 +50,12 @@ def create_app(config: object | None = None) -> Flask:
     return app
 
 
-def _register_optional_blueprints(app: Flask) -> None:
-    """Blueprints of the other audiences, each in its own module under scheduler.web."""
-    import importlib
+def _register_blueprints(app: Flask) -> None:
+    """One module per audience under scheduler.web, each attaching itself with init_app."""
+    from scheduler.web import api, auth, feeds, mail, patient, security, staff, webhooks
 
-    for name in ("security", "patient", "auth", "staff", "webhooks", "feeds", "mail"):
-        try:
-            module = importlib.import_module(f"scheduler.web.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"scheduler.web.{name}":
-                raise
-            continue
+    app.register_blueprint(api.bp)
+    for module in (security, patient, auth, staff, webhooks, feeds, mail):
         module.init_app(app)
 
 
