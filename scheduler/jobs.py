@@ -323,12 +323,10 @@ def init_app(app: Flask) -> None:
                 app.extensions["chairside_worker"] = start_embedded(app)
 
 
-def start_embedded(app: Flask) -> Any:
-    """A BackgroundScheduler running the dispatch job every REMINDER_POLL_SECONDS."""
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-    stop = threading.Event()
-    scheduler = BackgroundScheduler(timezone=UTC, daemon=True)
+def _add_dispatch_job(
+    scheduler: Any, app: Flask, stop: threading.Event, *, first_in: dt.timedelta
+) -> None:
+    """The one interval job, never overlapping itself; missed runs collapse into one."""
     scheduler.add_job(
         _job,
         "interval",
@@ -337,8 +335,17 @@ def start_embedded(app: Flask) -> Any:
         id="reminders",
         coalesce=True,
         max_instances=1,
-        next_run_time=dt.datetime.now(UTC) + dt.timedelta(seconds=1),
+        next_run_time=dt.datetime.now(UTC) + first_in,
     )
+
+
+def start_embedded(app: Flask) -> Any:
+    """A BackgroundScheduler running the dispatch job every REMINDER_POLL_SECONDS."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    stop = threading.Event()
+    scheduler = BackgroundScheduler(timezone=UTC, daemon=True)
+    _add_dispatch_job(scheduler, app, stop, first_in=dt.timedelta(seconds=1))
     scheduler.start()
 
     def _shutdown() -> None:
@@ -365,16 +372,7 @@ def run_forever(app: Flask) -> None:
 
     stop = threading.Event()
     scheduler = BlockingScheduler(timezone=UTC)
-    scheduler.add_job(
-        _job,
-        "interval",
-        seconds=_interval(app),
-        args=[app, stop],
-        id="reminders",
-        coalesce=True,
-        max_instances=1,
-        next_run_time=dt.datetime.now(UTC),
-    )
+    _add_dispatch_job(scheduler, app, stop, first_in=dt.timedelta(0))
 
     def _terminate(signum: int, frame: object) -> None:
         stop.set()
