@@ -20,7 +20,19 @@ def redact(text: str) -> str:
     return _EMAIL.sub("[email]", _PHONE.sub("[phone]", text))
 
 
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def install() -> None:
+    """Redact every log record; show the app's own INFO lines when nothing else set logging up.
+
+    The embedded setup relies on those lines: without Twilio or SMTP, texts and e-mails are
+    reported to the log (never their numbers, addresses or bodies).
+    """
+    logging.basicConfig(level=logging.WARNING, format=FORMAT)  # no-op when handlers exist
+    app_logger = logging.getLogger("scheduler")
+    if app_logger.level == logging.NOTSET:
+        app_logger.setLevel(logging.INFO)
     previous = logging.getLogRecordFactory()
     if getattr(previous, "chairside_redacting", False):
         return

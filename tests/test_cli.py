@@ -93,9 +93,11 @@ def test_fresh_sqlite_upgrades_seeds_and_serves(tmp_path):
     env = {
         **os.environ,
         "CHAIRSIDE_INSTANCE": str(tmp_path),
-        "SCHEDULER_EMBEDDED_WORKER": "0",
+        "SCHEDULER_EMBEDDED_WORKER": "1",
         "FLASK_APP": "scheduler",
     }
+    for name in ("SMTP_HOST", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"):
+        env.pop(name, None)
     env.pop("DATABASE_URL", None)
     flask = [sys.executable, "-m", "flask", "--app", "scheduler"]
     for args in (["db", "upgrade"], ["seed-demo"]):
@@ -103,12 +105,14 @@ def test_fresh_sqlite_upgrades_seeds_and_serves(tmp_path):
         assert done.returncode == 0, done.stderr
     assert (tmp_path / "chairside.sqlite3").exists()
     port = _free_port()
+    log_path = tmp_path / "server.log"
+    log_file = log_path.open("w")
     server = subprocess.Popen(
         flask + ["run", "--port", str(port)],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
     )
     try:
         for _ in range(100):
@@ -121,6 +125,30 @@ def test_fresh_sqlite_upgrades_seeds_and_serves(tmp_path):
             raise AssertionError("flask run did not answer")
         assert r.status_code == 200
         assert {x["slug"] for x in r.json()} == {"sf-mission", "nyc-flatiron"}
+        # Booking on the embedded default: the invite goes to the log, without the address.
+        base = f"http://127.0.0.1:{port}/api/v1"
+        slot = requests.get(
+            f"{base}/locations/sf-mission/availability",
+            params={"service": "infusion", "days": 14},
+            timeout=10,
+        ).json()["slots"][0]
+        body = {
+            "location": "sf-mission",
+            "service": "infusion",
+            "start": slot["start"],
+            "patient": {"name": "Ada", "phone": "+14155550142", "email": "ada@example.com"},
+            "sms_consent": True,
+        }
+        assert requests.post(f"{base}/appointments", json=body, timeout=10).status_code == 201
+        for _ in range(100):
+            if "mail not sent (SMTP_HOST is not set)" in log_path.read_text():
+                break
+            time.sleep(0.1)
+        logged = log_path.read_text()
+        assert "mail not sent (SMTP_HOST is not set)" in logged
+        assert "embedded reminder worker started" in logged
+        assert "+14155550142" not in logged and "ada@example.com" not in logged
     finally:
         server.terminate()
         server.wait(10)
+        log_file.close()
