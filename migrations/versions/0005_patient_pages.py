@@ -1,4 +1,5 @@
-"""patient_pages (placeholder kept so the revision chain is linear; filled in by its feature)
+"""patient_pages: no schema change (the patient pages use the core tables); kept so the chain
+stays linear for every database that already recorded it.
 
 Revision ID: 0005
 Revises: 0004
