@@ -17,6 +17,7 @@ from config import TestConfig
 from scheduler import create_app
 from scheduler.extensions import db
 from tests.pgcluster import Cluster, binaries_missing
+from tests.smtpinbox import Inbox
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 OUTPUT = Path(__file__).resolve().parent / "output"
@@ -143,3 +144,11 @@ def output_dir() -> Path:
     """Where tests write artefacts for reviewers (screenshots); not committed."""
     OUTPUT.mkdir(exist_ok=True)
     return OUTPUT
+
+
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives."""
+    box = Inbox().start()
+    yield box
+    box.stop()

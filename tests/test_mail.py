@@ -26,13 +26,6 @@ PATIENT = {"name": "Zoë Ångström", "phone": "+14155550123", "email": "zoe@exa
 
 
 @pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    box = Inbox().start()
-    yield box
-    box.stop()
-
-
-@pytest.fixture
 def app_config(app_config: dict[str, Any], inbox: Inbox) -> dict[str, Any]:
     return {**app_config, **smtp_config(inbox)}
 

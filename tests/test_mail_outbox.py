@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
 
@@ -24,13 +23,6 @@ from tests.smtpinbox import Inbox
 pytestmark = pytest.mark.usefixtures("every_ics_checked")
 
 NOW = dt.datetime(2026, 11, 30, 16, 0, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    box = Inbox().start()
-    yield box
-    box.stop()
 
 
 @pytest.fixture

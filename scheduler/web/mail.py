@@ -13,6 +13,7 @@ from functools import partial
 import click
 from flask import Flask, Response, current_app, has_app_context
 
+from scheduler.cli import parse_now
 from scheduler.extensions import db
 from scheduler.services import mail
 from scheduler.web.common import now
@@ -65,13 +66,6 @@ cli = click.Group("mail", help="The outgoing mail outbox.")
 @click.option("--limit", default=500, show_default=True)
 def deliver_command(now_text: str | None, limit: int) -> None:
     """Send the mails that are due now (the worker does this on every poll)."""
-    when = now()
-    if now_text:
-        try:
-            when = dt.datetime.fromisoformat(now_text)
-        except ValueError as exc:
-            raise click.BadParameter("use ISO 8601, e.g. 2026-12-01T09:00:00+00:00") from exc
-        if when.tzinfo is None:
-            raise click.BadParameter("include a UTC offset")
+    when = parse_now(now_text) if now_text else now()
     sent, failed = mail.deliver_pending(db.session, sender(current_app), when, limit=limit)
     click.echo(f"sent {sent}, failed {failed}")
