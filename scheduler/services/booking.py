@@ -286,6 +286,33 @@ def _require_patient_window(appointment: Appointment, now: dt.datetime, action: 
         )
 
 
+def _with_snapshot(session: Session, appointment: Appointment, slot: Slot) -> Slot:
+    """The slot as the appointment occupies it: its snapshot of duration and buffers stays.
+
+    The engine checked the service's current duration and buffers; where the service has been
+    edited since booking, the resources are checked again for the snapshot's occupied time.
+    """
+    service = appointment.service
+    end = slot.start + dt.timedelta(minutes=appointment.duration_minutes)
+    if (appointment.duration_minutes, appointment.prep_minutes, appointment.recovery_minutes) == (
+        service.duration_minutes,
+        service.prep_minutes,
+        service.recovery_minutes,
+    ):
+        return Slot(slot.start, end, slot.free)
+    busy = availability.busy_intervals(
+        session,
+        slot.free,
+        slot.start - dt.timedelta(minutes=appointment.prep_minutes),
+        end + dt.timedelta(minutes=appointment.recovery_minutes),
+        exclude_appointment_id=appointment.id,
+    )
+    free = tuple(rid for rid in slot.free if not busy[rid])
+    if not free:
+        raise SlotUnavailable("That time has just been taken. Please choose another.")
+    return Slot(slot.start, end, free)
+
+
 def reschedule(
     session: Session,
     appointment: Appointment,
@@ -313,10 +340,7 @@ def reschedule(
         allow_short_notice=by_staff,
         exclude_appointment_id=appointment.id,
     )
-    # The snapshot of duration and buffers stays; the slot grid gave the service's current ones.
-    slot = Slot(
-        slot.start, slot.start + dt.timedelta(minutes=appointment.duration_minutes), slot.free
-    )
+    slot = _with_snapshot(session, appointment, slot)
     candidates = _candidates(slot, resource_id)
     if resource_id is None and appointment.resource_id in candidates:
         candidates = (appointment.resource_id,) + tuple(

@@ -130,6 +130,20 @@ def test_reschedule_may_overlap_its_own_old_interval(client, clinic):
     assert r.status_code == 200, r.get_json()
 
 
+def test_reschedule_keeps_the_booked_buffers_after_the_service_changed(client, session, clinic):
+    _, svc = clinic
+    token = book(client, at("09:15"), service="buf", n=1).get_json()["manage_token"]
+    svc["buf"].prep_minutes = svc["buf"].recovery_minutes = 0  # edited after booking
+    session.commit()
+    assert book(client, at("11:00"), service="buf", n=2).status_code == 201  # occupies 11:00-11:40
+    # Under today's rules 10:15-10:55 is free; with its booked buffers the visit occupies
+    # 10:05-11:05, which meets the 11:00 visit.
+    r = client.post(f"/api/v1/manage/{token}/reschedule", json={"start": at("10:15")})
+    assert r.status_code == 409, r.get_json()
+    r = client.post(f"/api/v1/manage/{token}/reschedule", json={"start": at("10:00")})
+    assert r.status_code == 200, r.get_json()  # 09:50-10:50 is clear of 11:00
+
+
 def test_reschedule_onto_a_taken_time_changes_nothing(client, session, clinic):
     token = book(client, at("10:00"), n=1).get_json()["manage_token"]
     assert book(client, at("12:00"), n=2).status_code == 201
