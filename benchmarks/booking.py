@@ -1,7 +1,7 @@
 """Bookings per second through gunicorn (4 workers, 16 concurrent clients) on PostgreSQL.
 
-Prints bookings/s, the rate of a plain GET /api/v1/locations in the same run, their ratio
-(target >= 0.4) and the count of 5xx answers (target 0).
+Prints bookings/s, the rate of a plain GET /api/v1/locations measured before and after it in
+the same run, the ratio to the faster GET (target >= 0.4) and the count of 5xx answers (target 0).
 Usage: python benchmarks/booking.py [--requests N] [--db postgresql|sqlite]
 """
 
@@ -22,6 +22,7 @@ import requests
 from _common import ROOT, database  # type: ignore[import-not-found]
 
 CLIENTS = 16
+WARMUP_BOOKINGS = 200
 
 
 def free_port() -> int:
@@ -106,7 +107,7 @@ def main() -> None:
                 timeout=60,
             ).json()["slots"]
             bodies: list[dict | None] = []
-            for i in range(args.requests):
+            for i in range(args.requests + WARMUP_BOOKINGS):
                 slot = slots[i % len(slots)]
                 bodies.append(
                     {
@@ -120,17 +121,24 @@ def main() -> None:
                         },
                     }
                 )
-            run_load(f"{base}/locations", "GET", [None] * 50)  # warm up every worker
+            # Warm every worker on both endpoints (connections, statement caches), then measure
+            # GET, POST, GET: bookings are compared with the faster GET run.
+            run_load(f"{base}/locations", "GET", [None] * 200)
+            run_load(f"{base}/appointments", "POST", bodies[args.requests :])
             get_rate, get_status = run_load(f"{base}/locations", "GET", [None] * args.requests)
-            book_rate, book_status = run_load(f"{base}/appointments", "POST", bodies)
+            book_rate, book_status = run_load(
+                f"{base}/appointments", "POST", bodies[: args.requests]
+            )
+            get_rate2, get_status2 = run_load(f"{base}/locations", "GET", [None] * args.requests)
         finally:
             server.terminate()
             server.wait(20)
-    fivexx = sum(n for code, n in (get_status + book_status).items() if code >= 500)
+    fivexx = sum(n for code, n in (get_status + book_status + get_status2).items() if code >= 500)
+    best_get = max(get_rate, get_rate2)
     print(f"database: {args.db}; gunicorn 4 workers; {CLIENTS} concurrent clients")
-    print(f"GET /api/v1/locations: {get_rate:.0f} req/s {dict(get_status)}")
+    print(f"GET /api/v1/locations: {get_rate:.0f} and {get_rate2:.0f} req/s {dict(get_status)}")
     print(f"POST /api/v1/appointments: {book_rate:.0f} bookings/s {dict(book_status)}")
-    print(f"ratio bookings / GET: {book_rate / get_rate:.2f} (target >= 0.4)")
+    print(f"ratio bookings / faster GET: {book_rate / best_get:.2f} (target >= 0.4)")
     print(f"5xx answers: {fivexx} (target 0)")
 
 

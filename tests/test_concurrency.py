@@ -147,3 +147,21 @@ def test_concurrent_block_and_booking_never_both_win(server, session, clock):
             row.active = False
             row.status = "cancelled"
         session.commit()
+
+
+def test_one_patient_racing_for_overlapping_times_gets_one_visit(server, session):
+    """Ten requests from one patient for overlapping starts, with chairs free for all of them:
+    exactly one books; the rest are told the patient already has a visit then (409)."""
+    loc = make_location(session, slug="sf", chairs=4, rooms=0)
+    make_service(session, [loc], slug="inf", duration=40, prep=10, recovery=10)
+    session.commit()
+    starts = ["2026-12-01T10:00:00-08:00", "2026-12-01T10:15:00-08:00"] * 5
+    bodies = [
+        {"location": "sf", "service": "inf", "start": start, "patient": patient_json(7)}
+        for start in starts
+    ]
+    statuses = _burst(server, bodies)
+    assert sorted(statuses) == [201] + [409] * 9, statuses
+    session.expire_all()
+    rows = session.scalars(select(Appointment).where(Appointment.active.is_(True))).all()
+    assert len(rows) == 1

@@ -39,7 +39,7 @@ def queue_plain(session: Any, n: int) -> list[int]:
         msg["To"] = f"p{i}@example.com"
         msg["Message-ID"] = f"<m{i}@test>"
         msg.set_content(f"body {i}")
-        row = mail.queue(
+        row_id = mail.queue(
             session,
             message=msg,
             envelope_from="clinic@clinic.example",
@@ -47,7 +47,7 @@ def queue_plain(session: Any, n: int) -> list[int]:
             now=NOW,
             kind="test",
         )
-        ids.append(row.id)
+        ids.append(row_id)
     session.commit()
     return ids
 

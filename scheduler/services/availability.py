@@ -8,10 +8,18 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, union_all
+from sqlalchemy import CompoundSelect, Select, bindparam, select, union_all
 from sqlalchemy.orm import Session
 
-from scheduler.models import Appointment, Closure, Location, Resource, ResourceBlock, Service
+from scheduler.models import (
+    Appointment,
+    Closure,
+    Location,
+    OpeningHours,
+    Resource,
+    ResourceBlock,
+    Service,
+)
 from scheduler.services.clock import NonexistentLocalTime, is_ambiguous, local_to_utc
 
 Interval = tuple[dt.datetime, dt.datetime]
@@ -187,6 +195,32 @@ def closed_days(session: Session, location_id: int, first: dt.date, last: dt.dat
     return days
 
 
+def _busy_query(*, exclude: bool) -> CompoundSelect:
+    ids, start, end = bindparam("ids", expanding=True), bindparam("start"), bindparam("end")
+    appts = select(
+        Appointment.resource_id, Appointment.occupied_start, Appointment.occupied_end
+    ).where(
+        Appointment.resource_id.in_(ids),
+        Appointment.active.is_(True),
+        Appointment.occupied_start < end,
+        Appointment.occupied_end > start,
+    )
+    if exclude:
+        appts = appts.where(Appointment.id != bindparam("exclude"))
+    blocks = select(ResourceBlock.resource_id, ResourceBlock.start_at, ResourceBlock.end_at).where(
+        ResourceBlock.resource_id.in_(ids),
+        ResourceBlock.start_at < end,
+        ResourceBlock.end_at > start,
+    )
+    return union_all(appts, blocks)
+
+
+# Built once: booking runs these on every request, and building a statement costs as much as
+# running it.
+_BUSY = _busy_query(exclude=False)
+_BUSY_EXCLUDING = _busy_query(exclude=True)
+
+
 def busy_intervals(
     session: Session,
     resource_ids: Sequence[int],
@@ -199,38 +233,44 @@ def busy_intervals(
     busy: dict[int, list[Interval]] = {rid: [] for rid in resource_ids}
     if not resource_ids:
         return busy
-    appts = select(
-        Appointment.resource_id, Appointment.occupied_start, Appointment.occupied_end
-    ).where(
-        Appointment.resource_id.in_(resource_ids),
-        Appointment.active.is_(True),
-        Appointment.occupied_start < end,
-        Appointment.occupied_end > start,
-    )
+    params = {"ids": list(resource_ids), "start": start, "end": end}
+    query = _BUSY
     if exclude_appointment_id is not None:
-        appts = appts.where(Appointment.id != exclude_appointment_id)
-    blocks = select(ResourceBlock.resource_id, ResourceBlock.start_at, ResourceBlock.end_at).where(
-        ResourceBlock.resource_id.in_(resource_ids),
-        ResourceBlock.start_at < end,
-        ResourceBlock.end_at > start,
-    )
-    for rid, s, e in session.execute(union_all(appts, blocks)):
+        query, params["exclude"] = _BUSY_EXCLUDING, exclude_appointment_id
+    for rid, s, e in session.execute(query, params):
         busy[rid].append((s, e))
     return busy
 
 
-def bookable_resources(session: Session, location: Location, service: Service) -> list[Resource]:
-    return list(
-        session.scalars(
-            select(Resource)
-            .where(
-                Resource.location_id == location.id,
-                Resource.kind == service.resource_kind,
-                Resource.active.is_(True),
-            )
-            .order_by(Resource.position, Resource.id)
+def _resources_query(*, lock: bool) -> Select[tuple[int]]:
+    query = (
+        select(Resource.id)
+        .where(
+            Resource.location_id == bindparam("location_id"),
+            Resource.kind == bindparam("kind"),
+            Resource.active.is_(True),
         )
+        .order_by(Resource.position, Resource.id)
     )
+    return query.with_for_update(read=True) if lock else query
+
+
+_RESOURCES = _resources_query(lock=False)
+_RESOURCES_LOCKED = _resources_query(lock=True)
+
+
+def bookable_resources(
+    session: Session, location: Location, service: Service, *, lock: bool = False
+) -> list[int]:
+    """Ids of the active resources of the service's kind at the location, in calendar order.
+
+    `lock` share-locks them (PostgreSQL; SQLite's write lock is already held): a block, which
+    takes the row's exclusive lock, cannot be added to any of them until the transaction ends,
+    and the busy time read after this statement is current.
+    """
+    query = _RESOURCES_LOCKED if lock else _RESOURCES
+    params = {"location_id": location.id, "kind": service.resource_kind}
+    return list(session.scalars(query, params))
 
 
 def location_slots(
@@ -248,8 +288,7 @@ def location_slots(
     """Free slots for `service` at `location` over `days` local days from `first_day`."""
     tz = ZoneInfo(location.timezone)
     rules = service_rules(service, now, allow_short_notice=allow_short_notice)
-    resources = bookable_resources(session, location, service)
-    ids = [r.id for r in resources]
+    ids = bookable_resources(session, location, service)
     last_day = first_day + dt.timedelta(days=days - 1)
     window_start = dt.datetime.combine(first_day, dt.time(0), tzinfo=tz).astimezone(dt.UTC)
     window_end = dt.datetime.combine(
@@ -273,6 +312,67 @@ def location_slots(
         rules=rules,
         include_full=include_full,
     )
+
+
+_DAY_HOURS = (
+    select(OpeningHours.opens, OpeningHours.closes)
+    .where(
+        OpeningHours.location_id == bindparam("location_id"),
+        OpeningHours.weekday == bindparam("weekday"),
+        ~select(Closure.id)
+        .where(
+            Closure.location_id == bindparam("location_id"),
+            Closure.first_day <= bindparam("day"),
+            Closure.last_day >= bindparam("day"),
+        )
+        .exists(),
+    )
+    .order_by(OpeningHours.opens)
+)
+
+
+def day_hours(session: Session, location_id: int, day: dt.date) -> list[tuple[dt.time, dt.time]]:
+    """The opening intervals of one local day, none when a closure covers it (one query)."""
+    params = {"location_id": location_id, "weekday": day.weekday(), "day": day}
+    return [(opens, closes) for opens, closes in session.execute(_DAY_HOURS, params)]
+
+
+def slot_at(
+    session: Session,
+    location: Location,
+    service: Service,
+    start: dt.datetime,
+    now: dt.datetime,
+    *,
+    allow_short_notice: bool = False,
+    exclude_appointment_id: int | None = None,
+    lock: bool = False,
+) -> Slot | None:
+    """The slot `location_slots` would give at `start` (free resources included), or None.
+
+    What booking checks: the same rules over one day, with busy time read for that one
+    occupied interval only. `lock` share-locks the candidate resources first (see
+    `bookable_resources`).
+    """
+    tz = ZoneInfo(location.timezone)
+    day = start.astimezone(tz).date()
+    rules = service_rules(service, now, allow_short_notice=allow_short_notice)
+    starts = candidate_starts(
+        tz=tz,
+        first_day=day,
+        days=1,
+        hours={day.weekday(): day_hours(session, location.id, day)},
+        closed_days=(),
+        rules=rules,
+    )
+    if start not in starts:
+        return None
+    ids = bookable_resources(session, location, service, lock=lock)
+    occ_start, occ_end = start - rules.prep, start + rules.duration + rules.recovery
+    busy = busy_intervals(
+        session, ids, occ_start, occ_end, exclude_appointment_id=exclude_appointment_id
+    )
+    return Slot(start, start + rules.duration, tuple(rid for rid in ids if not busy[rid]))
 
 
 # --- queries for the patient pages (issue 3) ------------------------------------------------------

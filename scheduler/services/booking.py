@@ -10,14 +10,17 @@ check and the insert run under the one write lock.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from scheduler.models import (
     ACTIVE_STATUSES,
@@ -39,7 +42,7 @@ from scheduler.services.errors import (
     SlotUnavailable,
     TooLate,
 )
-from scheduler.services.patients import PatientDetails, find_or_create, validate_details
+from scheduler.services.patients import PatientDetails, upsert, validate_details
 from scheduler.services.settings import ClinicSettings
 
 UTC = dt.UTC
@@ -83,6 +86,25 @@ def get_service(session: Session, location: Location, slug: str) -> Service:
     return service
 
 
+def get_offer(session: Session, location_slug: str, service_slug: str) -> tuple[Location, Service]:
+    """The location and a service it offers, in one query; NotFound names the unknown one."""
+    row = session.execute(
+        select(Location, Service)
+        .join(service_locations, service_locations.c.location_id == Location.id)
+        .join(Service, Service.id == service_locations.c.service_id)
+        .where(
+            Location.slug == location_slug,
+            Location.active.is_(True),
+            Service.slug == service_slug,
+            Service.active.is_(True),
+        )
+    ).first()
+    if row is None:
+        location = get_location(session, location_slug)
+        return location, get_service(session, location, service_slug)
+    return row[0], row[1]
+
+
 def get_by_token(session: Session, token: str) -> Appointment:
     appointment = None
     if 20 <= len(token) <= 64:
@@ -122,51 +144,43 @@ def _slot_for(
     allow_short_notice: bool,
     exclude_appointment_id: int | None = None,
 ) -> Slot:
-    """The engine's slot at `start`, with its free resources; raises if not bookable."""
+    """The engine's slot at `start`, with its free resources; raises if not bookable.
+
+    The candidate resources are share-locked before their busy time is read (PostgreSQL), so a
+    block added concurrently is either seen here or waits for this transaction to end.
+    """
     if start <= now:
         raise InvalidInput("That time has passed.", {"start": "is in the past"})
-    day = start.astimezone(ZoneInfo(location.timezone)).date()
-    slots = availability.location_slots(
+    slot = availability.slot_at(
         session,
         location,
         service,
-        day,
-        1,
+        start,
         now,
         allow_short_notice=allow_short_notice,
-        include_full=True,
         exclude_appointment_id=exclude_appointment_id,
+        lock=True,
     )
-    for slot in slots:
-        if slot.start == start:
-            if not slot.free:
-                raise SlotUnavailable("That time has just been taken. Please choose another.")
-            return slot
-    raise InvalidInput(
-        "That time cannot be booked for this service.",
-        {"start": "not an offered time for this service"},
-    )
+    if slot is None:
+        raise InvalidInput(
+            "That time cannot be booked for this service.",
+            {"start": "not an offered time for this service"},
+        )
+    if not slot.free:
+        raise SlotUnavailable("That time has just been taken. Please choose another.")
+    return slot
+
+
+def _is_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
 
 
 def _lock_resource(session: Session, resource_id: int) -> None:
     """PostgreSQL: share-lock the resource row so a concurrent block waits (and we see it)."""
-    if session.get_bind().dialect.name == "postgresql":
+    if _is_postgresql(session):
         session.execute(
             select(Resource.id).where(Resource.id == resource_id).with_for_update(read=True)
         )
-
-
-def _blocked(session: Session, resource_id: int, start: dt.datetime, end: dt.datetime) -> bool:
-    return (
-        session.scalars(
-            select(ResourceBlock.id).where(
-                ResourceBlock.resource_id == resource_id,
-                ResourceBlock.start_at < end,
-                ResourceBlock.end_at > start,
-            )
-        ).first()
-        is not None
-    )
 
 
 def _constraint_name(exc: IntegrityError | OperationalError) -> str:
@@ -200,15 +214,16 @@ _PATIENT_OVERLAP = Conflict(
 def _place(
     session: Session, appointment: Appointment, candidates: Sequence[int], slot: Slot
 ) -> None:
-    """Put `appointment` on the first candidate resource the database accepts."""
+    """Put `appointment` on the first candidate resource the database accepts.
+
+    The candidates were share-locked and checked for blocks by `_slot_for`; the exclusion
+    constraints catch a concurrent booking of the same time (PostgreSQL).
+    """
     occ_start = slot.start - dt.timedelta(minutes=appointment.prep_minutes)
     occ_end = slot.end + dt.timedelta(minutes=appointment.recovery_minutes)
     for resource_id in candidates:
         try:
             with session.begin_nested():
-                _lock_resource(session, resource_id)
-                if _blocked(session, resource_id, occ_start, occ_end):
-                    continue
                 appointment.resource_id = resource_id
                 appointment.start_at, appointment.end_at = slot.start, slot.end
                 appointment.occupied_start, appointment.occupied_end = occ_start, occ_end
@@ -241,8 +256,7 @@ def book(
 ) -> Appointment:
     """Book the request on a free resource of the right kind, or raise a DomainError."""
     details = validate_details(request.patient)
-    location = get_location(session, request.location)
-    service = get_service(session, location, request.service)
+    location, service = get_offer(session, request.location, request.service)
     start = _as_utc(request.start)
     if len(request.note) > 2000:
         raise InvalidInput("The note is too long.", {"note": "at most 2000 characters"})
@@ -250,30 +264,76 @@ def book(
         session, location, service, start, now, allow_short_notice=request.allow_short_notice
     )
     candidates = _candidates(slot, request.resource_id)
-    patient, created = find_or_create(session, details)
-    if not created and _patient_overlap(session, patient.id, slot.start, slot.end, None):
+    patient = upsert(session, details, now)
+    if not _is_postgresql(session) and _patient_overlap(
+        session, patient.id, slot.start, slot.end, None
+    ):
+        # PostgreSQL's no_patient_overlap constraint makes the insert below find this.
         raise _PATIENT_OVERLAP
-    token = secrets.token_urlsafe(32)
     appointment = Appointment(
         location_id=location.id,
         service_id=service.id,
-        patient=patient,
+        patient_id=patient.id,
+        resource_id=candidates[0],
+        start_at=slot.start,
+        end_at=slot.end,
+        occupied_start=slot.start - dt.timedelta(minutes=service.prep_minutes),
+        occupied_end=slot.end + dt.timedelta(minutes=service.recovery_minutes),
         duration_minutes=service.duration_minutes,
         prep_minutes=service.prep_minutes,
         recovery_minutes=service.recovery_minutes,
         status=AppointmentStatus.BOOKED,
         active=True,
-        manage_token=token,
+        manage_token=secrets.token_urlsafe(32),
         ics_uid=f"{secrets.token_hex(16)}@chairside",
         ics_sequence=0,
         note=request.note.strip(),
         source=request.source,
+        cancel_reason="",
+        confirmed_at=None,
+        cancelled_at=None,
         created_at=now,
         updated_at=now,
     )
-    _place(session, appointment, candidates, slot)
+    appointment.location, appointment.service, appointment.patient = location, service, patient
+    appointment = _insert(session, appointment, candidates)
     notifications.appointment_changed(session, appointment, "booked", now, settings)
     return appointment
+
+
+@functools.cache
+def _insert_query(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(Appointment.__table__).on_conflict_do_nothing().returning(Appointment.id)
+
+
+def _insert(
+    session: Session, appointment: Appointment, candidates: Sequence[int]
+) -> Appointment:
+    """Insert the new `appointment` on the first candidate resource the database accepts.
+
+    INSERT ... ON CONFLICT DO NOTHING RETURNING id: on PostgreSQL a clash with a concurrent
+    booking (either exclusion constraint) inserts nothing and aborts nothing, so the next
+    candidate needs no savepoint. On SQLite the write lock makes the checks already done final.
+    The row goes in as one plain statement (no unit-of-work flush); the object then joins the
+    session as the persistent row it describes.
+    """
+    stmt = _insert_query(session.get_bind().dialect.name)
+    columns = {c.key: getattr(appointment, c.key) for c in Appointment.__table__.columns}
+    del columns["id"]
+    for resource_id in candidates:
+        columns["resource_id"] = resource_id
+        new_id = session.scalar(stmt, columns)
+        if new_id is not None:
+            appointment.id, appointment.resource_id = new_id, resource_id
+            make_transient_to_detached(appointment)
+            session.add(appointment)
+            return appointment
+        if _patient_overlap(
+            session, appointment.patient_id, appointment.start_at, appointment.end_at, None
+        ):
+            raise _PATIENT_OVERLAP
+    raise SlotUnavailable("That time has just been taken. Please choose another.")
 
 
 def _require_patient_window(appointment: Appointment, now: dt.datetime, action: str) -> None:
@@ -511,7 +571,7 @@ def create_block(
         raise InvalidInput("The block must end after it starts.", {"end": "must be after start"})
     if len(reason) > 500:
         raise InvalidInput("The reason is too long.", {"reason": "at most 500 characters"})
-    if session.get_bind().dialect.name == "postgresql":
+    if _is_postgresql(session):
         # Exclusive row lock: bookings share-lock the resource before they check blocks.
         session.execute(select(Resource.id).where(Resource.id == resource.id).with_for_update())
     clashes = clashing_appointments(session, resource, start, end)

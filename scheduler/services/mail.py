@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from scheduler.models import Appointment, MailOutbox, MailStatus
@@ -253,6 +253,9 @@ RENDERERS = {"invite": render_invite_mail}
 # --- the outbox -----------------------------------------------------------------------------------
 
 
+_QUEUE = insert(MailOutbox.__table__).returning(MailOutbox.id)
+
+
 def queue(
     session: Session,
     *,
@@ -265,33 +268,33 @@ def queue(
     appointment_id: int | None = None,
     method: str = "",
     ics_sequence: int | None = None,
-) -> MailOutbox:
-    """Add a mail to the outbox (flush only): it goes out after the caller commits.
+) -> int:
+    """Add a mail to the outbox and return its id: it goes out after the caller commits.
 
     Give a finished `message`, or a `payload` that the renderer for `kind` turns into one when
-    the mail is first claimed (outside the caller's transaction).
+    the mail is first claimed (outside the caller's transaction). One plain INSERT: booking
+    runs this on every request.
     """
     if (message is None) == (payload is None):
         raise ValueError("give either a message or a payload")
-    row = MailOutbox(
-        appointment_id=appointment_id,
-        kind=kind,
-        method=method,
-        ics_sequence=ics_sequence,
-        envelope_from=envelope_from,
-        recipient=recipient,
-        payload=json.dumps(payload, ensure_ascii=False) if payload is not None else None,
-        message=message.as_bytes(policy=email.policy.SMTP) if message is not None else None,
-        status=MailStatus.PENDING,
-        attempts=0,
-        next_attempt_at=now,
-        last_error="",
-        created_at=now,
-    )
-    session.add(row)
-    session.flush()
-    session.info.setdefault(QUEUED_KEY, []).append(row.id)
-    return row
+    row = {
+        "appointment_id": appointment_id,
+        "kind": kind,
+        "method": method,
+        "ics_sequence": ics_sequence,
+        "envelope_from": envelope_from,
+        "recipient": recipient,
+        "payload": json.dumps(payload, ensure_ascii=False) if payload is not None else None,
+        "message": message.as_bytes(policy=email.policy.SMTP) if message is not None else None,
+        "status": MailStatus.PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "last_error": "",
+        "created_at": now,
+    }
+    row_id: int = session.execute(_QUEUE, row).scalar_one()
+    session.info.setdefault(QUEUED_KEY, []).append(row_id)
+    return row_id
 
 
 def queue_invite(
@@ -300,7 +303,7 @@ def queue_invite(
     change: str,
     now: dt.datetime,
     settings: ClinicSettings,
-) -> MailOutbox | None:
+) -> int | None:
     """REQUEST on booked/rescheduled, CANCEL on cancelled; plain status changes owe no mail."""
     if change in ("booked", "rescheduled"):
         method = invites.REQUEST

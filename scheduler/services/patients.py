@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 from dataclasses import dataclass
+from typing import Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from scheduler.models import Patient
@@ -64,30 +67,36 @@ def validate_details(details: PatientDetails) -> PatientDetails:
     return PatientDetails(name, phone, email, details.sms_consent)
 
 
-def find_or_create(session: Session, details: PatientDetails) -> tuple[Patient, bool]:
-    """The patient with these (validated) details, and whether this call created the row.
-
-    A concurrent twin insert is tolerated: the loser reads the winner's row.
-    """
-    query = select(Patient).where(
-        Patient.phone == details.phone, Patient.email == details.email, Patient.name == details.name
+@functools.cache
+def _upsert(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(Patient).values(
+        name=bindparam("name"),
+        phone=bindparam("phone"),
+        email=bindparam("email"),
+        sms_consent=bindparam("sms_consent"),
+        created_at=bindparam("now"),
     )
-    patient = session.scalars(query).first()
-    created = False
-    if patient is None:
-        created = True
-        try:
-            with session.begin_nested():
-                patient = Patient(
-                    name=details.name,
-                    phone=details.phone,
-                    email=details.email,
-                    sms_consent=details.sms_consent,
-                )
-                session.add(patient)
-        except IntegrityError:
-            patient = session.scalars(query).one()
-            created = False
-    # The latest booking's choice wins: unticking the box stops reminders for this patient.
-    patient.sms_consent = details.sms_consent
-    return patient, created
+    return stmt.on_conflict_do_update(
+        index_elements=[Patient.phone, Patient.email, Patient.name],
+        set_={"sms_consent": stmt.excluded.sms_consent},
+    ).returning(Patient)
+
+
+def upsert(session: Session, details: PatientDetails, now: dt.datetime) -> Patient:
+    """The patient with these (validated) details, created when new, in one statement.
+
+    INSERT ... ON CONFLICT DO UPDATE: a concurrent twin waits for the first insert and then
+    updates the same row (on PostgreSQL it holds that row's lock until it commits, so two
+    bookings for one patient are serialized). The latest booking's SMS choice wins: unticking
+    the box stops reminders for this patient.
+    """
+    params = {
+        "name": details.name,
+        "phone": details.phone,
+        "email": details.email,
+        "sms_consent": details.sms_consent,
+        "now": now,
+    }
+    stmt = _upsert(session.get_bind().dialect.name)
+    return session.scalars(stmt, params, execution_options={"populate_existing": True}).one()

@@ -176,8 +176,12 @@ def sync_plan(
         else []
     )
     wanted_keys = {(int(p.offset.total_seconds() // 60), p.due_at) for p in plans}
-    existing = list(
-        session.scalars(select(Reminder).where(Reminder.appointment_id == appointment.id))
+    existing = (
+        []  # a new appointment has no reminders yet
+        if change == "booked"
+        else list(
+            session.scalars(select(Reminder).where(Reminder.appointment_id == appointment.id))
+        )
     )
     have: set[int] = set()
     for row in existing:

@@ -1,0 +1,110 @@
+"""`slot_at` (what booking checks) agrees with `location_slots` (what is offered), on both
+databases: opening intervals, a closure, blocks, booked visits with buffers, notice, and the
+US DST transitions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from scheduler.models import Appointment, Closure, ResourceBlock
+from scheduler.services import availability
+from tests.factories import make_location, make_service
+
+LA = ZoneInfo("America/Los_Angeles")
+
+
+@pytest.mark.parametrize(
+    "first_day",
+    [dt.date(2026, 10, 30), dt.date(2027, 3, 12)],
+    ids=["fall-back", "spring-forward"],
+)
+def test_slot_at_matches_the_offered_slots_minute_by_minute(session, first_day):
+    now = dt.datetime.combine(first_day, dt.time(9, 50), tzinfo=LA).astimezone(dt.UTC)
+    loc = make_location(
+        session,
+        chairs=3,
+        rooms=0,
+        hours=(
+            (dt.time(0, 30), dt.time(2, 45)),
+            (dt.time(9), dt.time(12)),
+            (dt.time(13), dt.time(17)),
+        ),
+    )
+    service = make_service(session, [loc], duration=40, prep=10, recovery=10, horizon_days=10)
+    chair1, chair2, _ = sorted(loc.resources, key=lambda r: r.id)
+    closed = first_day + dt.timedelta(days=3)
+    session.add(Closure(location_id=loc.id, first_day=closed, last_day=closed, reason="holiday"))
+    day1 = first_day + dt.timedelta(days=1)
+
+    def at(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
+        return dt.datetime.combine(day, dt.time(hour, minute), tzinfo=LA).astimezone(dt.UTC)
+
+    session.add(
+        ResourceBlock(resource_id=chair1.id, start_at=at(day1, 9), end_at=at(day1, 11), reason="x")
+    )
+    visit_start = at(day1, 10, 15)
+    visit = Appointment(
+        location_id=loc.id,
+        service_id=service.id,
+        resource_id=chair2.id,
+        patient_id=_patient(session).id,
+        start_at=visit_start,
+        end_at=visit_start + dt.timedelta(minutes=40),
+        occupied_start=visit_start - dt.timedelta(minutes=10),
+        occupied_end=visit_start + dt.timedelta(minutes=50),
+        duration_minutes=40,
+        prep_minutes=10,
+        recovery_minutes=10,
+        manage_token="t" * 40,
+        ics_uid="visit@test",
+    )
+    session.add(visit)
+    session.flush()
+
+    days = 5
+    offered = {
+        s.start: s
+        for s in availability.location_slots(
+            session, loc, service, first_day, days, now, include_full=True
+        )
+    }
+    assert offered, "the scenario offers slots"
+    assert any(len(s.free) < 3 for s in offered.values()), "blocks and visits take chairs"
+    for exclude in (None, visit.id):
+        if exclude is not None:
+            offered = {
+                s.start: s
+                for s in availability.location_slots(
+                    session,
+                    loc,
+                    service,
+                    first_day,
+                    days,
+                    now,
+                    include_full=True,
+                    exclude_appointment_id=exclude,
+                )
+            }
+        instant = dt.datetime.combine(first_day, dt.time(0), tzinfo=LA).astimezone(dt.UTC)
+        end = at(first_day + dt.timedelta(days=days), 0)
+        checked = 0
+        while instant < end:
+            got = availability.slot_at(
+                session, loc, service, instant, now, exclude_appointment_id=exclude
+            )
+            assert got == offered.get(instant), instant
+            checked += got is not None
+            instant += dt.timedelta(minutes=5)
+        assert checked == len(offered)
+
+
+def _patient(session):
+    from scheduler.models import Patient
+
+    patient = Patient(name="Pat", phone="+14155550001", email="pat@example.com")
+    session.add(patient)
+    session.flush()
+    return patient
