@@ -307,9 +307,7 @@ def _insert_query(dialect: str) -> Any:
     return insert(Appointment.__table__).on_conflict_do_nothing().returning(Appointment.id)
 
 
-def _insert(
-    session: Session, appointment: Appointment, candidates: Sequence[int]
-) -> Appointment:
+def _insert(session: Session, appointment: Appointment, candidates: Sequence[int]) -> Appointment:
     """Insert the new `appointment` on the first candidate resource the database accepts.
 
     INSERT ... ON CONFLICT DO NOTHING RETURNING id: on PostgreSQL a clash with a concurrent
