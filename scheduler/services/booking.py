@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -86,19 +86,22 @@ def get_service(session: Session, location: Location, slug: str) -> Service:
     return service
 
 
+_OFFER = (
+    select(Location, Service)
+    .join(service_locations, service_locations.c.location_id == Location.id)
+    .join(Service, Service.id == service_locations.c.service_id)
+    .where(
+        Location.slug == bindparam("location"),
+        Location.active.is_(True),
+        Service.slug == bindparam("service"),
+        Service.active.is_(True),
+    )
+)
+
+
 def get_offer(session: Session, location_slug: str, service_slug: str) -> tuple[Location, Service]:
     """The location and a service it offers, in one query; NotFound names the unknown one."""
-    row = session.execute(
-        select(Location, Service)
-        .join(service_locations, service_locations.c.location_id == Location.id)
-        .join(Service, Service.id == service_locations.c.service_id)
-        .where(
-            Location.slug == location_slug,
-            Location.active.is_(True),
-            Service.slug == service_slug,
-            Service.active.is_(True),
-        )
-    ).first()
+    row = session.execute(_OFFER, {"location": location_slug, "service": service_slug}).first()
     if row is None:
         location = get_location(session, location_slug)
         return location, get_service(session, location, service_slug)
