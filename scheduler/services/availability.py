@@ -347,12 +347,13 @@ def slot_at(
     allow_short_notice: bool = False,
     exclude_appointment_id: int | None = None,
     lock: bool = False,
+    resource_ids: Sequence[int] | None = None,
 ) -> Slot | None:
     """The slot `location_slots` would give at `start` (free resources included), or None.
 
     What booking checks: the same rules over one day, with busy time read for that one
-    occupied interval only. `lock` share-locks the candidate resources first (see
-    `bookable_resources`).
+    occupied interval only. The candidates are `resource_ids` when the caller has loaded (and
+    locked) them already, else `bookable_resources`, share-locked first when `lock`.
     """
     tz = ZoneInfo(location.timezone)
     day = start.astimezone(tz).date()
@@ -367,7 +368,11 @@ def slot_at(
     )
     if start not in starts:
         return None
-    ids = bookable_resources(session, location, service, lock=lock)
+    ids = (
+        bookable_resources(session, location, service, lock=lock)
+        if resource_ids is None
+        else resource_ids
+    )
     occ_start, occ_end = start - rules.prep, start + rules.duration + rules.recovery
     busy = busy_intervals(
         session, ids, occ_start, occ_end, exclude_appointment_id=exclude_appointment_id

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -87,25 +87,42 @@ def get_service(session: Session, location: Location, slug: str) -> Service:
 
 
 _OFFER = (
-    select(Location, Service)
+    select(Location, Service, Resource)
     .join(service_locations, service_locations.c.location_id == Location.id)
     .join(Service, Service.id == service_locations.c.service_id)
+    .join(
+        Resource,
+        and_(
+            Resource.location_id == Location.id,
+            Resource.kind == Service.resource_kind,
+            Resource.active.is_(True),
+        ),
+    )
     .where(
         Location.slug == bindparam("location"),
         Location.active.is_(True),
         Service.slug == bindparam("service"),
         Service.active.is_(True),
     )
+    .order_by(Resource.position, Resource.id)
+    .with_for_update(read=True, of=Resource)
 )
 
 
-def get_offer(session: Session, location_slug: str, service_slug: str) -> tuple[Location, Service]:
-    """The location and a service it offers, in one query; NotFound names the unknown one."""
-    row = session.execute(_OFFER, {"location": location_slug, "service": service_slug}).first()
-    if row is None:
-        location = get_location(session, location_slug)
-        return location, get_service(session, location, service_slug)
-    return row[0], row[1]
+def _offer(
+    session: Session, location_slug: str, service_slug: str
+) -> tuple[Location, Service, list[Resource]]:
+    """The location, a service it offers, and the resources that can serve it, in one query.
+
+    The resources (active, of the service's kind, in calendar order) come share-locked on
+    PostgreSQL: a block, which takes a resource's exclusive lock, cannot be added to them until
+    this transaction ends, so the busy time read next is final. NotFound names what is unknown.
+    """
+    rows = session.execute(_OFFER, {"location": location_slug, "service": service_slug}).all()
+    if rows:
+        return rows[0][0], rows[0][1], [row[2] for row in rows]
+    location = get_location(session, location_slug)
+    return location, get_service(session, location, service_slug), []
 
 
 def get_by_token(session: Session, token: str) -> Appointment:
@@ -146,11 +163,13 @@ def _slot_for(
     *,
     allow_short_notice: bool,
     exclude_appointment_id: int | None = None,
+    resource_ids: Sequence[int] | None = None,
 ) -> Slot:
     """The engine's slot at `start`, with its free resources; raises if not bookable.
 
-    The candidate resources are share-locked before their busy time is read (PostgreSQL), so a
-    block added concurrently is either seen here or waits for this transaction to end.
+    The candidate resources are share-locked before their busy time is read (PostgreSQL): by
+    the caller when it passes `resource_ids`, else here. A block added concurrently is either
+    seen here or waits for this transaction to end.
     """
     if start <= now:
         raise InvalidInput("That time has passed.", {"start": "is in the past"})
@@ -163,6 +182,7 @@ def _slot_for(
         allow_short_notice=allow_short_notice,
         exclude_appointment_id=exclude_appointment_id,
         lock=True,
+        resource_ids=resource_ids,
     )
     if slot is None:
         raise InvalidInput(
@@ -259,12 +279,18 @@ def book(
 ) -> Appointment:
     """Book the request on a free resource of the right kind, or raise a DomainError."""
     details = validate_details(request.patient)
-    location, service = get_offer(session, request.location, request.service)
+    location, service, resources = _offer(session, request.location, request.service)
     start = _as_utc(request.start)
     if len(request.note) > 2000:
         raise InvalidInput("The note is too long.", {"note": "at most 2000 characters"})
     slot = _slot_for(
-        session, location, service, start, now, allow_short_notice=request.allow_short_notice
+        session,
+        location,
+        service,
+        start,
+        now,
+        allow_short_notice=request.allow_short_notice,
+        resource_ids=[r.id for r in resources],
     )
     candidates = _candidates(slot, request.resource_id)
     patient = upsert(session, details, now)
@@ -299,7 +325,7 @@ def book(
         updated_at=now,
     )
     appointment.location, appointment.service, appointment.patient = location, service, patient
-    appointment = _insert(session, appointment, candidates)
+    appointment = _insert(session, appointment, [r for r in resources if r.id in candidates])
     notifications.appointment_changed(session, appointment, "booked", now, settings)
     return appointment
 
@@ -310,7 +336,9 @@ def _insert_query(dialect: str) -> Any:
     return insert(Appointment.__table__).on_conflict_do_nothing().returning(Appointment.id)
 
 
-def _insert(session: Session, appointment: Appointment, candidates: Sequence[int]) -> Appointment:
+def _insert(
+    session: Session, appointment: Appointment, candidates: Sequence[Resource]
+) -> Appointment:
     """Insert the new `appointment` on the first candidate resource the database accepts.
 
     INSERT ... ON CONFLICT DO NOTHING RETURNING id: on PostgreSQL a clash with a concurrent
@@ -322,11 +350,12 @@ def _insert(session: Session, appointment: Appointment, candidates: Sequence[int
     stmt = _insert_query(session.get_bind().dialect.name)
     columns = {c.key: getattr(appointment, c.key) for c in Appointment.__table__.columns}
     del columns["id"]
-    for resource_id in candidates:
-        columns["resource_id"] = resource_id
+    for resource in candidates:
+        columns["resource_id"] = resource.id
         new_id = session.scalar(stmt, columns)
         if new_id is not None:
-            appointment.id, appointment.resource_id = new_id, resource_id
+            appointment.id, appointment.resource_id = new_id, resource.id
+            appointment.resource = resource
             make_transient_to_detached(appointment)
             session.add(appointment)
             return appointment
