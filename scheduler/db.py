@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session, make_transient_to_detached
+
+T = TypeVar("T")
 
 
 def normalize_url(url: str) -> str:
@@ -36,3 +39,14 @@ def _sqlite_begin_immediate(conn: Connection) -> None:
     # its insert then run under one lock, and no deferred reader fails later on upgrade.
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def attach(session: Session, obj: T) -> T:
+    """The session's persistent object for a row just read or written by a plain statement.
+
+    `obj` carries every column of that row. No query is run: the object joins the session as
+    that row, or its state is copied onto the session's own copy of the row. For hot paths
+    that read or write with Core statements and still hand ORM objects to the rest.
+    """
+    make_transient_to_detached(obj)
+    return session.merge(obj, load=False)

@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
+from scheduler.db import attach
 from scheduler.models import (
     ACTIVE_STATUSES,
     Appointment,
@@ -86,9 +87,12 @@ def get_service(session: Session, location: Location, slug: str) -> Service:
     return service
 
 
+_LOCATION_COLUMNS = tuple(Location.__table__.columns)
+_SERVICE_COLUMNS = tuple(Service.__table__.columns)
+_RESOURCE_COLUMNS = tuple(Resource.__table__.columns)
 _OFFER = (
-    select(Location, Service, Resource)
-    .join(service_locations, service_locations.c.location_id == Location.id)
+    select(*_LOCATION_COLUMNS, *_SERVICE_COLUMNS, *_RESOURCE_COLUMNS)
+    .join_from(Location, service_locations, service_locations.c.location_id == Location.id)
     .join(Service, Service.id == service_locations.c.service_id)
     .join(
         Resource,
@@ -105,24 +109,33 @@ _OFFER = (
         Service.active.is_(True),
     )
     .order_by(Resource.position, Resource.id)
-    .with_for_update(read=True, of=Resource)
+    .with_for_update(read=True, of=Resource.__table__)
 )
+
+
+def _columns(row: Sequence[Any], columns: Sequence[Any], start: int) -> dict[str, Any]:
+    return {c.key: row[start + i] for i, c in enumerate(columns)}
 
 
 def _offer(
     session: Session, location_slug: str, service_slug: str
-) -> tuple[Location, Service, list[Resource]]:
+) -> tuple[Location, Service, dict[int, dict[str, Any]]]:
     """The location, a service it offers, and the resources that can serve it, in one query.
 
-    The resources (active, of the service's kind, in calendar order) come share-locked on
-    PostgreSQL: a block, which takes a resource's exclusive lock, cannot be added to them until
-    this transaction ends, so the busy time read next is final. NotFound names what is unknown.
+    The resources (active, of the service's kind, in calendar order) come as plain rows keyed
+    by id, share-locked on PostgreSQL: a block, which takes a resource's exclusive lock, cannot
+    be added to them until this transaction ends, so the busy time read next is final.
+    NotFound names what is unknown.
     """
     rows = session.execute(_OFFER, {"location": location_slug, "service": service_slug}).all()
-    if rows:
-        return rows[0][0], rows[0][1], [row[2] for row in rows]
-    location = get_location(session, location_slug)
-    return location, get_service(session, location, service_slug), []
+    if not rows:
+        location = get_location(session, location_slug)
+        return location, get_service(session, location, service_slug), {}
+    at_service, at_resource = len(_LOCATION_COLUMNS), len(_LOCATION_COLUMNS) + len(_SERVICE_COLUMNS)
+    location = attach(session, Location(**_columns(rows[0], _LOCATION_COLUMNS, 0)))
+    service = attach(session, Service(**_columns(rows[0], _SERVICE_COLUMNS, at_service)))
+    resources = {row[at_resource]: _columns(row, _RESOURCE_COLUMNS, at_resource) for row in rows}
+    return location, service, resources
 
 
 def get_by_token(session: Session, token: str) -> Appointment:
@@ -290,7 +303,7 @@ def book(
         start,
         now,
         allow_short_notice=request.allow_short_notice,
-        resource_ids=[r.id for r in resources],
+        resource_ids=list(resources),
     )
     candidates = _candidates(slot, request.resource_id)
     patient = upsert(session, details, now)
@@ -325,7 +338,7 @@ def book(
         updated_at=now,
     )
     appointment.location, appointment.service, appointment.patient = location, service, patient
-    appointment = _insert(session, appointment, [r for r in resources if r.id in candidates])
+    appointment = _insert(session, appointment, {rid: resources[rid] for rid in candidates})
     notifications.appointment_changed(session, appointment, "booked", now, settings)
     return appointment
 
@@ -337,9 +350,10 @@ def _insert_query(dialect: str) -> Any:
 
 
 def _insert(
-    session: Session, appointment: Appointment, candidates: Sequence[Resource]
+    session: Session, appointment: Appointment, candidates: dict[int, dict[str, Any]]
 ) -> Appointment:
-    """Insert the new `appointment` on the first candidate resource the database accepts.
+    """Insert the new `appointment` on the first candidate resource (id: row, in order of
+    preference) the database accepts.
 
     INSERT ... ON CONFLICT DO NOTHING RETURNING id: on PostgreSQL a clash with a concurrent
     booking (either exclusion constraint) inserts nothing and aborts nothing, so the next
@@ -350,12 +364,12 @@ def _insert(
     stmt = _insert_query(session.get_bind().dialect.name)
     columns = {c.key: getattr(appointment, c.key) for c in Appointment.__table__.columns}
     del columns["id"]
-    for resource in candidates:
-        columns["resource_id"] = resource.id
+    for resource_id, resource in candidates.items():
+        columns["resource_id"] = resource_id
         new_id = session.scalar(stmt, columns)
         if new_id is not None:
-            appointment.id, appointment.resource_id = new_id, resource.id
-            appointment.resource = resource
+            appointment.id, appointment.resource_id = new_id, resource_id
+            appointment.resource = attach(session, Resource(**resource))
             make_transient_to_detached(appointment)
             session.add(appointment)
             return appointment

@@ -13,6 +13,7 @@ from sqlalchemy import bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from scheduler.db import attach
 from scheduler.models import Patient
 from scheduler.services.errors import InvalidInput
 
@@ -70,7 +71,7 @@ def validate_details(details: PatientDetails) -> PatientDetails:
 @functools.cache
 def _upsert(dialect: str) -> Any:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(Patient).values(
+    stmt = insert(Patient.__table__).values(
         name=bindparam("name"),
         phone=bindparam("phone"),
         email=bindparam("email"),
@@ -80,7 +81,7 @@ def _upsert(dialect: str) -> Any:
     return stmt.on_conflict_do_update(
         index_elements=[Patient.phone, Patient.email, Patient.name],
         set_={"sms_consent": stmt.excluded.sms_consent},
-    ).returning(Patient)
+    ).returning(*Patient.__table__.columns)
 
 
 def upsert(session: Session, details: PatientDetails, now: dt.datetime) -> Patient:
@@ -98,5 +99,5 @@ def upsert(session: Session, details: PatientDetails, now: dt.datetime) -> Patie
         "sms_consent": details.sms_consent,
         "now": now,
     }
-    stmt = _upsert(session.get_bind().dialect.name)
-    return session.scalars(stmt, params, execution_options={"populate_existing": True}).one()
+    row = session.execute(_upsert(session.get_bind().dialect.name), params).one()
+    return attach(session, Patient(**row._mapping))
