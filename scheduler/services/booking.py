@@ -345,8 +345,12 @@ def book(
 
 @functools.cache
 def _insert_query(dialect: str) -> Any:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(Appointment.__table__).on_conflict_do_nothing().returning(Appointment.id)
+    if dialect == "postgresql":
+        stmt = postgresql.insert(Appointment.__table__)
+        stmt = stmt.on_conflict_do_nothing(constraint="no_double_booking")
+    else:
+        stmt = sqlite.insert(Appointment.__table__)
+    return stmt.returning(Appointment.id)
 
 
 def _insert(
@@ -355,28 +359,29 @@ def _insert(
     """Insert the new `appointment` on the first candidate resource (id: row, in order of
     preference) the database accepts.
 
-    INSERT ... ON CONFLICT DO NOTHING RETURNING id: on PostgreSQL a clash with a concurrent
-    booking (either exclusion constraint) inserts nothing and aborts nothing, so the next
-    candidate needs no savepoint. On SQLite the write lock makes the checks already done final.
-    The row goes in as one plain statement (no unit-of-work flush); the object then joins the
-    session as the persistent row it describes.
+    On PostgreSQL, INSERT ... ON CONFLICT ON CONSTRAINT no_double_booking DO NOTHING: a clash
+    with a concurrent booking of the chair inserts nothing and aborts nothing, so the next
+    candidate needs no savepoint; the patient's own overlap constraint raises (the caller rolls
+    back). On SQLite the write lock makes the checks already done final. The row goes in as one
+    plain statement (no unit-of-work flush); the object then joins the session as that row.
     """
     stmt = _insert_query(session.get_bind().dialect.name)
     columns = {c.key: getattr(appointment, c.key) for c in Appointment.__table__.columns}
     del columns["id"]
     for resource_id, resource in candidates.items():
         columns["resource_id"] = resource_id
-        new_id = session.scalar(stmt, columns)
+        try:
+            new_id = session.scalar(stmt, columns)
+        except IntegrityError as exc:
+            if _constraint_name(exc) == "no_patient_overlap":
+                raise _PATIENT_OVERLAP from exc
+            raise
         if new_id is not None:
             appointment.id, appointment.resource_id = new_id, resource_id
             appointment.resource = attach(session, Resource(**resource))
             make_transient_to_detached(appointment)
             session.add(appointment)
             return appointment
-        if _patient_overlap(
-            session, appointment.patient_id, appointment.start_at, appointment.end_at, None
-        ):
-            raise _PATIENT_OVERLAP
     raise SlotUnavailable("That time has just been taken. Please choose another.")
 
 

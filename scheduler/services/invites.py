@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -180,10 +180,11 @@ class InviteData:
     attendee_name: str
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        for key, value in out.items():
-            if isinstance(value, dt.datetime):
-                out[key] = value.isoformat()
+        """JSON-able: instants as ISO strings (every field is a plain value; no deep copy)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.isoformat() if isinstance(value, dt.datetime) else value
         return out
 
     @classmethod

@@ -196,7 +196,7 @@ def create_appointment() -> ResponseReturnValue:
     if len(key) > 200:
         raise InvalidInput("Idempotency-Key is too long.", {"Idempotency-Key": "at most 200"})
     body = parse_body(s.AppointmentIn)
-    digest = idempotency.request_hash(request.get_json(silent=True))
+    digest = idempotency.request_hash(request.get_json(silent=True)) if key else ""
     if key:
         idempotency.lock(db.session, "appointments", key)
         replay = _replay(key, digest)
