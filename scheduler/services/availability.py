@@ -196,21 +196,16 @@ def closed_days(session: Session, location_id: int, first: dt.date, last: dt.dat
 
 
 def _busy_query(*, exclude: bool) -> CompoundSelect:
+    # Plain table columns (not ORM attributes): the statement runs as Core, with less overhead.
+    a, b = Appointment.__table__.c, ResourceBlock.__table__.c
     ids, start, end = bindparam("ids", expanding=True), bindparam("start"), bindparam("end")
-    appts = select(
-        Appointment.resource_id, Appointment.occupied_start, Appointment.occupied_end
-    ).where(
-        Appointment.resource_id.in_(ids),
-        Appointment.active.is_(True),
-        Appointment.occupied_start < end,
-        Appointment.occupied_end > start,
+    appts = select(a.resource_id, a.occupied_start, a.occupied_end).where(
+        a.resource_id.in_(ids), a.active.is_(True), a.occupied_start < end, a.occupied_end > start
     )
     if exclude:
-        appts = appts.where(Appointment.id != bindparam("exclude"))
-    blocks = select(ResourceBlock.resource_id, ResourceBlock.start_at, ResourceBlock.end_at).where(
-        ResourceBlock.resource_id.in_(ids),
-        ResourceBlock.start_at < end,
-        ResourceBlock.end_at > start,
+        appts = appts.where(a.id != bindparam("exclude"))
+    blocks = select(b.resource_id, b.start_at, b.end_at).where(
+        b.resource_id.in_(ids), b.start_at < end, b.end_at > start
     )
     return union_all(appts, blocks)
 
@@ -243,14 +238,15 @@ def busy_intervals(
 
 
 def _resources_query(*, lock: bool) -> Select[tuple[int]]:
+    r = Resource.__table__.c
     query = (
-        select(Resource.id)
+        select(r.id)
         .where(
-            Resource.location_id == bindparam("location_id"),
-            Resource.kind == bindparam("kind"),
-            Resource.active.is_(True),
+            r.location_id == bindparam("location_id"),
+            r.kind == bindparam("kind"),
+            r.active.is_(True),
         )
-        .order_by(Resource.position, Resource.id)
+        .order_by(r.position, r.id)
     )
     return query.with_for_update(read=True) if lock else query
 
@@ -314,20 +310,21 @@ def location_slots(
     )
 
 
+_hours, _closures = OpeningHours.__table__.c, Closure.__table__.c
 _DAY_HOURS = (
-    select(OpeningHours.opens, OpeningHours.closes)
+    select(_hours.opens, _hours.closes)
     .where(
-        OpeningHours.location_id == bindparam("location_id"),
-        OpeningHours.weekday == bindparam("weekday"),
-        ~select(Closure.id)
+        _hours.location_id == bindparam("location_id"),
+        _hours.weekday == bindparam("weekday"),
+        ~select(_closures.id)
         .where(
-            Closure.location_id == bindparam("location_id"),
-            Closure.first_day <= bindparam("day"),
-            Closure.last_day >= bindparam("day"),
+            _closures.location_id == bindparam("location_id"),
+            _closures.first_day <= bindparam("day"),
+            _closures.last_day >= bindparam("day"),
         )
         .exists(),
     )
-    .order_by(OpeningHours.opens)
+    .order_by(_hours.opens)
 )
 
 

@@ -87,29 +87,29 @@ def get_service(session: Session, location: Location, slug: str) -> Service:
     return service
 
 
-_LOCATION_COLUMNS = tuple(Location.__table__.columns)
-_SERVICE_COLUMNS = tuple(Service.__table__.columns)
-_RESOURCE_COLUMNS = tuple(Resource.__table__.columns)
+_L, _S, _R = Location.__table__, Service.__table__, Resource.__table__
+_LOCATION_COLUMNS, _SERVICE_COLUMNS, _RESOURCE_COLUMNS = tuple(_L.c), tuple(_S.c), tuple(_R.c)
+# Plain table columns throughout (not ORM attributes): the statement runs as Core.
 _OFFER = (
     select(*_LOCATION_COLUMNS, *_SERVICE_COLUMNS, *_RESOURCE_COLUMNS)
-    .join_from(Location, service_locations, service_locations.c.location_id == Location.id)
-    .join(Service, Service.id == service_locations.c.service_id)
+    .join_from(_L, service_locations, service_locations.c.location_id == _L.c.id)
+    .join(_S, _S.c.id == service_locations.c.service_id)
     .join(
-        Resource,
+        _R,
         and_(
-            Resource.location_id == Location.id,
-            Resource.kind == Service.resource_kind,
-            Resource.active.is_(True),
+            _R.c.location_id == _L.c.id,
+            _R.c.kind == _S.c.resource_kind,
+            _R.c.active.is_(True),
         ),
     )
     .where(
-        Location.slug == bindparam("location"),
-        Location.active.is_(True),
-        Service.slug == bindparam("service"),
-        Service.active.is_(True),
+        _L.c.slug == bindparam("location"),
+        _L.c.active.is_(True),
+        _S.c.slug == bindparam("service"),
+        _S.c.active.is_(True),
     )
-    .order_by(Resource.position, Resource.id)
-    .with_for_update(read=True, of=Resource.__table__)
+    .order_by(_R.c.position, _R.c.id)
+    .with_for_update(read=True, of=_R)
 )
 
 
@@ -350,7 +350,7 @@ def _insert_query(dialect: str) -> Any:
         stmt = stmt.on_conflict_do_nothing(constraint="no_double_booking")
     else:
         stmt = sqlite.insert(Appointment.__table__)
-    return stmt.returning(Appointment.id)
+    return stmt.returning(Appointment.__table__.c.id)
 
 
 def _insert(

@@ -253,7 +253,7 @@ RENDERERS = {"invite": render_invite_mail}
 # --- the outbox -----------------------------------------------------------------------------------
 
 
-_QUEUE = insert(MailOutbox.__table__).returning(MailOutbox.id)
+_QUEUE = insert(MailOutbox.__table__).returning(MailOutbox.__table__.c.id)
 
 
 def queue(

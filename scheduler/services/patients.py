@@ -79,7 +79,7 @@ def _upsert(dialect: str) -> Any:
         created_at=bindparam("now"),
     )
     return stmt.on_conflict_do_update(
-        index_elements=[Patient.phone, Patient.email, Patient.name],
+        index_elements=["phone", "email", "name"],
         set_={"sms_consent": stmt.excluded.sms_consent},
     ).returning(*Patient.__table__.columns)
 
