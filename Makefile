@@ -33,3 +33,4 @@ test: test-setup
 bench: test-setup
 	$(BIN)/python benchmarks/availability.py
 	$(BIN)/python benchmarks/booking.py
+	$(BIN)/python benchmarks/history.py

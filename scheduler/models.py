@@ -240,7 +240,7 @@ class Appointment(Base):
     __table_args__ = (
         CheckConstraint("start_at < end_at", name="start_before_end"),
         CheckConstraint("occupied_start <= start_at AND end_at <= occupied_end", name="occupied"),
-        Index("ix_appointments_resource_occupied", "resource_id", "occupied_start"),
+        Index("ix_appointments_resource_occupied_end", "resource_id", "occupied_end"),
         Index("ix_appointments_location_start", "location_id", "start_at"),
         postgresql.ExcludeConstraint(
             ("resource_id", "="),
