@@ -2,9 +2,16 @@
 
 Lock, then check, then write; the database is the backstop. On PostgreSQL two exclusion
 constraints make a double booking (per resource) and an overlapping pair (per patient)
-impossible; a violation (or a deadlock between two such inserts) means "try the next free
-resource". On SQLite every transaction starts with BEGIN IMMEDIATE (see scheduler.db), so the
-check and the insert run under the one write lock.
+impossible. A new booking inserts with ON CONFLICT ON CONSTRAINT no_double_booking DO NOTHING,
+so a chair just taken by a concurrent booking means "try the next free chair" without aborting
+anything; a move does the same inside a savepoint (where a deadlock also means "next chair").
+The candidate chairs are share-locked before their busy time is read, and a block takes the
+chair's exclusive lock, so a block and a booking never both win. On SQLite every transaction
+starts with BEGIN IMMEDIATE (see scheduler.db), so the check and the write run under the one
+write lock.
+
+Booking a new visit is the hot path: it reads and writes with a handful of prebuilt Core
+statements (see `_offer`, `_insert`) and hands ORM objects for those rows to the rest.
 """
 
 from __future__ import annotations
