@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import event
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 T = TypeVar("T")
 
@@ -41,12 +44,24 @@ def _sqlite_begin_immediate(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def attach(session: Session, obj: T) -> T:
+def attach(session: Session, obj: T, *, written: bool = False) -> T:
     """The session's persistent object for a row just read or written by a plain statement.
 
-    `obj` carries every column of that row. No query is run: the object joins the session as
-    that row, or its state is copied onto the session's own copy of the row. For hot paths
-    that read or write with Core statements and still hand ORM objects to the rest.
+    `obj` carries every column of that row; no query is run. When the session holds no object
+    for the row, `obj` joins it as that row. When it does, that object is returned, as an ORM
+    query would: unchanged for a row read (it may carry the caller's unflushed changes), or
+    with the columns set as loaded when the statement `written` the row (an upsert).
     """
     make_transient_to_detached(obj)
-    return session.merge(obj, load=False)
+    existing = session.identity_map.get(identity_key(instance=obj))
+    if existing is None:
+        session.add(obj)
+        return obj
+    if written:
+        for column in _columns(obj):
+            set_committed_value(existing, column, getattr(obj, column))
+    return cast(T, existing)
+
+
+def _columns(obj: object) -> list[str]:
+    return [attr.key for attr in sa_inspect(obj).mapper.column_attrs]

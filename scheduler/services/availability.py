@@ -282,6 +282,7 @@ def location_slots(
     exclude_appointment_id: int | None = None,
 ) -> list[Slot]:
     """Free slots for `service` at `location` over `days` local days from `first_day`."""
+    session.flush()  # the Core statements below do not autoflush the caller's changes
     tz = ZoneInfo(location.timezone)
     rules = service_rules(service, now, allow_short_notice=allow_short_notice)
     ids = bookable_resources(session, location, service)
@@ -352,6 +353,7 @@ def slot_at(
     occupied interval only. The candidates are `resource_ids` when the caller has loaded (and
     locked) them already, else `bookable_resources`, share-locked first when `lock`.
     """
+    session.flush()  # the Core statements below do not autoflush the caller's changes
     tz = ZoneInfo(location.timezone)
     day = start.astimezone(tz).date()
     rules = service_rules(service, now, allow_short_notice=allow_short_notice)

@@ -299,6 +299,7 @@ def book(
 ) -> Appointment:
     """Book the request on a free resource of the right kind, or raise a DomainError."""
     details = validate_details(request.patient)
+    session.flush()  # the Core statements below do not autoflush the caller's changes
     location, service, resources = _offer(session, request.location, request.service)
     start = _as_utc(request.start)
     if len(request.note) > 2000:

@@ -100,4 +100,4 @@ def upsert(session: Session, details: PatientDetails, now: dt.datetime) -> Patie
         "now": now,
     }
     row = session.execute(_upsert(session.get_bind().dialect.name), params).one()
-    return attach(session, Patient(**row._mapping))
+    return attach(session, Patient(**row._mapping), written=True)
