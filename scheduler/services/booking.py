@@ -300,6 +300,24 @@ def book(
     """Book the request on a free resource of the right kind, or raise a DomainError."""
     details = validate_details(request.patient)
     session.flush()  # the Core statements below do not autoflush the caller's changes
+    try:
+        return _book(session, request, details, now, settings)
+    except OperationalError as exc:
+        # PostgreSQL broke a lock cycle with a concurrent change (another booking or move of the
+        # same patient, a chair being edited) by aborting this transaction: the caller rolls
+        # back, and the request may simply be sent again.
+        if _is_deadlock(exc):
+            raise SlotUnavailable("That time has just been taken. Please choose another.") from exc
+        raise
+
+
+def _book(
+    session: Session,
+    request: BookingRequest,
+    details: PatientDetails,
+    now: dt.datetime,
+    settings: ClinicSettings,
+) -> Appointment:
     location, service, resources = _offer(session, request.location, request.service)
     start = _as_utc(request.start)
     if len(request.note) > 2000:

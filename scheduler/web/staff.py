@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 import importlib
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 from zoneinfo import ZoneInfo
 
 from flask import (
@@ -88,6 +88,21 @@ def _location(slug: str) -> Location:
     if location is None or not staff.can_access(location.id):
         forbidden()
     return location
+
+
+Owned = TypeVar("Owned", Closure, Resource, ResourceBlock)
+
+
+def _owned(model: type[Owned], row_id: int, location: Location) -> Owned:
+    """The `model` row `row_id` if it belongs to `location`, else 404: the rows of another
+    location do not exist under this one's URLs."""
+    row = db.session.get(model, row_id)
+    if row is None:
+        abort(404)
+    owner = row.resource.location_id if isinstance(row, ResourceBlock) else row.location_id
+    if owner != location.id:
+        abort(404)
+    return row
 
 
 def _appointment(appointment_id: int) -> Appointment:
@@ -708,9 +723,7 @@ def block_create(slug: str) -> ResponseReturnValue:
 @login
 def block_page(slug: str, block_id: int) -> ResponseReturnValue:
     location = _location(slug)
-    block = db.session.get(ResourceBlock, block_id)
-    if block is None or block.resource.location_id != location.id:
-        abort(404)
+    block = _owned(ResourceBlock, block_id, location)
     tz = ZoneInfo(location.timezone)
     entries = [
         e
@@ -733,9 +746,7 @@ def block_page(slug: str, block_id: int) -> ResponseReturnValue:
 def block_delete(slug: str, block_id: int) -> ResponseReturnValue:
     location = _location(slug)
     tz = ZoneInfo(location.timezone)
-    block = db.session.get(ResourceBlock, block_id)
-    if block is None or block.resource.location_id != location.id:
-        abort(404)
+    block = _owned(ResourceBlock, block_id, location)
     day = block.start_at.astimezone(tz).date()
     described = {
         "start": _local(block.start_at, tz, "%Y-%m-%d %H:%M"),
@@ -998,9 +1009,7 @@ def settings_closure_add(slug: str) -> ResponseReturnValue:
 @login
 def settings_closure_delete(slug: str, closure_id: int) -> ResponseReturnValue:
     location = _settings_location(slug)
-    closure = db.session.get(Closure, closure_id)
-    if closure is None or closure.location_id != location.id:
-        abort(404)
+    closure = _owned(Closure, closure_id, location)
     return _settings_post(
         location,
         "location.closure_removed",
@@ -1031,9 +1040,7 @@ def settings_resource_add(slug: str) -> ResponseReturnValue:
 @login
 def settings_resource_edit(slug: str, resource_id: int) -> ResponseReturnValue:
     location = _settings_location(slug)
-    resource = db.session.get(Resource, resource_id)
-    if resource is None or resource.location_id != location.id:
-        abort(404)
+    resource = _owned(Resource, resource_id, location)
     return _settings_post(
         location,
         "resource.updated",

@@ -371,3 +371,22 @@ def test_staff_status_changes_and_no_show_frees_the_chair(client, session, clini
         ).status_code
         == 403
     )
+
+
+def test_a_deadlock_with_a_concurrent_change_is_a_409_not_a_500(client, clinic, monkeypatch):
+    """PostgreSQL aborts one side of a lock cycle (40P01). No test can choose which side, so the
+    insert is made to fail the way psycopg reports it; the booking answers 409 and writes nothing."""
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    from scheduler.services import booking
+
+    def deadlocked(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("INSERT", {}, psycopg.errors.DeadlockDetected("deadlock detected"))
+
+    monkeypatch.setattr(booking, "_insert", deadlocked)
+    r = book(client, at("10:00"))
+    assert r.status_code == 409, r.get_json()
+    assert r.get_json()["error"]["code"] == "slot_unavailable"
+    monkeypatch.undo()
+    assert book(client, at("10:00")).status_code == 201
