@@ -6,6 +6,7 @@ import datetime as dt
 import sys
 
 import click
+from argon2 import PasswordHasher
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
@@ -15,7 +16,7 @@ from scheduler.services import staff as staff_service
 from scheduler.services.errors import DomainError
 
 
-def hasher() -> staff_service.PasswordHasher:
+def hasher() -> PasswordHasher:
     return staff_service.password_hasher(current_app.config.get("ARGON2_PARAMS"))
 
 
@@ -34,7 +35,7 @@ def parse_now(value: str | None) -> dt.datetime:
 @click.command("seed-demo")
 def seed_demo_command() -> None:
     """Fill the database with the demo clinic (idempotent)."""
-    result = demo.seed_demo(db.session, hasher(), dt.datetime.now(dt.UTC))
+    result = demo.seed_demo(db.session(), hasher(), dt.datetime.now(dt.UTC))
     db.session.commit()
     if result.created:
         click.echo("Demo clinic created.")
@@ -60,7 +61,7 @@ def create_staff_command(
     """Add a staff user."""
     try:
         user = staff_service.create_staff(
-            db.session,
+            db.session(),
             email=email,
             name=name,
             password=password,
@@ -69,7 +70,9 @@ def create_staff_command(
             hasher=hasher(),
         )
         plain = (
-            staff_service.issue_token(db.session, user, dt.datetime.now(dt.UTC)) if token else None
+            staff_service.issue_token(db.session(), user, dt.datetime.now(dt.UTC))
+            if token
+            else None
         )
     except DomainError as exc:
         db.session.rollback()

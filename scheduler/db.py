@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy import inspect as sa_inspect
@@ -60,7 +60,7 @@ def attach(session: Session, obj: T, *, written: bool = False) -> T:
     if written:
         for column in _columns(obj):
             set_committed_value(existing, column, getattr(obj, column))
-    return cast(T, existing)
+    return existing
 
 
 def _columns(obj: object) -> list[str]:

@@ -6,9 +6,10 @@ import datetime as dt
 from bisect import bisect_left
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CompoundSelect, Select, bindparam, select, union_all
+from sqlalchemy import BindParameter, CompoundSelect, Select, bindparam, select, union_all
 from sqlalchemy.orm import Session
 
 from scheduler.models import (
@@ -195,10 +196,12 @@ def closed_days(session: Session, location_id: int, first: dt.date, last: dt.dat
     return days
 
 
-def _busy_query(*, exclude: bool) -> CompoundSelect:
+def _busy_query(*, exclude: bool) -> CompoundSelect[int, dt.datetime, dt.datetime]:
     # Plain table columns (not ORM attributes): the statement runs as Core, with less overhead.
     a, b = Appointment.__table__.c, ResourceBlock.__table__.c
-    ids, start, end = bindparam("ids", expanding=True), bindparam("start"), bindparam("end")
+    ids: BindParameter[Any] = bindparam("ids", expanding=True)
+    start: BindParameter[Any] = bindparam("start")
+    end: BindParameter[Any] = bindparam("end")
     appts = select(a.resource_id, a.occupied_start, a.occupied_end).where(
         a.resource_id.in_(ids), a.active.is_(True), a.occupied_start < end, a.occupied_end > start
     )

@@ -371,12 +371,11 @@ def _book(
 
 @functools.cache
 def _insert_query(dialect: str) -> Any:
+    table = Appointment.__table__
     if dialect == "postgresql":
-        stmt = postgresql.insert(Appointment.__table__)
-        stmt = stmt.on_conflict_do_nothing(constraint="no_double_booking")
-    else:
-        stmt = sqlite.insert(Appointment.__table__)
-    return stmt.returning(Appointment.__table__.c.id)
+        pg_insert = postgresql.insert(table).on_conflict_do_nothing(constraint="no_double_booking")
+        return pg_insert.returning(table.c.id)
+    return sqlite.insert(table).returning(table.c.id)
 
 
 def _insert(

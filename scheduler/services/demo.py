@@ -102,10 +102,11 @@ def seed_demo(session: Session, hasher: PasswordHasher, now: dt.datetime) -> See
             location.resources.append(Resource(kind="room", name="Consult room", position=100))
     session.flush()
     locations = list(session.scalars(select(Location)))
-    for spec in SERVICES:
-        service = session.scalars(select(Service).where(Service.slug == spec["slug"])).first()
+    for service_spec in SERVICES:
+        slug = service_spec["slug"]
+        service = session.scalars(select(Service).where(Service.slug == slug)).first()
         if service is None:
-            service = Service(**spec)
+            service = Service(**service_spec)
             session.add(service)
         for location in locations:
             if (

@@ -25,11 +25,11 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
-from sqlalchemy import Table, and_, bindparam, case, exists, func, select, text, update
+from sqlalchemy import and_, bindparam, case, exists, func, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from scheduler.models import (
@@ -47,7 +47,7 @@ from scheduler.services.settings import ClinicSettings, parse_offsets
 from scheduler.services.sms import SendResult, SmsError, SmsSender
 
 UTC = dt.UTC
-REMINDERS = cast(Table, Reminder.__table__)
+REMINDERS = Reminder.__table__
 QUIET_START = dt.time(21, 0)
 QUIET_END = dt.time(8, 0)
 EVENING_FALLBACK = dt.time(20, 30)

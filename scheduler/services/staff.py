@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import secrets
 from collections.abc import Mapping
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -17,7 +18,7 @@ from scheduler.services.errors import Forbidden, InvalidInput, NotFound
 from scheduler.services.patients import normalize_email
 
 
-def password_hasher(params: Mapping[str, int] | None = None) -> PasswordHasher:
+def password_hasher(params: Mapping[str, Any] | None = None) -> PasswordHasher:
     return PasswordHasher(**(params or {}))
 
 

@@ -131,7 +131,7 @@ def locations() -> ResponseReturnValue:
     errors=(404,),
 )
 def services(location: str) -> ResponseReturnValue:
-    loc = booking.get_location(db.session, location)
+    loc = booking.get_location(db.session(), location)
     offered = sorted((x for x in loc.services if x.active), key=lambda x: (x.kind, x.name))
     return jsonify([_service_out(x) for x in offered])
 
@@ -159,13 +159,13 @@ def location_availability(location: str) -> ResponseReturnValue:
     cap = current_app.config["AVAILABILITY_MAX_DAYS"]
     if query.days > cap:
         raise BadRequest(f"At most {cap} days at a time.", {"days": f"at most {cap}"})
-    loc = booking.get_location(db.session, location)
-    service = booking.get_service(db.session, loc, query.service)
+    loc = booking.get_location(db.session(), location)
+    service = booking.get_service(db.session(), loc, query.service)
     tz = ZoneInfo(loc.timezone)
     first = query.from_ or now().astimezone(tz).date()
     if not dt.date(2000, 1, 1) <= first <= dt.date(2200, 1, 1):
         raise BadRequest("That date is out of range.", {"from": "out of range"})
-    slots = availability.location_slots(db.session, loc, service, first, query.days, now())
+    slots = availability.location_slots(db.session(), loc, service, first, query.days, now())
     return jsonify(
         s.AvailabilityOut(
             location=loc.slug,
@@ -198,7 +198,7 @@ def create_appointment() -> ResponseReturnValue:
     body = parse_body(s.AppointmentIn)
     digest = idempotency.request_hash(request.get_json(silent=True)) if key else ""
     if key:
-        idempotency.lock(db.session, "appointments", key)
+        idempotency.lock(db.session(), "appointments", key)
         replay = _replay(key, digest)
         if replay is not None:
             return replay
@@ -211,13 +211,19 @@ def create_appointment() -> ResponseReturnValue:
         ),
         note=body.note,
     )
-    appt = booking.book(db.session, book, now=now(), settings=settings())
+    appt = booking.book(db.session(), book, now=now(), settings=settings())
     response = jsonify(appointment_out(appt))
     response.status_code = 201
     if key:
         try:
             idempotency.remember(
-                db.session, "appointments", key, digest, 201, response.get_data(as_text=True), now()
+                db.session(),
+                "appointments",
+                key,
+                digest,
+                201,
+                response.get_data(as_text=True),
+                now(),
             )
         except IntegrityError:
             # A twin request with the same key won the race: its response is the answer.
@@ -231,7 +237,7 @@ def create_appointment() -> ResponseReturnValue:
 
 
 def _replay(key: str, digest: str) -> ResponseReturnValue | None:
-    record = idempotency.find(db.session, "appointments", key)
+    record = idempotency.find(db.session(), "appointments", key)
     if record is None:
         return None
     if record.request_hash != digest:
@@ -251,7 +257,7 @@ def _replay(key: str, digest: str) -> ResponseReturnValue | None:
     errors=(404,),
 )
 def manage(token: str) -> ResponseReturnValue:
-    return jsonify(appointment_out(booking.get_by_token(db.session, token)))
+    return jsonify(appointment_out(booking.get_by_token(db.session(), token)))
 
 
 @route(
@@ -262,8 +268,8 @@ def manage(token: str) -> ResponseReturnValue:
     errors=(404, 409),
 )
 def manage_cancel(token: str) -> ResponseReturnValue:
-    appt = booking.get_by_token(db.session, token)
-    booking.cancel(db.session, appt, now=now(), settings=settings())
+    appt = booking.get_by_token(db.session(), token)
+    booking.cancel(db.session(), appt, now=now(), settings=settings())
     db.session.commit()
     return jsonify({"status": appt.status})
 
@@ -277,9 +283,9 @@ def manage_cancel(token: str) -> ResponseReturnValue:
     errors=(404, 409, 422),
 )
 def manage_reschedule(token: str) -> ResponseReturnValue:
-    appt = booking.get_by_token(db.session, token)
+    appt = booking.get_by_token(db.session(), token)
     body = parse_body(s.RescheduleIn)
-    booking.reschedule(db.session, appt, body.start, now=now(), settings=settings())
+    booking.reschedule(db.session(), appt, body.start, now=now(), settings=settings())
     db.session.commit()
     return jsonify(appointment_out(appt))
 
@@ -291,7 +297,7 @@ def manage_reschedule(token: str) -> ResponseReturnValue:
     errors=(404,),
 )
 def manage_invite(token: str) -> ResponseReturnValue:
-    appt = booking.get_by_token(db.session, token)
+    appt = booking.get_by_token(db.session(), token)
     body = invites.current_invite(appt, settings(), now())
     return Response(
         body,
@@ -310,7 +316,7 @@ def staff_required(view: Callable[..., Any]) -> Callable[..., Any]:
         scheme, _, token = header.partition(" ")
         user = None
         if scheme.lower() == "bearer":
-            user = staff_service.staff_for_token(db.session, token.strip(), now())
+            user = staff_service.staff_for_token(db.session(), token.strip(), now())
         if user is None:
             return json_error(401, "unauthorized", "A valid staff API token is required.")
         g.staff = user
@@ -431,12 +437,12 @@ def _block_out(block: ResourceBlock, tz: ZoneInfo) -> s.BlockOut:
 def create_block(location: str) -> ResponseReturnValue:
     loc = _staff_location(location)
     body = parse_body(s.BlockIn)
-    resource = booking.get_resource(db.session, loc, body.resource)
+    resource = booking.get_resource(db.session(), loc, body.resource)
     block = booking.create_block(
-        db.session, resource, body.start, body.end, reason=body.reason, staff=g.staff, now=now()
+        db.session(), resource, body.start, body.end, reason=body.reason, staff=g.staff, now=now()
     )
     audit.record(
-        db.session,
+        db.session(),
         actor=g.staff,
         action="block.created",
         at=now(),
@@ -467,9 +473,9 @@ def delete_block(location: str, block_id: int) -> ResponseReturnValue:
     if block is None or block.resource.location_id != loc.id:
         raise NotFound("No such block.")
     name = block.resource.name
-    booking.delete_block(db.session, block)
+    booking.delete_block(db.session(), block)
     audit.record(
-        db.session,
+        db.session(),
         actor=g.staff,
         action="block.removed",
         at=now(),
@@ -498,11 +504,11 @@ def set_status(appointment_id: int) -> ResponseReturnValue:
     body = parse_body(s.StatusIn)
     before = appt.status
     booking.set_status(
-        db.session, appt, body.status, now=now(), settings=settings(), reason=body.reason
+        db.session(), appt, body.status, now=now(), settings=settings(), reason=body.reason
     )
     if appt.status != before:
         audit.record(
-            db.session,
+            db.session(),
             actor=g.staff,
             action=f"appointment.{appt.status}",
             at=now(),

@@ -115,7 +115,7 @@ def _out(feed: CalendarFeed) -> dict[str, Any]:
 @api.staff_required
 def list_feeds(location: str) -> ResponseReturnValue:
     loc = _location(location)
-    return jsonify([_out(f) for f in feed_service.list_feeds(db.session, loc)])
+    return jsonify([_out(f) for f in feed_service.list_feeds(db.session(), loc)])
 
 
 @staff_api.post("/locations/<location>/feeds")
@@ -123,9 +123,9 @@ def list_feeds(location: str) -> ResponseReturnValue:
 def create_feed(location: str) -> ResponseReturnValue:
     loc = _location(location, manage=True)
     body = api.parse_body(FeedIn)
-    resource = booking.get_resource(db.session, loc, body.resource) if body.resource else None
+    resource = booking.get_resource(db.session(), loc, body.resource) if body.resource else None
     feed, token = feed_service.create_feed(
-        db.session, loc, now=now(), resource=resource, label=body.label, created_by=g.staff
+        db.session(), loc, now=now(), resource=resource, label=body.label, created_by=g.staff
     )
     db.session.commit()
     url, webcal = feed_service.feed_urls(token, settings())
@@ -136,8 +136,8 @@ def create_feed(location: str) -> ResponseReturnValue:
 @api.staff_required
 def revoke_feed(location: str, feed_id: int) -> ResponseReturnValue:
     loc = _location(location, manage=True)
-    feed = feed_service.get_feed(db.session, loc, feed_id)
-    feed_service.revoke_feed(db.session, feed, now(), by=g.staff)
+    feed = feed_service.get_feed(db.session(), loc, feed_id)
+    feed_service.revoke_feed(db.session(), feed, now(), by=g.staff)
     db.session.commit()
     return "", 204
 
@@ -145,11 +145,11 @@ def revoke_feed(location: str, feed_id: int) -> ResponseReturnValue:
 @public.get("/feeds/<token>.ics")
 def feed(token: str) -> ResponseReturnValue:
     try:
-        found = feed_service.find_feed(db.session, token, now())
+        found = feed_service.find_feed(db.session(), token, now())
     except NotFound:
         db.session.rollback()
         return Response("No such calendar feed.\n", status=404, mimetype="text/plain")
-    body = feed_service.feed_ics(db.session, found, settings(), now())
+    body = feed_service.feed_ics(db.session(), found, settings(), now())
     db.session.commit()  # last_used_at
     return Response(
         body,
@@ -175,10 +175,10 @@ cli = click.Group("feeds", help="Staff calendar subscription feeds.")
 def create_command(location: str, chair: str | None, label: str) -> None:
     """Create a feed and print its secret URLs (shown once)."""
     try:
-        loc = booking.get_location(db.session, location)
-        resource = booking.get_resource(db.session, loc, chair) if chair else None
+        loc = booking.get_location(db.session(), location)
+        resource = booking.get_resource(db.session(), loc, chair) if chair else None
         feed, token = feed_service.create_feed(
-            db.session, loc, now=now(), resource=resource, label=label
+            db.session(), loc, now=now(), resource=resource, label=label
         )
     except DomainError as exc:
         db.session.rollback()
@@ -195,10 +195,10 @@ def create_command(location: str, chair: str | None, label: str) -> None:
 def list_command(location: str) -> None:
     """The feeds of a location (URLs are not kept and cannot be shown again)."""
     try:
-        loc = booking.get_location(db.session, location)
+        loc = booking.get_location(db.session(), location)
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
-    for f in feed_service.list_feeds(db.session, loc):
+    for f in feed_service.list_feeds(db.session(), loc):
         scope = f.resource.name if f.resource is not None else "whole location"
         state = "revoked" if f.revoked_at is not None else "active"
         click.echo(f"{f.id}\t{state}\t{scope}\t{f.label}")
@@ -211,7 +211,7 @@ def revoke_command(feed_id: int) -> None:
     feed = db.session.get(CalendarFeed, feed_id)
     if feed is None:
         raise click.ClickException("No such calendar feed.")
-    feed_service.revoke_feed(db.session, feed, now())
+    feed_service.revoke_feed(db.session(), feed, now())
     db.session.commit()
     click.echo(f"feed {feed_id} revoked")
 

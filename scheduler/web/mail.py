@@ -45,10 +45,10 @@ def init_app(app: Flask) -> None:
 def _deliver(app: Flask, ids: Sequence[int], when: dt.datetime) -> None:
     try:
         if has_app_context() and current_app._get_current_object() is app:  # type: ignore[attr-defined]
-            mail.deliver_pending(db.session, sender(app), when, limit=len(ids), ids=ids)
+            mail.deliver_pending(db.session(), sender(app), when, limit=len(ids), ids=ids)
         else:
             with app.app_context():
-                mail.deliver_pending(db.session, sender(app), when, limit=len(ids), ids=ids)
+                mail.deliver_pending(db.session(), sender(app), when, limit=len(ids), ids=ids)
     except Exception:
         app.logger.exception("prompt mail delivery failed; the worker will retry")
         try:
@@ -67,5 +67,5 @@ cli = click.Group("mail", help="The outgoing mail outbox.")
 def deliver_command(now_text: str | None, limit: int) -> None:
     """Send the mails that are due now (the worker does this on every poll)."""
     when = parse_now(now_text) if now_text else now()
-    sent, failed = mail.deliver_pending(db.session, sender(current_app), when, limit=limit)
+    sent, failed = mail.deliver_pending(db.session(), sender(current_app), when, limit=limit)
     click.echo(f"sent {sent}, failed {failed}")

@@ -81,9 +81,9 @@ def _operation(op: Operation) -> dict[str, Any]:
     for name in _path_params(op.path):
         params.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
     if op.query is not None:
-        schema = op.query.model_json_schema()
-        required = set(schema.get("required", []))
-        for name, prop in schema.get("properties", {}).items():
+        query_schema = op.query.model_json_schema()
+        required = set(query_schema.get("required", []))
+        for name, prop in query_schema.get("properties", {}).items():
             params.append(
                 {"name": name, "in": "query", "required": name in required, "schema": prop}
             )

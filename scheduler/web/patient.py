@@ -31,7 +31,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_wtf.csrf import CSRFError, ValidationError, validate_csrf  # type: ignore[import-untyped]
+from flask_wtf.csrf import CSRFError, ValidationError, validate_csrf
 from sqlalchemy import select
 from werkzeug.exceptions import BadRequest, HTTPException
 
@@ -187,7 +187,7 @@ def month_calendar(
         month_end = _add_months(shown, 1) - dt.timedelta(days=1)
         first, final = max(shown, today), min(month_end, last)
         openings = availability.days_with_openings(
-            db.session,
+            db.session(),
             location,
             service,
             first,
@@ -271,7 +271,7 @@ def _is_free(
 ) -> bool:
     day = start.astimezone(ZoneInfo(location.timezone)).date()
     slots = availability.location_slots(
-        db.session, location, service, day, 1, now(), exclude_appointment_id=exclude
+        db.session(), location, service, day, 1, now(), exclude_appointment_id=exclude
     )
     return any(x.start == start for x in slots)
 
@@ -280,21 +280,21 @@ def _alternatives(
     location: Location, service: Service, start: dt.datetime, exclude: int | None = None
 ) -> list[TimeChoice]:
     slots = availability.nearest_slots(
-        db.session, location, service, start, now(), exclude_appointment_id=exclude
+        db.session(), location, service, start, now(), exclude_appointment_id=exclude
     )
     return choices(slots, ZoneInfo(location.timezone))
 
 
 def _location_or_404(slug: str) -> Location:
     try:
-        return booking.get_location(db.session, slug)
+        return booking.get_location(db.session(), slug)
     except NotFound:
         abort(404)
 
 
 def _service_or_404(location: Location, slug: str) -> Service:
     try:
-        return booking.get_service(db.session, location, slug)
+        return booking.get_service(db.session(), location, slug)
     except NotFound:
         abort(404)
 
@@ -363,7 +363,7 @@ def times(location: str, service: str, day: str) -> ResponseReturnValue:
     svc = _service_or_404(loc, service)
     date = parse_day(day)
     tz = ZoneInfo(loc.timezone)
-    slots = availability.location_slots(db.session, loc, svc, date, 1, now())
+    slots = availability.location_slots(db.session(), loc, svc, date, 1, now())
     groups = time_groups(
         slots,
         tz,
@@ -419,15 +419,15 @@ def details(location: str, service: str) -> ResponseReturnValue:
             submission,
         )
     digest = idempotency.request_hash({"start": start.isoformat(), **form, "at": loc.slug})
-    idempotency.lock(db.session, SUBMISSION_SCOPE, submission)
-    first = idempotency.find(db.session, SUBMISSION_SCOPE, submission)
+    idempotency.lock(db.session(), SUBMISSION_SCOPE, submission)
+    first = idempotency.find(db.session(), SUBMISSION_SCOPE, submission)
     if first is not None and first.request_hash == digest:
         db.session.rollback()
         flash("booked", "event")
         return redirect(url_for("manage.show", token=first.response_body), 303)
     try:
         appt = booking.book(
-            db.session,
+            db.session(),
             booking.BookingRequest(
                 location=loc.slug,
                 service=svc.slug,
@@ -442,7 +442,7 @@ def details(location: str, service: str) -> ResponseReturnValue:
         )
         if first is None:
             idempotency.remember(
-                db.session, SUBMISSION_SCOPE, submission, digest, 303, appt.manage_token, now()
+                db.session(), SUBMISSION_SCOPE, submission, digest, 303, appt.manage_token, now()
             )
         db.session.commit()
     except SlotUnavailable as exc:
@@ -526,7 +526,7 @@ def _field_errors(exc: DomainError) -> dict[str, str]:
 
 def _appointment(token: str) -> Appointment:
     try:
-        return booking.get_by_token(db.session, token)
+        return booking.get_by_token(db.session(), token)
     except NotFound:
         abort(404)
 
@@ -603,7 +603,7 @@ def cancel(token: str) -> ResponseReturnValue:
     status = 200
     if request.method == "POST":
         try:
-            booking.cancel(db.session, appt, now=now(), settings=settings())
+            booking.cancel(db.session(), appt, now=now(), settings=settings())
             db.session.commit()
             flash("cancelled", "event")
             return redirect(url_for("manage.show", token=token), 303)
@@ -647,7 +647,7 @@ def reschedule_times(token: str, day: str) -> ResponseReturnValue:
     date = parse_day(day)
     tz = ZoneInfo(appt.location.timezone)
     slots = availability.location_slots(
-        db.session, appt.location, appt.service, date, 1, now(), exclude_appointment_id=appt.id
+        db.session(), appt.location, appt.service, date, 1, now(), exclude_appointment_id=appt.id
     )
     slots = [x for x in slots if x.start != appt.start_at]
     groups = time_groups(
@@ -682,7 +682,7 @@ def reschedule_confirm(token: str) -> ResponseReturnValue:
         problem, start_error, status = "Choose a time.", "Choose one of the times.", 422
     elif request.method == "POST":
         try:
-            booking.reschedule(db.session, appt, start, now=now(), settings=settings())
+            booking.reschedule(db.session(), appt, start, now=now(), settings=settings())
             db.session.commit()
             flash("rescheduled", "event")
             return redirect(url_for("manage.show", token=token), 303)

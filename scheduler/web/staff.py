@@ -287,11 +287,11 @@ def calendar(slug: str) -> ResponseReturnValue:
         resource = _resource_of(location, request.args.get("resource"))
         if resource is None:
             raise PageError("Choose a chair for the week view.", {"resource": "required"}, 400)
-        grid = calendar_view.week_grid(db.session, location, resource, day, now())
+        grid = calendar_view.week_grid(db.session(), location, resource, day, now())
     else:
         view = "day"
-        grid = calendar_view.day_grid(db.session, location, day, now())
-    summary = calendar_view.day_summary(db.session, location, day) if view == "day" else None
+        grid = calendar_view.day_grid(db.session(), location, day, now())
+    summary = calendar_view.day_summary(db.session(), location, day) if view == "day" else None
     step = dt.timedelta(days=7 if view == "week" else 1)
     return render_template(
         "staff/calendar.html",
@@ -305,7 +305,7 @@ def calendar(slug: str) -> ResponseReturnValue:
         prev_day=day - step,
         next_day=day + step,
         today=_today(location),
-        resources=calendar_view.location_resources(db.session, location),
+        resources=calendar_view.location_resources(db.session(), location),
         can_settings=can_edit_settings(current_staff(), location),
     )
 
@@ -315,7 +315,7 @@ def calendar(slug: str) -> ResponseReturnValue:
 def summary(slug: str) -> ResponseReturnValue:
     location = _location(slug)
     day = _parse_date(request.args.get("date")) or _today(location)
-    data = calendar_view.day_summary(db.session, location, day)
+    data = calendar_view.day_summary(db.session(), location, day)
     return render_template(
         "staff/summary.html",
         location=location,
@@ -362,11 +362,11 @@ def _render_appointment(
 ) -> ResponseReturnValue:
     tz = ZoneInfo(appt.location.timezone)
     staff = current_staff()
-    entries = audit.for_appointment(db.session, appt.id)
+    entries = audit.for_appointment(db.session(), appt.id)
     allowed = booking.TRANSITIONS.get(appt.status, frozenset())
     resources = [
         r
-        for r in calendar_view.location_resources(db.session, appt.location)
+        for r in calendar_view.location_resources(db.session(), appt.location)
         if r.kind == appt.resource.kind and r.active
     ]
     return (
@@ -416,12 +416,12 @@ def appointment_status(appointment_id: int) -> ResponseReturnValue:
         )
     before = appt.status
     try:
-        booking.set_status(db.session, appt, target, now=now(), settings=settings())
+        booking.set_status(db.session(), appt, target, now=now(), settings=settings())
     except DomainError as exc:
         db.session.rollback()
         return _render_appointment(appt, error=exc, status=exc.http_status)
     audit.record(
-        db.session,
+        db.session(),
         actor=current_staff(),
         action=f"appointment.{target}",
         at=now(),
@@ -458,13 +458,13 @@ def appointment_cancel(appointment_id: int) -> ResponseReturnValue:
         )
     try:
         booking.cancel(
-            db.session, appt, now=now(), settings=settings(), by_staff=True, reason=reason
+            db.session(), appt, now=now(), settings=settings(), by_staff=True, reason=reason
         )
     except DomainError as exc:
         db.session.rollback()
         return _render_appointment(appt, error=exc, status=exc.http_status)
     audit.record(
-        db.session,
+        db.session(),
         actor=current_staff(),
         action="appointment.cancelled",
         at=now(),
@@ -492,7 +492,7 @@ def appointment_move(appointment_id: int) -> ResponseReturnValue:
         if start == appt.start_at and resource.id == appt.resource_id:
             raise PageError("That is where the appointment already is.", {"time": "unchanged"})
         booking.reschedule(
-            db.session,
+            db.session(),
             appt,
             start,
             now=now(),
@@ -507,7 +507,7 @@ def appointment_move(appointment_id: int) -> ResponseReturnValue:
         status = exc.status if isinstance(exc, PageError) else exc.http_status
         return _render_appointment(appt, error=exc, status=status)
     audit.record(
-        db.session,
+        db.session(),
         actor=current_staff(),
         action="appointment.moved",
         at=now(),
@@ -543,7 +543,7 @@ def _render_book(
             location=location,
             services=services,
             resources=[
-                r for r in calendar_view.location_resources(db.session, location) if r.active
+                r for r in calendar_view.location_resources(db.session(), location) if r.active
             ],
             values=values,
             error=error,
@@ -583,7 +583,7 @@ def book_submit(slug: str) -> ResponseReturnValue:
         if not values["service"]:
             raise PageError("Choose a service.", {"service": "required"})
         appt = booking.book(
-            db.session,
+            db.session(),
             booking.BookingRequest(
                 location=location.slug,
                 service=values["service"],
@@ -607,7 +607,7 @@ def book_submit(slug: str) -> ResponseReturnValue:
         status = exc.status if isinstance(exc, PageError) else exc.http_status
         return _render_book(location, values, exc, status)
     audit.record(
-        db.session,
+        db.session(),
         actor=current_staff(),
         action="appointment.booked",
         at=now(),
@@ -639,7 +639,7 @@ def _render_block_form(
             "staff/block.html",
             location=location,
             resources=[
-                r for r in calendar_view.location_resources(db.session, location) if r.active
+                r for r in calendar_view.location_resources(db.session(), location) if r.active
             ],
             values=values,
             error=error,
@@ -686,7 +686,7 @@ def block_create(slug: str) -> ResponseReturnValue:
         start = _instant(day, _parse_time(values["start"], "start"), tz, "start")
         end = _instant(last_day, _parse_time(values["end"], "end"), tz, "end")
         block = booking.create_block(
-            db.session,
+            db.session(),
             resource,
             start,
             end,
@@ -698,11 +698,11 @@ def block_create(slug: str) -> ResponseReturnValue:
         db.session.rollback()
         clashes: list[Appointment] = []
         if isinstance(exc, Conflict) and resource is not None and start and end:
-            clashes = booking.clashing_appointments(db.session, resource, start, end)
+            clashes = booking.clashing_appointments(db.session(), resource, start, end)
         status = exc.status if isinstance(exc, PageError) else exc.http_status
         return _render_block_form(location, values, exc, status, clashes)
     audit.record(
-        db.session,
+        db.session(),
         actor=current_staff(),
         action="block.created",
         at=now(),
@@ -727,7 +727,7 @@ def block_page(slug: str, block_id: int) -> ResponseReturnValue:
     tz = ZoneInfo(location.timezone)
     entries = [
         e
-        for e in audit.recent(db.session, location_ids=[location.id], limit=500)
+        for e in audit.recent(db.session(), location_ids=[location.id], limit=500)
         if e.target.endswith(f"block {block.id}") or e.target.endswith(f"block {block.id} (API)")
     ]
     return render_template(
@@ -755,9 +755,9 @@ def block_delete(slug: str, block_id: int) -> ResponseReturnValue:
         "unblock_reason": _form("reason"),
     }
     name = block.resource.name
-    booking.delete_block(db.session, block)
+    booking.delete_block(db.session(), block)
     audit.record(
-        db.session,
+        db.session(),
         actor=current_staff(),
         action="block.removed",
         at=now(),
@@ -778,10 +778,10 @@ def block_delete(slug: str, block_id: int) -> ResponseReturnValue:
 def audit_log() -> ResponseReturnValue:
     staff = current_staff()
     if staff.role == StaffRole.ADMIN:
-        entries = audit.recent(db.session, location_ids=None)
+        entries = audit.recent(db.session(), location_ids=None)
     else:
         ids = [x.id for x in staff.locations]
-        entries = audit.recent(db.session, location_ids=ids)
+        entries = audit.recent(db.session(), location_ids=ids)
     names = {x.id: x.name for x in db.session.scalars(select(Location))}
     return render_template(
         "staff/audit.html", entries=entries, names=names, details_of=audit.details_of
@@ -831,9 +831,9 @@ def account() -> ResponseReturnValue:
 def token_issue(staff_id: int | None = None) -> ResponseReturnValue:
     owner = _token_owner(staff_id)
     label = _form("label", 100)
-    plain = staff_service.issue_token(db.session, owner, now(), label=label)
+    plain = staff_service.issue_token(db.session(), owner, now(), label=label)
     audit.record(
-        db.session,
+        db.session(),
         actor=current_staff(),
         action="token.issued",
         at=now(),
@@ -855,7 +855,7 @@ def token_revoke(token_id: int) -> ResponseReturnValue:
     if token.revoked_at is None:
         token.revoked_at = now()
         audit.record(
-            db.session,
+            db.session(),
             actor=current_staff(),
             action="token.revoked",
             at=now(),
@@ -902,7 +902,7 @@ def _render_location_settings(
             location=location,
             hours=settings_admin.hours_text(location),
             closures=sorted(location.closures, key=lambda c: c.first_day),
-            resources=calendar_view.location_resources(db.session, location),
+            resources=calendar_view.location_resources(db.session(), location),
             error=error,
             is_admin=current_staff().role == StaffRole.ADMIN,
         ),
@@ -914,7 +914,7 @@ def _audit_setting(
     action: str, location: Location | None, target: str, details: Mapping[str, Any]
 ) -> None:
     audit.record(
-        db.session,
+        db.session(),
         actor=current_staff(),
         action=action,
         at=now(),
@@ -947,7 +947,7 @@ def settings_location_new() -> ResponseReturnValue:
         return render_template("staff/settings_location_new.html", values={}, error=None)
     values = {k: _form(k) for k in ("slug", "name", "timezone", "address", "phone")}
     try:
-        location = settings_admin.create_location(db.session, **values)
+        location = settings_admin.create_location(db.session(), **values)
     except DomainError as exc:
         db.session.rollback()
         return render_template(
@@ -972,7 +972,7 @@ def settings_location(slug: str) -> ResponseReturnValue:
         location,
         "location.updated",
         f"location {location.slug}",
-        lambda: settings_admin.update_location(db.session, location, active=active, **values),
+        lambda: settings_admin.update_location(db.session(), location, active=active, **values),
     )
 
 
@@ -985,7 +985,7 @@ def settings_hours(slug: str) -> ResponseReturnValue:
         location,
         "location.hours",
         f"location {location.slug}",
-        lambda: settings_admin.set_hours(db.session, location, texts),
+        lambda: settings_admin.set_hours(db.session(), location, texts),
     )
 
 
@@ -1000,7 +1000,7 @@ def settings_closure_add(slug: str) -> ResponseReturnValue:
             last = _parse_date(_form("last_day"), "last_day") or first
         except PageError as exc:
             raise InvalidInput(exc.message, exc.fields) from exc
-        return settings_admin.add_closure(db.session, location, first, last, _form("reason", 200))
+        return settings_admin.add_closure(db.session(), location, first, last, _form("reason", 200))
 
     return _settings_post(location, "location.closure_added", f"location {location.slug}", change)
 
@@ -1014,7 +1014,7 @@ def settings_closure_delete(slug: str, closure_id: int) -> ResponseReturnValue:
         location,
         "location.closure_removed",
         f"location {location.slug}",
-        lambda: settings_admin.delete_closure(db.session, closure),
+        lambda: settings_admin.delete_closure(db.session(), closure),
     )
 
 
@@ -1027,7 +1027,7 @@ def settings_resource_add(slug: str) -> ResponseReturnValue:
         "resource.created",
         f"location {location.slug}",
         lambda: settings_admin.add_resource(
-            db.session,
+            db.session(),
             location,
             kind=_form("kind", 16),
             name=_form("name", 100),
@@ -1046,7 +1046,7 @@ def settings_resource_edit(slug: str, resource_id: int) -> ResponseReturnValue:
         "resource.updated",
         f"{location.slug} resource {resource.id}",
         lambda: settings_admin.update_resource(
-            db.session,
+            db.session(),
             resource,
             name=_form("name", 100),
             position=_form("position", 6),
@@ -1112,7 +1112,7 @@ def settings_service_new() -> ResponseReturnValue:
         return _render_service(None, {"active": True, "locations": set()}, None, 200)
     values = _posted_service()
     try:
-        service = settings_admin.save_service(db.session, staff, None, values)
+        service = settings_admin.save_service(db.session(), staff, None, values)
     except DomainError as exc:
         db.session.rollback()
         return _render_service(None, values, exc, exc.http_status)
@@ -1141,7 +1141,7 @@ def settings_service(slug: str) -> ResponseReturnValue:
         return _render_service(service, _service_values(service), None, 200)
     values = _posted_service()
     try:
-        settings_admin.save_service(db.session, staff, service, values)
+        settings_admin.save_service(db.session(), staff, service, values)
     except DomainError as exc:
         db.session.rollback()
         return _render_service(service, values, exc, exc.http_status)
@@ -1190,7 +1190,7 @@ def settings_staff_new() -> ResponseReturnValue:
         )
     values = _posted_staff()
     try:
-        user = settings_admin.save_staff(db.session, None, values, hasher())
+        user = settings_admin.save_staff(db.session(), None, values, hasher())
     except DomainError as exc:
         db.session.rollback()
         values.pop("password")
@@ -1231,7 +1231,7 @@ def settings_staff_edit(staff_id: int) -> ResponseReturnValue:
             raise InvalidInput(
                 "You cannot remove your own admin access.", {"role": "would lock you out"}
             )
-        settings_admin.save_staff(db.session, user, values, hasher())
+        settings_admin.save_staff(db.session(), user, values, hasher())
     except DomainError as exc:
         db.session.rollback()
         values.pop("password")

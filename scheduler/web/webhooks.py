@@ -48,7 +48,7 @@ def inbound_sms() -> Response:
     if not phone or not message_sid:
         abort(400, "From and MessageSid are required")
     result = reminders.handle_inbound(
-        db.session,
+        db.session(),
         phone=phone,
         body=request.form.get("Body", ""),
         message_sid=message_sid,
@@ -65,7 +65,7 @@ def status_callback() -> Response:
     _require_signature()
     reminder_id = request.args.get("r", type=int)
     reminders.record_status(
-        db.session,
+        db.session(),
         message_sid=request.form.get("MessageSid") or request.form.get("SmsSid") or "",
         status=request.form.get("MessageStatus") or request.form.get("SmsStatus") or "",
         error_code=request.form.get("ErrorCode", ""),
