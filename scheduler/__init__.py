@@ -52,10 +52,20 @@ def create_app(config: object | None = None) -> Flask:
 
 def _register_blueprints(app: Flask) -> None:
     """One module per audience under scheduler.web, each attaching itself with init_app."""
-    from scheduler.web import api, auth, feeds, mail, patient, security, staff, webhooks
+    from scheduler.web import (
+        api,
+        auth,
+        feeds,
+        mail,
+        patient,
+        security,
+        staff,
+        staff_settings,
+        webhooks,
+    )
 
     app.register_blueprint(api.bp)
-    for module in (security, patient, auth, staff, webhooks, feeds, mail):
+    for module in (security, patient, auth, staff, staff_settings, webhooks, feeds, mail):
         module.init_app(app)
 
 

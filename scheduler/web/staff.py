@@ -1,19 +1,19 @@
-"""The staff portal: chair calendar, appointment actions, blocks, day summary, settings, audit."""
+"""The staff portal: chair calendar, appointment actions, booking for a patient, blocks, day
+summary, audit log. Account and clinic settings are in `staff_settings`."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import importlib
-from collections.abc import Callable, Mapping
-from typing import Any, NoReturn, TypeVar
+from collections.abc import Mapping
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
     Flask,
     Response,
-    abort,
     flash,
     redirect,
     render_template,
@@ -26,25 +26,33 @@ from werkzeug.exceptions import HTTPException
 
 from scheduler.extensions import db
 from scheduler.models import (
-    ApiToken,
     Appointment,
     AppointmentStatus,
-    AuditEntry,
-    Closure,
     Location,
     Resource,
     ResourceBlock,
-    Service,
     StaffRole,
-    StaffUser,
 )
-from scheduler.services import audit, booking, calendar_view, settings_admin
-from scheduler.services import staff as staff_service
+from scheduler.services import audit, booking, calendar_view
 from scheduler.services.clock import NonexistentLocalTime, local_to_utc
-from scheduler.services.errors import Conflict, DomainError, InvalidInput
+from scheduler.services.errors import Conflict, DomainError
 from scheduler.services.patients import PatientDetails
-from scheduler.web.auth import current_staff, hasher, staff_login_required
+from scheduler.web.auth import current_staff
 from scheduler.web.common import now, settings
+from scheduler.web.staff_common import (
+    ROLE_LABELS,
+    STATUS_LABELS,
+    PageError,
+    can_edit_settings,
+    forbidden,
+    form_value,
+    install_pages,
+    login,
+    owned,
+    page_location,
+    parse_date,
+    visible_locations,
+)
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 
@@ -54,55 +62,9 @@ STATUS_ACTIONS = {
     "no_show": "No-show",
     "booked": "Back to booked",
 }
-STATUS_LABELS = {
-    "booked": "Booked",
-    "checked_in": "Checked in",
-    "completed": "Completed",
-    "no_show": "No-show",
-    "cancelled": "Cancelled",
-}
-ROLE_LABELS = {"admin": "Admin", "manager": "Manager", "front_desk": "Front desk", "nurse": "Nurse"}
 
 
-class PageError(Exception):
-    """A form error to show on the page it came from, with its HTTP status."""
-
-    def __init__(self, message: str, fields: Mapping[str, str] | None = None, status: int = 422):
-        super().__init__(message)
-        self.message = message
-        self.fields = dict(fields or {})
-        self.status = status
-
-
-# --- access ---------------------------------------------------------------------------------------
-
-
-def forbidden() -> NoReturn:
-    abort(403)
-
-
-def _location(slug: str) -> Location:
-    """The location, if this user may see it; unknown and forbidden look alike (403)."""
-    staff = current_staff()
-    location = db.session.scalars(select(Location).where(Location.slug == slug)).first()
-    if location is None or not staff.can_access(location.id):
-        forbidden()
-    return location
-
-
-Owned = TypeVar("Owned", Closure, Resource, ResourceBlock)
-
-
-def _owned(model: type[Owned], row_id: int, location: Location) -> Owned:
-    """The `model` row `row_id` if it belongs to `location`, else 404: the rows of another
-    location do not exist under this one's URLs."""
-    row = db.session.get(model, row_id)
-    if row is None:
-        abort(404)
-    owner = row.resource.location_id if isinstance(row, ResourceBlock) else row.location_id
-    if owner != location.id:
-        abort(404)
-    return row
+# --- access and parsing (what only these pages need; the shared rest is in staff_common) -------
 
 
 def _appointment(appointment_id: int) -> Appointment:
@@ -110,51 +72,6 @@ def _appointment(appointment_id: int) -> Appointment:
     if appt is None or not current_staff().can_access(appt.location_id):
         forbidden()
     return appt
-
-
-def visible_locations(staff: StaffUser) -> list[Location]:
-    query = select(Location).order_by(Location.name)
-    rows = list(db.session.scalars(query))
-    return [x for x in rows if staff.can_access(x.id)]
-
-
-def can_edit_settings(staff: StaffUser, location: Location) -> bool:
-    if staff.role == StaffRole.ADMIN:
-        return staff.active
-    return staff.role == StaffRole.MANAGER and staff.can_access(location.id)
-
-
-def _settings_location(slug: str) -> Location:
-    location = _location(slug)
-    if not can_edit_settings(current_staff(), location):
-        forbidden()
-    return location
-
-
-def _require_admin() -> StaffUser:
-    staff = current_staff()
-    if staff.role != StaffRole.ADMIN:
-        forbidden()
-    return staff
-
-
-def _require_settings_role() -> StaffUser:
-    staff = current_staff()
-    if staff.role not in (StaffRole.ADMIN, StaffRole.MANAGER):
-        forbidden()
-    return staff
-
-
-# --- parsing --------------------------------------------------------------------------------------
-
-
-def _parse_date(value: str | None, field: str = "date") -> dt.date | None:
-    if not value:
-        return None
-    try:
-        return dt.date.fromisoformat(value.strip())
-    except ValueError as exc:
-        raise PageError("Enter the date as YYYY-MM-DD.", {field: "not a date"}, 400) from exc
 
 
 def _parse_time(value: str | None, field: str) -> dt.time:
@@ -188,10 +105,6 @@ def _resource_of(location: Location, raw: str | None, field: str = "resource") -
     return resource
 
 
-def _form(name: str, limit: int = 500) -> str:
-    return request.form.get(name, "").strip()[:limit]
-
-
 def _local(instant: dt.datetime | None, tz: ZoneInfo, fmt: str = "%a %d %b %Y %H:%M") -> str:
     return instant.astimezone(tz).strftime(fmt) if instant else ""
 
@@ -214,41 +127,7 @@ def _furniture() -> dict[str, Any]:
     }
 
 
-@bp.after_request
-def _no_store(response: Response) -> Response:
-    # Patient names and phone numbers: never in a shared or back-button cache.
-    if not request.path.endswith("/grid.css"):
-        response.headers.setdefault("Cache-Control", "no-store")
-    return response
-
-
-@bp.errorhandler(403)
-def _forbidden_page(exc: HTTPException) -> ResponseReturnValue:
-    return render_template("staff/error.html", message="You do not have access to this page."), 403
-
-
-@bp.errorhandler(404)
-def _not_found_page(exc: HTTPException) -> ResponseReturnValue:
-    return render_template("staff/error.html", message="There is nothing here."), 404
-
-
-@bp.errorhandler(PageError)
-def _page_error(exc: PageError) -> ResponseReturnValue:
-    db.session.rollback()
-    return render_template("staff/error.html", message=exc.message, fields=exc.fields), exc.status
-
-
-@bp.errorhandler(DomainError)
-def _domain_error(exc: DomainError) -> ResponseReturnValue:
-    db.session.rollback()
-    return (
-        render_template("staff/error.html", message=exc.message, fields=exc.fields),
-        exc.http_status,
-    )
-
-
-def login(view: Callable[..., Any]) -> Callable[..., Any]:
-    return staff_login_required(view)
+install_pages(bp)
 
 
 _GRID_CSS: str | None = None
@@ -278,9 +157,9 @@ def home() -> ResponseReturnValue:
 @bp.route("/<slug>/calendar")
 @login
 def calendar(slug: str) -> ResponseReturnValue:
-    location = _location(slug)
+    location = page_location(slug)
     tz = ZoneInfo(location.timezone)
-    day = _parse_date(request.args.get("date")) or _today(location)
+    day = parse_date(request.args.get("date")) or _today(location)
     view = request.args.get("view", "day")
     resource = None
     if view == "week":
@@ -313,8 +192,8 @@ def calendar(slug: str) -> ResponseReturnValue:
 @bp.route("/<slug>/summary")
 @login
 def summary(slug: str) -> ResponseReturnValue:
-    location = _location(slug)
-    day = _parse_date(request.args.get("date")) or _today(location)
+    location = page_location(slug)
+    day = parse_date(request.args.get("date")) or _today(location)
     data = calendar_view.day_summary(db.session(), location, day)
     return render_template(
         "staff/summary.html",
@@ -409,7 +288,7 @@ def _describe(appt: Appointment) -> dict[str, str]:
 @login
 def appointment_status(appointment_id: int) -> ResponseReturnValue:
     appt = _appointment(appointment_id)
-    target = _form("status", 32)
+    target = form_value("status", 32)
     if target not in STATUS_ACTIONS:
         return _render_appointment(
             appt, error=PageError("Choose an action.", {"status": "unknown"}), status=422
@@ -449,7 +328,7 @@ def _back_to(appt: Appointment) -> str:
 @login
 def appointment_cancel(appointment_id: int) -> ResponseReturnValue:
     appt = _appointment(appointment_id)
-    reason = _form("reason")
+    reason = form_value("reason")
     if not reason:
         return _render_appointment(
             appt,
@@ -485,9 +364,11 @@ def appointment_move(appointment_id: int) -> ResponseReturnValue:
     tz = ZoneInfo(appt.location.timezone)
     before = _describe(appt)
     try:
-        resource = _resource_of(appt.location, _form("resource", 20)) or appt.resource
-        day = _parse_date(_form("date", 20)) or appt.start_at.astimezone(tz).date()
-        wall = _parse_time(_form("time", 10) or f"{appt.start_at.astimezone(tz):%H:%M}", "time")
+        resource = _resource_of(appt.location, form_value("resource", 20)) or appt.resource
+        day = parse_date(form_value("date", 20)) or appt.start_at.astimezone(tz).date()
+        wall = _parse_time(
+            form_value("time", 10) or f"{appt.start_at.astimezone(tz):%H:%M}", "time"
+        )
         start = _instant(day, wall, tz, "time")
         if start == appt.start_at and resource.id == appt.resource_id:
             raise PageError("That is where the appointment already is.", {"time": "unchanged"})
@@ -555,7 +436,7 @@ def _render_book(
 @bp.route("/<slug>/book", methods=["GET"])
 @login
 def book_form(slug: str) -> ResponseReturnValue:
-    location = _location(slug)
+    location = page_location(slug)
     values = {
         "date": request.args.get("date", "") or _today(location).isoformat(),
         "time": request.args.get("time", ""),
@@ -568,14 +449,14 @@ def book_form(slug: str) -> ResponseReturnValue:
 @bp.route("/<slug>/book", methods=["POST"])
 @login
 def book_submit(slug: str) -> ResponseReturnValue:
-    location = _location(slug)
+    location = page_location(slug)
     tz = ZoneInfo(location.timezone)
     values = {
-        k: _form(k, 2000)
+        k: form_value(k, 2000)
         for k in ("service", "date", "time", "resource", "name", "phone", "email", "note")
     }
     try:
-        day = _parse_date(values["date"])
+        day = parse_date(values["date"])
         if day is None:
             raise PageError("Choose a date.", {"date": "required"})
         start = _instant(day, _parse_time(values["time"], "time"), tz, "time")
@@ -653,7 +534,7 @@ def _render_block_form(
 @bp.route("/<slug>/blocks/new")
 @login
 def block_form(slug: str) -> ResponseReturnValue:
-    location = _location(slug)
+    location = page_location(slug)
     values = {
         "resource": request.args.get("resource", ""),
         "date": request.args.get("date", "") or _today(location).isoformat(),
@@ -668,19 +549,19 @@ def block_form(slug: str) -> ResponseReturnValue:
 @bp.route("/<slug>/blocks", methods=["POST"])
 @login
 def block_create(slug: str) -> ResponseReturnValue:
-    location = _location(slug)
+    location = page_location(slug)
     tz = ZoneInfo(location.timezone)
-    values = {k: _form(k) for k in ("resource", "date", "start", "end", "end_date", "reason")}
+    values = {k: form_value(k) for k in ("resource", "date", "start", "end", "end_date", "reason")}
     resource = None
     start = end = None
     try:
         resource = _resource_of(location, values["resource"])
         if resource is None:
             raise PageError("Choose a chair or room.", {"resource": "required"})
-        day = _parse_date(values["date"])
+        day = parse_date(values["date"])
         if day is None:
             raise PageError("Choose a date.", {"date": "required"})
-        last_day = _parse_date(values["end_date"], "end_date") or day
+        last_day = parse_date(values["end_date"], "end_date") or day
         if not values["reason"]:
             raise PageError("Give a reason for the block.", {"reason": "required"})
         start = _instant(day, _parse_time(values["start"], "start"), tz, "start")
@@ -722,8 +603,8 @@ def block_create(slug: str) -> ResponseReturnValue:
 @bp.route("/<slug>/blocks/<int:block_id>")
 @login
 def block_page(slug: str, block_id: int) -> ResponseReturnValue:
-    location = _location(slug)
-    block = _owned(ResourceBlock, block_id, location)
+    location = page_location(slug)
+    block = owned(ResourceBlock, block_id, location)
     tz = ZoneInfo(location.timezone)
     entries = [
         e
@@ -744,15 +625,15 @@ def block_page(slug: str, block_id: int) -> ResponseReturnValue:
 @bp.route("/<slug>/blocks/<int:block_id>/delete", methods=["POST"])
 @login
 def block_delete(slug: str, block_id: int) -> ResponseReturnValue:
-    location = _location(slug)
+    location = page_location(slug)
     tz = ZoneInfo(location.timezone)
-    block = _owned(ResourceBlock, block_id, location)
+    block = owned(ResourceBlock, block_id, location)
     day = block.start_at.astimezone(tz).date()
     described = {
         "start": _local(block.start_at, tz, "%Y-%m-%d %H:%M"),
         "end": _local(block.end_at, tz, "%Y-%m-%d %H:%M"),
         "reason": block.reason,
-        "unblock_reason": _form("reason"),
+        "unblock_reason": form_value("reason"),
     }
     name = block.resource.name
     booking.delete_block(db.session(), block)
@@ -788,462 +669,8 @@ def audit_log() -> ResponseReturnValue:
     )
 
 
-# --- account: own API tokens ----------------------------------------------------------------------
-
-
-def _render_tokens(
-    owner: StaffUser, new_token: str | None = None, status: int = 200
-) -> ResponseReturnValue:
-    tokens = sorted(owner.tokens, key=lambda t: t.created_at, reverse=True)
-    return (
-        render_template(
-            "staff/account.html",
-            owner=owner,
-            tokens=tokens,
-            new_token=new_token,
-            me=current_staff(),
-            tz=dt.UTC,
-        ),
-        status,
-    )
-
-
-def _token_owner(staff_id: int | None) -> StaffUser:
-    me = current_staff()
-    if staff_id is None or staff_id == me.id:
-        return me
-    _require_admin()
-    owner = db.session.get(StaffUser, staff_id)
-    if owner is None:
-        abort(404)
-    return owner
-
-
-@bp.route("/account")
-@login
-def account() -> ResponseReturnValue:
-    return _render_tokens(current_staff())
-
-
-@bp.route("/account/tokens", methods=["POST"])
-@bp.route("/settings/staff/<int:staff_id>/tokens", methods=["POST"])
-@login
-def token_issue(staff_id: int | None = None) -> ResponseReturnValue:
-    owner = _token_owner(staff_id)
-    label = _form("label", 100)
-    plain = staff_service.issue_token(db.session(), owner, now(), label=label)
-    audit.record(
-        db.session(),
-        actor=current_staff(),
-        action="token.issued",
-        at=now(),
-        target=f"staff {owner.id} ({owner.name})",
-        details={"label": label},
-    )
-    db.session.commit()
-    # Shown once, in this response only; only its hash is kept.
-    return _render_tokens(owner, new_token=plain, status=201)
-
-
-@bp.route("/account/tokens/<int:token_id>/revoke", methods=["POST"])
-@login
-def token_revoke(token_id: int) -> ResponseReturnValue:
-    token = db.session.get(ApiToken, token_id)
-    if token is None:
-        abort(404)
-    owner = _token_owner(token.staff_id)
-    if token.revoked_at is None:
-        token.revoked_at = now()
-        audit.record(
-            db.session(),
-            actor=current_staff(),
-            action="token.revoked",
-            at=now(),
-            target=f"staff {owner.id} ({owner.name})",
-            details={"label": token.label},
-        )
-        db.session.commit()
-    flash("The token is revoked.")
-    if owner.id == current_staff().id:
-        return redirect(url_for("staff.account"), 303)
-    return redirect(url_for("staff.settings_staff_edit", staff_id=owner.id), 303)
-
-
-# --- settings -------------------------------------------------------------------------------------
-
-
-@bp.route("/settings")
-@login
-def settings_home() -> ResponseReturnValue:
-    staff = _require_settings_role()
-    locations = [x for x in visible_locations(staff) if can_edit_settings(staff, x)]
-    services = list(db.session.scalars(select(Service).order_by(Service.name)))
-    editable = [s for s in services if settings_admin.can_edit_service(staff, s)]
-    users = (
-        list(db.session.scalars(select(StaffUser).order_by(StaffUser.name)))
-        if staff.role == StaffRole.ADMIN
-        else []
-    )
-    return render_template(
-        "staff/settings.html",
-        staff=staff,
-        locations=locations,
-        services=editable,
-        users=users,
-    )
-
-
-def _render_location_settings(
-    location: Location, error: DomainError | PageError | None = None, status: int = 200
-) -> ResponseReturnValue:
-    return (
-        render_template(
-            "staff/settings_location.html",
-            location=location,
-            hours=settings_admin.hours_text(location),
-            closures=sorted(location.closures, key=lambda c: c.first_day),
-            resources=calendar_view.location_resources(db.session(), location),
-            error=error,
-            is_admin=current_staff().role == StaffRole.ADMIN,
-        ),
-        status,
-    )
-
-
-def _audit_setting(
-    action: str, location: Location | None, target: str, details: Mapping[str, Any]
-) -> None:
-    audit.record(
-        db.session(),
-        actor=current_staff(),
-        action=action,
-        at=now(),
-        location_id=location.id if location else None,
-        target=target,
-        details=details,
-    )
-
-
-def _settings_post(
-    location: Location, action: str, target: str, change: Callable[[], Mapping[str, Any]]
-) -> ResponseReturnValue:
-    try:
-        details = change()
-    except DomainError as exc:
-        db.session.rollback()
-        db.session.refresh(location)
-        return _render_location_settings(location, exc, exc.http_status)
-    _audit_setting(action, location, target, details)
-    db.session.commit()
-    flash("Saved.")
-    return redirect(url_for("staff.settings_location", slug=location.slug), 303)
-
-
-@bp.route("/settings/locations/new", methods=["GET", "POST"])
-@login
-def settings_location_new() -> ResponseReturnValue:
-    _require_admin()
-    if request.method == "GET":
-        return render_template("staff/settings_location_new.html", values={}, error=None)
-    values = {k: _form(k) for k in ("slug", "name", "timezone", "address", "phone")}
-    try:
-        location = settings_admin.create_location(db.session(), **values)
-    except DomainError as exc:
-        db.session.rollback()
-        return render_template(
-            "staff/settings_location_new.html", values=values, error=exc
-        ), exc.http_status
-    _audit_setting("location.created", location, f"location {location.slug}", values)
-    db.session.commit()
-    return redirect(url_for("staff.settings_location", slug=location.slug), 303)
-
-
-@bp.route("/settings/locations/<slug>", methods=["GET", "POST"])
-@login
-def settings_location(slug: str) -> ResponseReturnValue:
-    location = _settings_location(slug)
-    if request.method == "GET":
-        return _render_location_settings(location)
-    values = {k: _form(k) for k in ("name", "timezone", "address", "phone")}
-    active = None
-    if current_staff().role == StaffRole.ADMIN:
-        active = request.form.get("active") == "on"
-    return _settings_post(
-        location,
-        "location.updated",
-        f"location {location.slug}",
-        lambda: settings_admin.update_location(db.session(), location, active=active, **values),
-    )
-
-
-@bp.route("/settings/locations/<slug>/hours", methods=["POST"])
-@login
-def settings_hours(slug: str) -> ResponseReturnValue:
-    location = _settings_location(slug)
-    texts = {day: _form(f"day{day}", 200) for day in range(7)}
-    return _settings_post(
-        location,
-        "location.hours",
-        f"location {location.slug}",
-        lambda: settings_admin.set_hours(db.session(), location, texts),
-    )
-
-
-@bp.route("/settings/locations/<slug>/closures", methods=["POST"])
-@login
-def settings_closure_add(slug: str) -> ResponseReturnValue:
-    location = _settings_location(slug)
-
-    def change() -> Mapping[str, Any]:
-        try:
-            first = _parse_date(_form("first_day"), "first_day")
-            last = _parse_date(_form("last_day"), "last_day") or first
-        except PageError as exc:
-            raise InvalidInput(exc.message, exc.fields) from exc
-        return settings_admin.add_closure(db.session(), location, first, last, _form("reason", 200))
-
-    return _settings_post(location, "location.closure_added", f"location {location.slug}", change)
-
-
-@bp.route("/settings/locations/<slug>/closures/<int:closure_id>/delete", methods=["POST"])
-@login
-def settings_closure_delete(slug: str, closure_id: int) -> ResponseReturnValue:
-    location = _settings_location(slug)
-    closure = _owned(Closure, closure_id, location)
-    return _settings_post(
-        location,
-        "location.closure_removed",
-        f"location {location.slug}",
-        lambda: settings_admin.delete_closure(db.session(), closure),
-    )
-
-
-@bp.route("/settings/locations/<slug>/resources", methods=["POST"])
-@login
-def settings_resource_add(slug: str) -> ResponseReturnValue:
-    location = _settings_location(slug)
-    return _settings_post(
-        location,
-        "resource.created",
-        f"location {location.slug}",
-        lambda: settings_admin.add_resource(
-            db.session(),
-            location,
-            kind=_form("kind", 16),
-            name=_form("name", 100),
-            position=_form("position", 6),
-        ),
-    )
-
-
-@bp.route("/settings/locations/<slug>/resources/<int:resource_id>", methods=["POST"])
-@login
-def settings_resource_edit(slug: str, resource_id: int) -> ResponseReturnValue:
-    location = _settings_location(slug)
-    resource = _owned(Resource, resource_id, location)
-    return _settings_post(
-        location,
-        "resource.updated",
-        f"{location.slug} resource {resource.id}",
-        lambda: settings_admin.update_resource(
-            db.session(),
-            resource,
-            name=_form("name", 100),
-            position=_form("position", 6),
-            active=request.form.get("active") == "on",
-        ),
-    )
-
-
-SERVICE_FIELDS = (
-    "slug",
-    "name",
-    "kind",
-    "resource_kind",
-    "description",
-    "what_to_bring",
-    "duration_minutes",
-    "prep_minutes",
-    "recovery_minutes",
-    "slot_step_minutes",
-    "min_notice_minutes",
-    "horizon_days",
-    "late_cancel_hours",
-    "public_title",
-)
-
-
-def _render_service(
-    service: Service | None, values: Mapping[str, Any], error: DomainError | None, status: int
-) -> ResponseReturnValue:
-    staff = current_staff()
-    locations = [x for x in visible_locations(staff) if can_edit_settings(staff, x)]
-    return (
-        render_template(
-            "staff/settings_service.html",
-            service=service,
-            values=values,
-            locations=locations,
-            error=error,
-        ),
-        status,
-    )
-
-
-def _service_values(service: Service) -> dict[str, Any]:
-    values: dict[str, Any] = {k: getattr(service, k) for k in SERVICE_FIELDS}
-    values["active"] = service.active
-    values["locations"] = {x.id for x in service.locations}
-    return values
-
-
-def _posted_service() -> dict[str, Any]:
-    values: dict[str, Any] = {k: _form(k, 2000) for k in SERVICE_FIELDS}
-    values["active"] = request.form.get("active") == "on"
-    values["locations"] = {int(x) for x in request.form.getlist("locations") if x.isdigit()}
-    return values
-
-
-@bp.route("/settings/services/new", methods=["GET", "POST"])
-@login
-def settings_service_new() -> ResponseReturnValue:
-    staff = _require_settings_role()
-    if request.method == "GET":
-        return _render_service(None, {"active": True, "locations": set()}, None, 200)
-    values = _posted_service()
-    try:
-        service = settings_admin.save_service(db.session(), staff, None, values)
-    except DomainError as exc:
-        db.session.rollback()
-        return _render_service(None, values, exc, exc.http_status)
-    _audit_setting("service.created", None, f"service {service.slug}", _audit_values(values))
-    db.session.commit()
-    flash("Service created.")
-    return redirect(url_for("staff.settings_service", slug=service.slug), 303)
-
-
-def _audit_values(values: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(values)
-    out["locations"] = sorted(values.get("locations", ()))
-    out.pop("description", None)
-    out.pop("what_to_bring", None)
-    return out
-
-
-@bp.route("/settings/services/<slug>", methods=["GET", "POST"])
-@login
-def settings_service(slug: str) -> ResponseReturnValue:
-    staff = _require_settings_role()
-    service = db.session.scalars(select(Service).where(Service.slug == slug)).first()
-    if service is None or not settings_admin.can_edit_service(staff, service):
-        forbidden()
-    if request.method == "GET":
-        return _render_service(service, _service_values(service), None, 200)
-    values = _posted_service()
-    try:
-        settings_admin.save_service(db.session(), staff, service, values)
-    except DomainError as exc:
-        db.session.rollback()
-        return _render_service(service, values, exc, exc.http_status)
-    _audit_setting("service.updated", None, f"service {service.slug}", _audit_values(values))
-    db.session.commit()
-    flash("Saved.")
-    return redirect(url_for("staff.settings_service", slug=service.slug), 303)
-
-
-def _render_staff_edit(
-    user: StaffUser | None, values: Mapping[str, Any], error: DomainError | None, status: int
-) -> ResponseReturnValue:
-    return (
-        render_template(
-            "staff/settings_staff.html",
-            user=user,
-            values=values,
-            locations=list(db.session.scalars(select(Location).order_by(Location.name))),
-            error=error,
-            roles=list(ROLE_LABELS.items()),
-            tokens=sorted(user.tokens, key=lambda t: t.created_at, reverse=True) if user else [],
-        ),
-        status,
-    )
-
-
-def _posted_staff() -> dict[str, Any]:
-    return {
-        "email": _form("email", 320),
-        "name": _form("name", 200),
-        "role": _form("role", 16),
-        "active": request.form.get("active") == "on",
-        "locations": {int(x) for x in request.form.getlist("locations") if x.isdigit()},
-        # Never echoed back into the page nor logged.
-        "password": request.form.get("password", "")[:1000],
-    }
-
-
-@bp.route("/settings/staff/new", methods=["GET", "POST"])
-@login
-def settings_staff_new() -> ResponseReturnValue:
-    _require_admin()
-    if request.method == "GET":
-        return _render_staff_edit(
-            None, {"active": True, "locations": set(), "role": "front_desk"}, None, 200
-        )
-    values = _posted_staff()
-    try:
-        user = settings_admin.save_staff(db.session(), None, values, hasher())
-    except DomainError as exc:
-        db.session.rollback()
-        values.pop("password")
-        return _render_staff_edit(None, values, exc, exc.http_status)
-    _audit_setting("staff.created", None, f"staff {user.id} ({user.name})", _staff_audit(values))
-    db.session.commit()
-    flash("Staff user created.")
-    return redirect(url_for("staff.settings_staff_edit", staff_id=user.id), 303)
-
-
-def _staff_audit(values: Mapping[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in values.items() if k != "password"}
-    out["locations"] = sorted(values.get("locations", ()))
-    if values.get("password"):
-        out["password_changed"] = True
-    return out
-
-
-@bp.route("/settings/staff/<int:staff_id>", methods=["GET", "POST"])
-@login
-def settings_staff_edit(staff_id: int) -> ResponseReturnValue:
-    me = _require_admin()
-    user = db.session.get(StaffUser, staff_id)
-    if user is None:
-        abort(404)
-    if request.method == "GET":
-        values = {
-            "email": user.email,
-            "name": user.name,
-            "role": user.role,
-            "active": user.active,
-            "locations": {x.id for x in user.locations},
-        }
-        return _render_staff_edit(user, values, None, 200)
-    values = _posted_staff()
-    try:
-        if user.id == me.id and (not values["active"] or values["role"] != StaffRole.ADMIN):
-            raise InvalidInput(
-                "You cannot remove your own admin access.", {"role": "would lock you out"}
-            )
-        settings_admin.save_staff(db.session(), user, values, hasher())
-    except DomainError as exc:
-        db.session.rollback()
-        values.pop("password")
-        return _render_staff_edit(user, values, exc, exc.http_status)
-    _audit_setting("staff.updated", None, f"staff {user.id} ({user.name})", _staff_audit(values))
-    db.session.commit()
-    flash("Saved.")
-    return redirect(url_for("staff.settings_staff_edit", staff_id=user.id), 303)
-
-
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-__all__ = ["AuditEntry", "bp", "init_app"]
+__all__ = ["bp", "init_app"]

@@ -1,0 +1,135 @@
+"""What every staff page shares: access checks, form parsing, the sign-in guard, and the error
+pages and cache rule each staff blueprint installs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn, TypeVar
+
+from flask import Blueprint, Response, abort, render_template, request
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
+
+from scheduler.extensions import db
+from scheduler.models import Closure, Location, Resource, ResourceBlock, StaffRole, StaffUser
+from scheduler.services.errors import DomainError
+from scheduler.web.auth import current_staff, staff_login_required
+
+STATUS_LABELS = {
+    "booked": "Booked",
+    "checked_in": "Checked in",
+    "completed": "Completed",
+    "no_show": "No-show",
+    "cancelled": "Cancelled",
+}
+ROLE_LABELS = {"admin": "Admin", "manager": "Manager", "front_desk": "Front desk", "nurse": "Nurse"}
+
+
+class PageError(Exception):
+    """A form error to show on the page it came from, with its HTTP status."""
+
+    def __init__(self, message: str, fields: Mapping[str, str] | None = None, status: int = 422):
+        super().__init__(message)
+        self.message = message
+        self.fields = dict(fields or {})
+        self.status = status
+
+
+# --- access ---------------------------------------------------------------------------------------
+
+
+def forbidden() -> NoReturn:
+    abort(403)
+
+
+def page_location(slug: str) -> Location:
+    """The location, if this user may see it; unknown and forbidden look alike (403)."""
+    staff = current_staff()
+    location = db.session.scalars(select(Location).where(Location.slug == slug)).first()
+    if location is None or not staff.can_access(location.id):
+        forbidden()
+    return location
+
+
+Owned = TypeVar("Owned", Closure, Resource, ResourceBlock)
+
+
+def owned(model: type[Owned], row_id: int, location: Location) -> Owned:
+    """The `model` row `row_id` if it belongs to `location`, else 404: the rows of another
+    location do not exist under this one's URLs."""
+    row = db.session.get(model, row_id)
+    if row is None:
+        abort(404)
+    owner = row.resource.location_id if isinstance(row, ResourceBlock) else row.location_id
+    if owner != location.id:
+        abort(404)
+    return row
+
+
+def visible_locations(staff: StaffUser) -> list[Location]:
+    query = select(Location).order_by(Location.name)
+    rows = list(db.session.scalars(query))
+    return [x for x in rows if staff.can_access(x.id)]
+
+
+def can_edit_settings(staff: StaffUser, location: Location) -> bool:
+    if staff.role == StaffRole.ADMIN:
+        return staff.active
+    return staff.role == StaffRole.MANAGER and staff.can_access(location.id)
+
+
+# --- parsing --------------------------------------------------------------------------------------
+
+
+def parse_date(value: str | None, field: str = "date") -> dt.date | None:
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError as exc:
+        raise PageError("Enter the date as YYYY-MM-DD.", {field: "not a date"}, 400) from exc
+
+
+def form_value(name: str, limit: int = 500) -> str:
+    return request.form.get(name, "").strip()[:limit]
+
+
+# --- the guard and the error pages ----------------------------------------------------------------
+
+
+def login(view: Callable[..., Any]) -> Callable[..., Any]:
+    return staff_login_required(view)
+
+
+def install_pages(bp: Blueprint) -> None:
+    """The cache rule and error pages of every staff blueprint."""
+
+    @bp.after_request
+    def _no_store(response: Response) -> Response:
+        # Patient names and phone numbers: never in a shared or back-button cache.
+        if not request.path.endswith("/grid.css"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @bp.errorhandler(403)
+    def _forbidden_page(exc: HTTPException) -> ResponseReturnValue:
+        message = "You do not have access to this page."
+        return render_template("staff/error.html", message=message), 403
+
+    @bp.errorhandler(404)
+    def _not_found_page(exc: HTTPException) -> ResponseReturnValue:
+        return render_template("staff/error.html", message="There is nothing here."), 404
+
+    @bp.errorhandler(PageError)
+    def _page_error(exc: PageError) -> ResponseReturnValue:
+        db.session.rollback()
+        page = render_template("staff/error.html", message=exc.message, fields=exc.fields)
+        return page, exc.status
+
+    @bp.errorhandler(DomainError)
+    def _domain_error(exc: DomainError) -> ResponseReturnValue:
+        db.session.rollback()
+        page = render_template("staff/error.html", message=exc.message, fields=exc.fields)
+        return page, exc.http_status
