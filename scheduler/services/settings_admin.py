@@ -10,12 +10,14 @@ import datetime as dt
 import re
 from collections.abc import Mapping
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from argon2 import PasswordHasher
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from scheduler.models import (
+    Appointment,
     Closure,
     Location,
     OpeningHours,
@@ -27,7 +29,7 @@ from scheduler.models import (
     StaffUser,
 )
 from scheduler.services.clock import is_valid_zone
-from scheduler.services.errors import Forbidden, InvalidInput
+from scheduler.services.errors import Conflict, Forbidden, InvalidInput
 from scheduler.services.patients import normalize_email, normalize_phone
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -227,9 +229,17 @@ def add_resource(
 
 
 def update_resource(
-    session: Session, resource: Resource, *, name: str, position: str, active: bool
+    session: Session,
+    resource: Resource,
+    *,
+    name: str,
+    position: str,
+    active: bool,
+    now: dt.datetime,
 ) -> dict[str, Any]:
     fields: dict[str, str] = {}
+    if resource.active and not active:
+        _refuse_with_visits_ahead(session, resource, now)
     name = _require(fields, "name", name, 100)
     clash = session.scalars(
         select(Resource).where(
@@ -247,6 +257,36 @@ def update_resource(
     session.flush()
     after = f"{resource.name} #{resource.position} {'active' if resource.active else 'inactive'}"
     return {"from": before, "to": after}
+
+
+def _refuse_with_visits_ahead(session: Session, resource: Resource, now: dt.datetime) -> None:
+    """A chair taken out of use for good must not strand the visits booked on it: they are moved
+    or cancelled first (a block is the way to take it out for a while)."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Bookings share-lock their candidate chairs: none is half-way through booking this one,
+        # and any that comes after this transaction finds the chair inactive.
+        session.execute(select(Resource.id).where(Resource.id == resource.id).with_for_update())
+    ahead = list(
+        session.scalars(
+            select(Appointment)
+            .where(
+                Appointment.resource_id == resource.id,
+                Appointment.active.is_(True),
+                Appointment.occupied_end > now,
+            )
+            .order_by(Appointment.start_at)
+            .limit(6)
+        )
+    )
+    if ahead:
+        tz = ZoneInfo(resource.location.timezone)
+        times = ", ".join(a.start_at.astimezone(tz).strftime("%a %d %b %H:%M") for a in ahead[:5])
+        more = " and more" if len(ahead) > 5 else ""
+        raise Conflict(
+            f"{resource.name} has booked visits ahead ({times}{more}). Move or cancel them "
+            "first, or block the chair for a while instead.",
+            {"active": "has booked visits ahead"},
+        )
 
 
 # --- services -------------------------------------------------------------------------------------

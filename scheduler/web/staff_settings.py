@@ -339,6 +339,7 @@ def settings_resource_edit(slug: str, resource_id: int) -> ResponseReturnValue:
             name=form_value("name", 100),
             position=form_value("position", 6),
             active=request.form.get("active") == "on",
+            now=now(),
         ),
     )
 

@@ -482,3 +482,34 @@ def test_empty_hours_link_to_booking_there(client, session, clinic):
     form = client.get(link.replace("&amp;", "&")).get_data(as_text=True)
     assert 'name="time" step="300" value="14:00"' in form
     assert f'<option value="{chair2.id}" selected>' in form
+
+
+def test_a_chair_with_visits_ahead_cannot_be_retired_until_they_are_moved_or_cancelled(
+    client, session, clinic, clock
+):
+    from scheduler.models import Resource
+    from scheduler.services.settings import ClinicSettings
+
+    _signed_in(client, clinic, "manager")
+    chair1 = clinic.sf.resources[0]
+    appt = book(session, clinic.sf, clinic.infusion, at(DAY, 10), clock.now, resource_id=chair1.id)
+    session.commit()
+    url = f"/staff/settings/locations/sf/resources/{chair1.id}"
+    form = {"name": chair1.name, "position": str(chair1.position)}  # "active" left unticked
+    r = client.post(url, data=form)
+    assert r.status_code == 409
+    page = r.get_data(as_text=True)
+    assert "has booked visits ahead" in page and "10:00" in page
+    session.expire_all()
+    assert session.get(Resource, chair1.id).active is True
+    booking.cancel(
+        session,
+        session.get(Appointment, appt.id),
+        now=clock.now,
+        settings=ClinicSettings(),
+        by_staff=True,
+    )
+    session.commit()
+    assert client.post(url, data=form).status_code == 303
+    session.expire_all()
+    assert session.get(Resource, chair1.id).active is False
