@@ -17,7 +17,7 @@ from twilio.request_validator import RequestValidator
 from scheduler import jobs
 from scheduler.extensions import db
 from scheduler.models import Reminder
-from scheduler.services import reminders
+from scheduler.services import reminders, sms_replies
 from tests.factories import make_location, make_service
 from tests.twilio_server import AUTH_TOKEN, TwilioServer
 
@@ -251,7 +251,7 @@ def test_permanent_errors_are_recorded_and_not_retried(app, client, session, twi
         select(Reminder).where(Reminder.appointment_id == appt["id"]).order_by(Reminder.due_at)
     ).first()
     assert (row.status, row.error_code, row.reason) == ("failed", code, "rejected")
-    history = reminders.history(session, appt["id"])
+    history = sms_replies.history(session, appt["id"])
     assert any(h.event == "failed" and code in h.detail for h in history)
 
 
@@ -315,7 +315,7 @@ def test_a_status_callback_before_the_worker_records_is_kept(
     row = session.get(Reminder, item.id)
     session.refresh(row)
     assert (row.status, row.provider_status, row.sent_at) == ("delivered", "delivered", t)
-    events = [(h.event, h.at) for h in reminders.history(session, appt["id"])]
+    events = [(h.event, h.at) for h in sms_replies.history(session, appt["id"])]
     assert events[2:4] == [("sent", t), ("delivered", t + SECOND)]
 
 

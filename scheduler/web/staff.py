@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import importlib
 from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -33,7 +32,7 @@ from scheduler.models import (
     ResourceBlock,
     StaffRole,
 )
-from scheduler.services import audit, booking, calendar_view
+from scheduler.services import audit, booking, calendar_view, sms_replies
 from scheduler.services.clock import NonexistentLocalTime, local_to_utc
 from scheduler.services.errors import Conflict, DomainError
 from scheduler.services.patients import PatientDetails
@@ -209,31 +208,9 @@ def summary(slug: str) -> ResponseReturnValue:
 # --- appointments ---------------------------------------------------------------------------------
 
 
-def _reminder_history(appointment_id: int) -> list[dict[str, Any]] | None:
-    """Reminder rows from scheduler.services.reminders.history, when that feature exists."""
-    try:
-        module = importlib.import_module("scheduler.services.reminders")
-    except ImportError:
-        return None
-    history = getattr(module, "history", None)
-    if history is None:
-        return None
-    rows: list[dict[str, Any]] = []
-    for item in history(db.session, appointment_id):
-        if dataclasses.is_dataclass(item) and not isinstance(item, type):
-            rows.append(dataclasses.asdict(item))
-        elif isinstance(item, Mapping):
-            rows.append(dict(item))
-        elif hasattr(item, "_asdict"):
-            rows.append(item._asdict())
-        else:
-            fields = {
-                k: getattr(item, k)
-                for k in ("kind", "channel", "status", "due_at", "sent_at", "error")
-                if hasattr(item, k)
-            }
-            rows.append(fields or {"entry": str(item)})
-    return rows
+def _reminder_history(appointment_id: int) -> list[dict[str, Any]]:
+    """The visit's reminder texts, replies and delivery reports, for the appointment page."""
+    return [dataclasses.asdict(row) for row in sms_replies.history(db.session(), appointment_id)]
 
 
 def _render_appointment(

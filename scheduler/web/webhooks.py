@@ -11,7 +11,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from scheduler.extensions import csrf, db
-from scheduler.services import reminders
+from scheduler.services import sms_replies
 from scheduler.web.common import now, settings
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks/twilio")
@@ -47,7 +47,7 @@ def inbound_sms() -> Response:
     message_sid = request.form.get("MessageSid") or request.form.get("SmsSid") or ""
     if not phone or not message_sid:
         abort(400, "From and MessageSid are required")
-    result = reminders.handle_inbound(
+    result = sms_replies.handle_inbound(
         db.session(),
         phone=phone,
         body=request.form.get("Body", ""),
@@ -64,7 +64,7 @@ def inbound_sms() -> Response:
 def status_callback() -> Response:
     _require_signature()
     reminder_id = request.args.get("r", type=int)
-    reminders.record_status(
+    sms_replies.record_status(
         db.session(),
         message_sid=request.form.get("MessageSid") or request.form.get("SmsSid") or "",
         status=request.form.get("MessageStatus") or request.form.get("SmsStatus") or "",

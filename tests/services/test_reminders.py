@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from scheduler.models import Appointment, Reminder, ReminderStatus, SmsInbound, SmsOptOut
-from scheduler.services import booking, reminders
+from scheduler.services import booking, reminders, sms_replies
 from scheduler.services.patients import PatientDetails
 from scheduler.services.settings import ClinicSettings
 from tests.factories import make_location, make_service
@@ -288,7 +288,7 @@ def test_release_hands_back_unhandled_rows(session, clinic):
 
 
 def _inbound(session, body, sid, phone="+14155550123", **kw):
-    return reminders.handle_inbound(
+    return sms_replies.handle_inbound(
         session, phone=phone, body=body, message_sid=sid, now=NOW, settings=SETTINGS, **kw
     )
 
@@ -344,7 +344,7 @@ def test_status_callbacks_move_forward_only(session, clinic):
     at = NOW + H
 
     def cb(status, sid="SM1", code=""):
-        return reminders.record_status(
+        return sms_replies.record_status(
             session, message_sid=sid, status=status, error_code=code, now=at, reminder_id=row.id
         )
 
@@ -361,7 +361,7 @@ def test_undelivered_callback_records_failure_with_code(session, clinic):
     appt = _book(session, "sf", "inf", la(2026, 12, 3, 11))
     row = _rows(session, appt.id)[0]
     row.status, row.provider_sid, row.provider_status = ReminderStatus.SENT, "SM9", "sent"
-    assert reminders.record_status(
+    assert sms_replies.record_status(
         session, message_sid="SM9", status="undelivered", error_code="30003", now=NOW
     )
     assert (row.status, row.error_code) == ("failed", "30003")
@@ -375,12 +375,12 @@ def test_history_lists_planned_sent_delivered_failed_and_confirmed(session, clin
         la(2026, 12, 1, 11),
         "SM1",
     )
-    reminders.record_status(
+    sms_replies.record_status(
         session, message_sid="SM1", status="delivered", error_code="", now=la(2026, 12, 1, 11, 1)
     )
     second.status, second.failed_at = ReminderStatus.FAILED, la(2026, 12, 3, 9)
     second.error_code, second.reason = "21211", "rejected"
-    reminders.handle_inbound(
+    sms_replies.handle_inbound(
         session,
         phone="+14155550123",
         body="C",
@@ -388,7 +388,7 @@ def test_history_lists_planned_sent_delivered_failed_and_confirmed(session, clin
         now=la(2026, 12, 1, 12),
         settings=SETTINGS,
     )
-    events = [(h.event, h.at) for h in reminders.history(session, appt.id)]
+    events = [(h.event, h.at) for h in sms_replies.history(session, appt.id)]
     assert events == [
         ("planned", NOW),
         ("planned", NOW),
@@ -397,7 +397,7 @@ def test_history_lists_planned_sent_delivered_failed_and_confirmed(session, clin
         ("confirmed", la(2026, 12, 1, 12)),
         ("failed", la(2026, 12, 3, 9)),
     ]
-    assert "21211" in reminders.history(session, appt.id)[-1].detail
+    assert "21211" in sms_replies.history(session, appt.id)[-1].detail
     assert session.get(Appointment, appt.id).confirmed_at == la(2026, 12, 1, 12)
 
 

@@ -1,0 +1,289 @@
+"""Texts from patients and from the provider: replies to reminders (STOP and START, HELP, C to
+confirm), delivery status callbacks, and the reminder history staff see on a visit.
+
+Opt-outs mirror the provider's own handling of the standard keywords; a confirmation is written
+through the booking service, the only writer of appointments.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scheduler.models import (
+    Appointment,
+    AppointmentStatus,
+    Location,
+    Patient,
+    Reminder,
+    ReminderStatus,
+    SmsInbound,
+    SmsOptOut,
+)
+from scheduler.services.reminders import local_when, render_text
+from scheduler.services.settings import ClinicSettings
+
+# Twilio's standard keywords (it handles these itself too; we mirror its state).
+OPT_OUT_WORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+)
+OPT_IN_WORDS = frozenset({"START", "UNSTOP", "YES"})
+HELP_WORDS = frozenset({"HELP", "INFO"})
+CONFIRM_WORDS = frozenset({"C", "Y", "YES", "CONFIRM"})
+
+
+# --- inbound texts and status callbacks -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InboundResult:
+    action: str  # confirm | opt_out | opt_in | help | unknown | duplicate
+    reply: str | None  # the text to answer with (None: no reply)
+    appointment_id: int | None = None
+
+
+def keyword(body: str) -> str:
+    return re.sub(r"[^A-Z]", "", body.strip().upper())
+
+
+def _next_appointment(session: Session, phone: str, now: dt.datetime) -> Appointment | None:
+    return session.scalars(
+        select(Appointment)
+        .join(Patient, Patient.id == Appointment.patient_id)
+        .where(
+            Patient.phone == phone,
+            Appointment.active.is_(True),
+            Appointment.status == AppointmentStatus.BOOKED,
+            Appointment.start_at > now,
+        )
+        .order_by(Appointment.start_at)
+        .limit(1)
+    ).first()
+
+
+def _set_opt_out(
+    session: Session, phone: str, opted_out: bool, word: str, now: dt.datetime
+) -> None:
+    row = session.scalars(select(SmsOptOut).where(SmsOptOut.phone == phone)).first()
+    if row is None:
+        if not opted_out:
+            return
+        row = SmsOptOut(phone=phone)
+        session.add(row)
+    row.opted_out = opted_out
+    row.keyword = word[:16]
+    row.changed_at = now
+
+
+def _clinic_phone(session: Session, appointment: Appointment | None) -> str:
+    if appointment is not None and appointment.location.phone:
+        return appointment.location.phone
+    return (
+        session.scalar(
+            select(Location.phone)
+            .where(Location.active.is_(True), Location.phone != "")
+            .order_by(Location.id)
+            .limit(1)
+        )
+        or ""
+    )
+
+
+def handle_inbound(
+    session: Session,
+    *,
+    phone: str,
+    body: str,
+    message_sid: str,
+    now: dt.datetime,
+    settings: ClinicSettings,
+    opt_out_type: str = "",
+) -> InboundResult:
+    """Apply one inbound SMS: C/YES confirm the next visit, STOP & co. opt out, START opts in,
+    HELP answers. Recorded by MessageSid, so a redelivered webhook changes nothing twice."""
+    if session.scalar(select(SmsInbound.id).where(SmsInbound.message_sid == message_sid)):
+        return InboundResult("duplicate", None)
+    word = keyword(body)
+    kind = opt_out_type.strip().upper()
+    if kind == "STOP" or (not kind and word in OPT_OUT_WORDS):
+        action = "opt_out"
+    elif word in CONFIRM_WORDS:
+        action = "confirm"
+    elif kind == "START" or word in OPT_IN_WORDS:
+        action = "opt_in"
+    elif kind == "HELP" or word in HELP_WORDS:
+        action = "help"
+    else:
+        action = "unknown"
+    appointment = _next_appointment(session, phone, now)
+    reply: str | None = None
+    confirmed_id: int | None = None
+    values = {"clinic": settings.clinic_name, "phone": _clinic_phone(session, appointment)}
+    if action == "opt_out":
+        # Twilio has already stopped delivery and sent its own answer: no reply from us.
+        _set_opt_out(session, phone, True, word or kind, now)
+    elif action == "opt_in":
+        _set_opt_out(session, phone, False, word or kind, now)
+    if action == "confirm":
+        if word in OPT_IN_WORDS:  # "YES" also re-subscribes at Twilio
+            _set_opt_out(session, phone, False, word, now)
+        if appointment is None:
+            reply = render_text("nothing_to_confirm.txt", **values)
+        else:
+            from scheduler.services import booking  # booking -> notifications -> reminders
+
+            booking.confirm(session, appointment, now)
+            confirmed_id = appointment.id
+            tz = ZoneInfo(appointment.location.timezone)
+            reply = render_text(
+                "confirmed.txt",
+                when=local_when(appointment.start_at, tz),
+                location=appointment.location.name,
+                **values,
+            )
+    elif action == "help":
+        reply = render_text("help.txt", **values)
+    elif action == "unknown":
+        reply = render_text("unknown.txt", **values)
+    session.add(
+        SmsInbound(
+            message_sid=message_sid[:64],
+            phone=phone[:20],
+            action=action,
+            appointment_id=confirmed_id,
+            received_at=now,
+        )
+    )
+    session.flush()
+    return InboundResult(action, reply, confirmed_id)
+
+
+_PROVIDER_RANK = {
+    "accepted": 1,
+    "scheduled": 1,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "canceled": 4,
+}
+
+
+def record_status(
+    session: Session,
+    *,
+    message_sid: str,
+    status: str,
+    error_code: str,
+    now: dt.datetime,
+    reminder_id: int | None = None,
+) -> bool:
+    """Apply a delivery status callback; duplicates and out-of-order ones change nothing."""
+    status = status.strip().lower()
+    rank = _PROVIDER_RANK.get(status)
+    if rank is None or not message_sid:
+        return False
+    row: Reminder | None = None
+    if reminder_id is not None:
+        row = session.get(Reminder, reminder_id)
+        if row is not None and row.provider_sid not in (None, message_sid):
+            row = None  # a callback for another send of the same reminder
+    if row is None:
+        row = session.scalars(select(Reminder).where(Reminder.provider_sid == message_sid)).first()
+    if row is None:
+        return False
+    if _PROVIDER_RANK.get(row.provider_status, 0) >= rank:
+        return False
+    row.provider_status = status
+    if row.provider_sid is None:
+        row.provider_sid = message_sid
+    if status == "delivered":
+        row.status = ReminderStatus.DELIVERED
+        row.delivered_at = now
+    elif status in ("undelivered", "failed", "canceled"):
+        row.status = ReminderStatus.FAILED
+        row.failed_at = now
+        row.error_code = error_code[:16]
+        row.reason = status
+    session.flush()
+    return True
+
+
+# --- history for staff ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One line of an appointment's SMS history, oldest first."""
+
+    at: dt.datetime
+    event: str  # planned | sent | delivered | failed | skipped | cancelled | confirmed
+    reminder_id: int | None
+    due_at: dt.datetime | None
+    detail: str
+
+
+def history(session: Session, appointment_id: int) -> list[HistoryRow]:
+    rows: list[HistoryRow] = []
+    for r in session.scalars(
+        select(Reminder).where(Reminder.appointment_id == appointment_id).order_by(Reminder.id)
+    ):
+        label = _offset_label(r.offset_minutes)
+        rows.append(HistoryRow(r.created_at, "planned", r.id, r.due_at, label))
+        if r.sent_at is not None:
+            rows.append(HistoryRow(r.sent_at, "sent", r.id, r.due_at, label))
+        if r.delivered_at is not None:
+            rows.append(HistoryRow(r.delivered_at, "delivered", r.id, r.due_at, label))
+        if r.status == ReminderStatus.FAILED:
+            detail = f"{label}: {r.reason or 'failed'}" + (
+                f" (error {r.error_code})" if r.error_code else ""
+            )
+            rows.append(
+                HistoryRow(
+                    r.failed_at or r.closed_at or r.created_at, "failed", r.id, r.due_at, detail
+                )
+            )
+        elif r.status in (ReminderStatus.SKIPPED, ReminderStatus.CANCELLED):
+            rows.append(
+                HistoryRow(
+                    r.closed_at or r.created_at,
+                    str(r.status),
+                    r.id,
+                    r.due_at,
+                    f"{label}: {r.reason}",
+                )
+            )
+        elif r.status == ReminderStatus.PENDING and r.error_code:
+            # Listed at the next attempt (the failed attempt's time is not kept).
+            rows.append(
+                HistoryRow(
+                    r.next_attempt_at,
+                    "retrying",
+                    r.id,
+                    r.due_at,
+                    f"{label}: {r.reason}, next attempt at this time",
+                )
+            )
+    for inbound in session.scalars(
+        select(SmsInbound)
+        .where(SmsInbound.appointment_id == appointment_id, SmsInbound.action == "confirm")
+        .order_by(SmsInbound.id)
+    ):
+        rows.append(HistoryRow(inbound.received_at, "confirmed", None, None, "patient replied C"))
+    order = {"planned": 0, "sent": 1, "delivered": 2}
+    return sorted(rows, key=lambda h: (h.at, order.get(h.event, 3)))
+
+
+def _offset_label(minutes: int) -> str:
+    if minutes % (24 * 60) == 0:
+        return f"{minutes // (24 * 60)} d before"
+    if minutes % 60 == 0:
+        return f"{minutes // 60} h before"
+    return f"{minutes} min before"
