@@ -213,6 +213,20 @@ def _reminder_history(appointment_id: int) -> list[dict[str, Any]]:
     return [dataclasses.asdict(row) for row in sms_replies.history(db.session(), appointment_id)]
 
 
+def _audit_visit(appt: Appointment, action: str, details: Mapping[str, Any]) -> None:
+    """The audit entry for a staff action on a visit (`appointment.<action>`); the caller commits."""
+    audit.record(
+        db.session(),
+        actor=current_staff(),
+        action=f"appointment.{action}",
+        at=now(),
+        location_id=appt.location_id,
+        appointment_id=appt.id,
+        target=f"appointment {appt.id}",
+        details=details,
+    )
+
+
 def _render_appointment(
     appt: Appointment, *, error: PageError | DomainError | None = None, status: int = 200
 ) -> ResponseReturnValue:
@@ -276,16 +290,7 @@ def appointment_status(appointment_id: int) -> ResponseReturnValue:
     except DomainError as exc:
         db.session.rollback()
         return _render_appointment(appt, error=exc, status=exc.http_status)
-    audit.record(
-        db.session(),
-        actor=current_staff(),
-        action=f"appointment.{target}",
-        at=now(),
-        location_id=appt.location_id,
-        appointment_id=appt.id,
-        target=f"appointment {appt.id}",
-        details={"from": before, "to": appt.status},
-    )
+    _audit_visit(appt, target, {"from": before, "to": appt.status})
     db.session.commit()
     flash(f"{appt.patient.name}: {STATUS_LABELS[appt.status].lower()}.")
     return redirect(_back_to(appt), 303)
@@ -319,16 +324,7 @@ def appointment_cancel(appointment_id: int) -> ResponseReturnValue:
     except DomainError as exc:
         db.session.rollback()
         return _render_appointment(appt, error=exc, status=exc.http_status)
-    audit.record(
-        db.session(),
-        actor=current_staff(),
-        action="appointment.cancelled",
-        at=now(),
-        location_id=appt.location_id,
-        appointment_id=appt.id,
-        target=f"appointment {appt.id}",
-        details={"reason": reason},
-    )
+    _audit_visit(appt, "cancelled", {"reason": reason})
     db.session.commit()
     flash(f"{appt.patient.name}'s appointment is cancelled.")
     return redirect(url_for("staff.appointment", appointment_id=appt.id), 303)
@@ -364,15 +360,10 @@ def appointment_move(appointment_id: int) -> ResponseReturnValue:
         db.session.refresh(appt)
         status = exc.status if isinstance(exc, PageError) else exc.http_status
         return _render_appointment(appt, error=exc, status=status)
-    audit.record(
-        db.session(),
-        actor=current_staff(),
-        action="appointment.moved",
-        at=now(),
-        location_id=appt.location_id,
-        appointment_id=appt.id,
-        target=f"appointment {appt.id}",
-        details={
+    _audit_visit(
+        appt,
+        "moved",
+        {
             "from": f"{before['resource']} {before['start']}",
             "to": f"{appt.resource.name} {_local(appt.start_at, tz, '%Y-%m-%d %H:%M')}",
         },
@@ -464,16 +455,7 @@ def book_submit(slug: str) -> ResponseReturnValue:
         db.session.rollback()
         status = exc.status if isinstance(exc, PageError) else exc.http_status
         return _render_book(location, values, exc, status)
-    audit.record(
-        db.session(),
-        actor=current_staff(),
-        action="appointment.booked",
-        at=now(),
-        location_id=location.id,
-        appointment_id=appt.id,
-        target=f"appointment {appt.id}",
-        details={"service": appt.service.slug, **_describe(appt)},
-    )
+    _audit_visit(appt, "booked", {"service": appt.service.slug, **_describe(appt)})
     db.session.commit()
     flash(
         f"Booked {appt.patient.name} in {appt.resource.name} at "
