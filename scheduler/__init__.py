@@ -7,10 +7,11 @@ from typing import Any
 
 from flask import Flask, request
 from flask.typing import ResponseReturnValue
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
-from scheduler import db as _db  # noqa: F401  (registers the SQLite connection rules)
 from scheduler import logs
+from scheduler.db import is_deadlock, normalize_url  # importing it registers the SQLite rules
 from scheduler.extensions import csrf, db, limiter, login_manager, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +30,7 @@ def create_app(config: object | None = None) -> Flask:
     )
     logs.install()
     app.config.from_object(config if config is not None else Config())
-    app.config["SQLALCHEMY_DATABASE_URI"] = _db.normalize_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    app.config["SQLALCHEMY_DATABASE_URI"] = normalize_url(app.config["SQLALCHEMY_DATABASE_URI"])
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
@@ -81,6 +82,14 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:
+        if isinstance(exc, OperationalError) and is_deadlock(exc):
+            # PostgreSQL aborted this transaction to break a lock cycle with a concurrent one:
+            # nothing was written, and the same request may simply be sent again.
+            db.session.rollback()
+            message = "Another change got there at the same moment. Please try again."
+            if request.path.startswith("/api/"):
+                return json_error(409, "conflict", message)
+            return message, 409
         app.logger.exception("unhandled error on %s %s", request.method, request.path)
         db.session.rollback()
         if request.path.startswith("/api/"):

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from sqlalchemy import event
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
@@ -42,6 +43,11 @@ def _sqlite_begin_immediate(conn: Connection) -> None:
     # its insert then run under one lock, and no deferred reader fails later on upgrade.
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def is_deadlock(exc: OperationalError) -> bool:
+    """PostgreSQL aborted the transaction to break a lock cycle with a concurrent one (40P01)."""
+    return getattr(exc.orig, "sqlstate", None) == "40P01"
 
 
 def attach(session: Session, obj: T, *, written: bool = False) -> T:

@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from scheduler.db import attach
+from scheduler.db import attach, is_deadlock
 from scheduler.models import (
     ACTIVE_STATUSES,
     Appointment,
@@ -231,10 +231,6 @@ def _constraint_name(exc: IntegrityError | OperationalError) -> str:
     return getattr(diag, "constraint_name", None) or ""
 
 
-def _is_deadlock(exc: OperationalError) -> bool:
-    return getattr(exc.orig, "sqlstate", None) == "40P01"
-
-
 def _patient_overlap(
     session: Session, patient_id: int, start: dt.datetime, end: dt.datetime, exclude: int | None
 ) -> bool:
@@ -279,7 +275,7 @@ def _place(
             if _constraint_name(exc) != "no_double_booking":
                 raise
         except OperationalError as exc:
-            if not _is_deadlock(exc):
+            if not is_deadlock(exc):
                 raise
     raise SlotUnavailable("That time has just been taken. Please choose another.")
 
@@ -306,7 +302,7 @@ def book(
         # PostgreSQL broke a lock cycle with a concurrent change (another booking or move of the
         # same patient, a chair being edited) by aborting this transaction: the caller rolls
         # back, and the request may simply be sent again.
-        if _is_deadlock(exc):
+        if is_deadlock(exc):
             raise SlotUnavailable("That time has just been taken. Please choose another.") from exc
         raise
 

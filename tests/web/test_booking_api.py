@@ -390,3 +390,24 @@ def test_a_deadlock_with_a_concurrent_change_is_a_409_not_a_500(client, clinic, 
     assert r.get_json()["error"]["code"] == "slot_unavailable"
     monkeypatch.undo()
     assert book(client, at("10:00")).status_code == 201
+
+
+def test_a_deadlock_in_any_other_write_is_a_409_too(client, clinic, monkeypatch):
+    """The app-wide backstop: a cancel that PostgreSQL aborts to break a lock cycle answers 409
+    in the error shape (send again), and changes nothing."""
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    from scheduler.services import booking
+
+    token = book(client, at("10:00")).get_json()["manage_token"]
+
+    def deadlocked(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("UPDATE", {}, psycopg.errors.DeadlockDetected("deadlock detected"))
+
+    monkeypatch.setattr(booking, "cancel", deadlocked)
+    r = client.post(f"/api/v1/manage/{token}/cancel")
+    assert r.status_code == 409, r.get_json()
+    assert r.get_json()["error"]["code"] == "conflict"
+    monkeypatch.undo()
+    assert client.get(f"/api/v1/manage/{token}").get_json()["status"] == "booked"
