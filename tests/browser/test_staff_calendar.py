@@ -181,6 +181,34 @@ def test_a_block_over_a_booking_is_refused_showing_which(desk, session, clock):
     desk.shot("05-block-refused")
 
 
+def test_retiring_a_chair_with_a_visit_ahead_is_refused_showing_which(desk, session, clock):
+    clinic = make_clinic(session)
+    chair1 = clinic.sf.resources[0]
+    book(
+        session,
+        clinic.sf,
+        clinic.infusion,
+        at(DAY, 10),
+        clock.now,
+        name="Grace Hopper",
+        resource_id=chair1.id,
+    )
+    email, chair_id = clinic.users["manager"].email, chair1.id
+    session.commit()
+    page = desk.page
+    desk.sign_in(email)
+    page.goto(f"{desk.base}/staff/settings/locations/sf")
+    row = page.locator("#resources tbody tr").filter(has=page.locator(f'[form="res{chair_id}"]'))
+    row.get_by_label("Active").uncheck()
+    row.get_by_role("button", name="Save").click()
+    page.get_by_text("has booked visits ahead").first.wait_for()
+    assert "10:00" in page.content()
+    # Refused: the chair is still active on the page shown after the refusal.
+    page.goto(f"{desk.base}/staff/settings/locations/sf")
+    assert row.get_by_label("Active").is_checked()
+    desk.shot("08-retire-refused")
+
+
 @pytest.fixture
 def busy(session: Any, clock: Any) -> Any:
     loc, appts = busy_day(session, clock.now)
