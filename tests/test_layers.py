@@ -21,7 +21,7 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-LOWER = sorted([*(PACKAGE / "services").glob("*.py"), PACKAGE / "models.py"])
+LOWER = sorted([*(PACKAGE / "services").glob("*.py"), *(PACKAGE / "models").glob("*.py")])
 
 
 @pytest.mark.parametrize("path", LOWER, ids=lambda p: p.name)

@@ -1,4 +1,8 @@
-"""Database models: the clinic (locations, hours, resources, services), patients, appointments."""
+"""Database models: the clinic (locations, hours, resources, services), patients, appointments.
+
+A package: new aggregates (rota, courses, waitlist) get a module of their own here, imported at
+the end of this file so that `from scheduler.models import X` keeps working for every model.
+"""
 
 from __future__ import annotations
 
