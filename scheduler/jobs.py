@@ -18,7 +18,8 @@ Each job run: the reminder pass (then the invite mail outbox, when installed). A
 REMINDER_BATCH_SIZE rows at a time under a REMINDER_LEASE_SECONDS lease, re-checks the visits
 at most REMINDER_RECHECK_SECONDS before sending, keeps up to REMINDER_SEND_CONCURRENCY texts in
 flight on a small thread pool (only HTTP there; the database stays on the job's thread) and
-records accepted texts together, at each re-check and at the end of the batch.
+records each text's outcome as soon as its answer is taken in, before the next text goes to the
+pool: a worker killed mid-batch can repeat at most REMINDER_SEND_CONCURRENCY texts.
 """
 
 from __future__ import annotations
@@ -161,9 +162,11 @@ class _Batch:
     ) -> None:
         self.rows, self.sender, self.now, self.settings = rows, sender, now, settings
         self.result, self.pool, self.concurrency = result, pool, concurrency
-        # Accepted texts are recorded together, at each re-check and at the end of the batch:
-        # one statement instead of a round trip per text. A crash leaves them `sending`: they
-        # are the rows in flight, sent again after the lease.
+        # Accepted texts are recorded as soon as their answers are taken in (the ones that
+        # finished together in one statement), before another text is handed to the pool. So
+        # at any instant at most `concurrency` texts have reached the provider without being
+        # recorded: a worker killed then (SIGKILL) leaves only those `sending`, and only they
+        # can go twice once the lease runs out.
         self.accepted: list[tuple[reminders.Outgoing, SendResult]] = []
         self.in_flight: deque[tuple[reminders.Outgoing, Future[SendResult]]] = deque()
 
@@ -174,6 +177,7 @@ class _Batch:
                 _tally(self.result, reminders.Outcome("sent"))
             except SmsError as exc:
                 self._failed(item, exc)
+            self.record()
             return
         future = self.pool.submit(reminders.deliver, item, self.sender, self.settings)
         self.in_flight.append((item, future))
@@ -188,6 +192,7 @@ class _Batch:
                 _tally(self.result, reminders.Outcome("sent"))
             except SmsError as exc:
                 self._failed(item, exc)
+        self.record()
 
     def _failed(self, item: reminders.Outgoing, exc: SmsError) -> None:
         _tally(self.result, reminders.record_error(self.rows, item, exc, self.now))

@@ -239,3 +239,42 @@ def test_a_stopping_worker_hands_back_its_unsent_rows(pg_url, engine, twilio):
     assert attempts == {0}
     with app.app_context():
         db.engine.dispose()
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_a_sigkill_repeats_at_most_the_texts_in_flight(db_url, twilio, concurrency):
+    """Outcomes are recorded as the answers come in, not at the next re-check or the end of
+    the batch: after a SIGKILL at most REMINDER_SEND_CONCURRENCY texts go out twice."""
+    eng = create_engine(db_url)
+    try:
+        ids = seed(eng, 160)
+        twilio.hold_after(130)  # mid-batch: the second batch of 100 has 30 answered texts
+        env = worker_env(
+            db_url,
+            twilio,
+            REMINDER_BATCH_SIZE="100",
+            REMINDER_RECHECK_SECONDS="600",  # no re-check inside the batch to record at
+            REMINDER_SEND_CONCURRENCY=str(concurrency),
+        )
+        worker = flask("reminders", "send-due", "--now", NOW.isoformat(), env=env)
+        assert twilio.wait_held(concurrency, timeout=90), worker.poll()
+        time.sleep(0.3)  # let the worker record what it has in hand
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.communicate(timeout=30)
+        twilio.release.set()
+        with Session(eng) as session:
+            recorded = len(
+                session.scalars(select(Reminder.id).where(Reminder.status == "sent")).all()
+            )
+        first_run = [int(m.form["StatusCallback"].rsplit("=", 1)[1]) for m in twilio.messages]
+        assert recorded >= 130 - concurrency
+        late = NOW + dt.timedelta(seconds=2 * LEASE_SECONDS)
+        out = finish(flask("reminders", "send-due", "--now", late.isoformat(), env=env))
+        assert out.startswith(f"sent={160 - recorded} "), out
+        per_reminder = sent_per_reminder(twilio)
+        assert sorted(per_reminder) == sorted(ids)  # nothing lost
+        duplicates = [rid for rid, count in per_reminder.items() if count > 1]
+        assert len(duplicates) <= concurrency, (duplicates, recorded, first_run[120:])
+        assert statuses(eng) == {"sent": 160}
+    finally:
+        eng.dispose()
