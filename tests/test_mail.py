@@ -117,7 +117,7 @@ def test_booking_reschedule_twice_and_cancel_send_four_consistent_invites(
         # Discreet: the treatment's name is nowhere in the mail.
         assert "Ketamine" not in received.content.decode("ascii")
         assert "Ketamine" not in ics.decode()
-        assert str(event["SUMMARY"]) == "Appointment at Harbor Clinic Mission Bay ☕"
+        assert str(event["SUMMARY"]) == "Appointment at Harbor Clinic, Mission Bay ☕"
 
     assert methods == ["REQUEST", "REQUEST", "REQUEST", "CANCEL"]
     assert mime_methods == methods

@@ -48,7 +48,9 @@ def summary(appointment: Appointment, settings: ClinicSettings) -> str:
     """Discreet by default: no treatment name unless the service sets a public title."""
     if appointment.service.public_title:
         return appointment.service.public_title
-    return f"Appointment at {settings.clinic_name} {appointment.location.name}"
+    clinic = " ".join(settings.clinic_name.split())
+    location = " ".join(appointment.location.name.split())
+    return f"Appointment at {clinic}, {location}" if location else f"Appointment at {clinic}"
 
 
 def location_text(appointment: Appointment) -> str:

@@ -9,6 +9,7 @@ lease runs out); nothing else can.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email.policy
 import json
@@ -20,11 +21,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, make_msgid, quote
 from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+import idna
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import and_, exists, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
@@ -48,7 +50,12 @@ MAX_RETRY = dt.timedelta(hours=2)
 
 
 class MailDeliveryError(Exception):
-    """A send that did not happen; `reason` is safe to log (no addresses, no content)."""
+    """A send that did not happen; `reason` is safe to log (no addresses, no content).
+
+    `permanent`: sending the same mail again cannot help (a 5xx answer, a refused recipient,
+    an address the server cannot carry): the row fails at once. Otherwise (4xx answers, the
+    server unreachable, our own configuration) it is retried with backoff.
+    """
 
     def __init__(self, reason: str, *, permanent: bool = False) -> None:
         super().__init__(reason)
@@ -61,8 +68,34 @@ class MailSender(Protocol):
         """Hand the message over, or raise MailDeliveryError."""
 
 
+def wire_address(address: str) -> str:
+    """The address as SMTP carries it: an internationalized domain in its ASCII form (IDNA,
+    `exämple.org` -> `xn--exmple-cua.org`); the local part as it is. A domain IDNA cannot
+    encode is left as written (only an SMTPUTF8 server can take it then)."""
+    local, at, domain = address.strip().rpartition("@")
+    if not at or domain.isascii():
+        return address.strip()
+    with contextlib.suppress(idna.IDNAError):
+        domain = idna.encode(domain, uts46=True).decode("ascii")
+    return f"{local}@{domain}"
+
+
+def needs_smtputf8(address: str) -> bool:
+    """True when the address stays non-ASCII on the wire (a non-ASCII local part, RFC 6531)."""
+    return not wire_address(address).isascii()
+
+
+def _smtp_error(exc: smtplib.SMTPResponseException, what: str) -> MailDeliveryError:
+    """A server's answer: 5xx is permanent, anything else (4xx) worth another try."""
+    return MailDeliveryError(f"{what} ({exc.smtp_code})", permanent=500 <= exc.smtp_code < 600)
+
+
 class SmtpMailSender:
-    """One SMTP connection per message (STARTTLS or implicit TLS on port 465, optional login)."""
+    """One SMTP connection per message (STARTTLS or implicit TLS on port 465, optional login).
+
+    Addresses go out with internationalized domains in their IDNA form; a non-ASCII local part
+    is sent with SMTPUTF8 when the server offers it, and refused for good when it does not.
+    """
 
     def __init__(
         self,
@@ -86,6 +119,13 @@ class SmtpMailSender:
         smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         if self.starttls:
             try:
+                smtp.ehlo()
+                if not smtp.has_extn("starttls"):
+                    # Our configuration, not the mail: retried, so fixing SMTP_STARTTLS (or the
+                    # server) lets the outbox drain.
+                    raise MailDeliveryError(
+                        "the SMTP server does not offer STARTTLS (SMTP_STARTTLS is on)"
+                    )
                 smtp.starttls(context=ssl.create_default_context())
             except BaseException:
                 smtp.close()
@@ -93,11 +133,23 @@ class SmtpMailSender:
         return smtp
 
     def send(self, envelope_from: str, recipients: Sequence[str], message: bytes) -> None:
+        sender = wire_address(envelope_from)
+        to = [wire_address(r) for r in recipients]
+        utf8 = not sender.isascii() or any(not r.isascii() for r in to)
         try:
             with self._connect() as smtp:
                 if self.username:
                     smtp.login(self.username, self.password)
-                smtp.sendmail(envelope_from, list(recipients), message)
+                smtp.ehlo_or_helo_if_needed()
+                if utf8 and not smtp.has_extn("smtputf8"):
+                    raise MailDeliveryError(
+                        "the SMTP server does not support SMTPUTF8, "
+                        "needed for an address with a non-ASCII local part",
+                        permanent=True,
+                    )
+                smtp.sendmail(sender, to, message, mail_options=["SMTPUTF8"] if utf8 else [])
+        except MailDeliveryError:
+            raise
         except smtplib.SMTPRecipientsRefused as exc:
             codes = sorted({code for code, _ in exc.recipients.values()})
             permanent = all(500 <= code < 600 for code in codes)
@@ -105,18 +157,29 @@ class SmtpMailSender:
                 f"recipient refused ({', '.join(map(str, codes))})", permanent=permanent
             ) from None
         except smtplib.SMTPDataError as exc:
-            raise MailDeliveryError(
-                f"message refused ({exc.smtp_code})", permanent=500 <= exc.smtp_code < 600
-            ) from None
+            raise _smtp_error(exc, "message refused") from None
+        except smtplib.SMTPSenderRefused as exc:
+            raise _smtp_error(exc, "sender refused") from None
+        except smtplib.SMTPAuthenticationError as exc:
+            # Our credentials, not the mail: retried, so fixing SMTP_PASSWORD drains the outbox.
+            raise MailDeliveryError(f"authentication failed ({exc.smtp_code})") from None
         except smtplib.SMTPResponseException as exc:
-            # Sender refused, authentication failed...: our configuration, worth retrying.
-            raise MailDeliveryError(f"{type(exc).__name__} ({exc.smtp_code})") from None
+            raise _smtp_error(exc, f"SMTP server answered {type(exc).__name__}") from None
+        except smtplib.SMTPNotSupportedError:
+            raise MailDeliveryError(
+                "the SMTP server does not support an extension this mail needs", permanent=True
+            ) from None
         except (smtplib.SMTPException, OSError) as exc:
             raise MailDeliveryError(f"{type(exc).__name__}: SMTP server unreachable") from None
 
 
 class LogMailSender:
-    """Without SMTP_HOST: mails are written to the log (subject and size only, no addresses)."""
+    """Without SMTP_HOST: mails are written to the log (subject and size only, no addresses).
+
+    Its one log line is the mail's outcome (`reports_outcome`): the outbox adds no "sent" line.
+    """
+
+    reports_outcome = True
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self.logger = logger or log
@@ -173,7 +236,11 @@ def _when(instant: dt.datetime, tz: ZoneInfo) -> str:
 
 
 def _mailbox(name: str, addr: str) -> Address | str:
+    """A To/From header value; `addr` as it goes on the wire (see `wire_address`)."""
     clean = " ".join(name.split())
+    if not addr.isascii():
+        # A non-ASCII local part (sent with SMTPUTF8): raw UTF-8 in the header (RFC 6532).
+        return f'"{quote(clean)}" <{addr}>' if clean else addr
     try:
         return Address(display_name=clean, addr_spec=addr)
     except (ValueError, IndexError):
@@ -197,6 +264,7 @@ def invite_payload(
             "patient_name": appointment.patient.name,
             "title": data.title,
             "when": _when(appointment.start_at, tz),
+            "short_when": _short_when(appointment.start_at, tz),
             "until": f"{appointment.end_at.astimezone(tz):%H:%M}",
             "location_name": location.name,
             "address": location.address,
@@ -205,6 +273,17 @@ def invite_payload(
             "manage_url": settings.manage_url(appointment.manage_token),
         },
     }
+
+
+def subject(heading: str, title: str, when: str) -> str:
+    """'Cancelled: Appointment at Harbor Clinic, Mission Bay - Wed 2 Dec 2026, 10:00 PST':
+    single spaces only (names are collapsed), short enough to stay on one header line."""
+    return " ".join(f"{heading}: {title} - {when}".split())
+
+
+def _short_when(instant: dt.datetime, tz: ZoneInfo) -> str:
+    local = instant.astimezone(tz)
+    return f"{local:%a} {local.day} {local:%b %Y}, {local:%H:%M} {local.tzname()}"
 
 
 def render_invite_mail(
@@ -218,9 +297,11 @@ def render_invite_mail(
         payload["change"], "Updated"
     )
     msg = EmailMessage(policy=email.policy.SMTP)
-    msg["Subject"] = f"{heading}: {context['title']}, {context['when']}"
-    msg["From"] = _mailbox(context["clinic_name"], envelope_from)
-    msg["To"] = _mailbox(context["patient_name"], recipient)
+    msg["Subject"] = subject(
+        heading, context["title"], context.get("short_when") or context["when"]
+    )
+    msg["From"] = _mailbox(context["clinic_name"], wire_address(envelope_from))
+    msg["To"] = _mailbox(context["patient_name"], wire_address(recipient))
     msg["Date"] = format_datetime(data.dtstamp)
     domain = envelope_from.rpartition("@")[2] or "chairside.invalid"
     msg["Message-ID"] = make_msgid("invite", domain=domain)
@@ -328,9 +409,10 @@ def queue_invite(
 
 
 def render(kind: str, payload: str, *, envelope_from: str, recipient: str) -> bytes:
-    """The RFC 5322 bytes of a queued payload."""
+    """The RFC 5322 bytes of a queued payload (UTF-8 headers when an address needs SMTPUTF8)."""
     message = RENDERERS[kind](json.loads(payload), envelope_from=envelope_from, recipient=recipient)
-    return message.as_bytes(policy=email.policy.SMTP)
+    utf8 = needs_smtputf8(recipient) or needs_smtputf8(envelope_from)
+    return message.as_bytes(policy=email.policy.SMTPUTF8 if utf8 else email.policy.SMTP)
 
 
 def _claimable(now: dt.datetime) -> Any:
@@ -522,5 +604,6 @@ def deliver_pending(
             continue
         _finish(session, row_id, token, status=MailStatus.SENT, sent_at=now, last_error="")
         sent += 1
-        log.info("mail %s sent", row_id)
+        if not getattr(sender, "reports_outcome", False):
+            log.info("mail %s sent", row_id)
     return sent, failed

@@ -101,13 +101,13 @@ def test_long_multibyte_text_is_folded_at_75_octets_and_round_trips_exactly() ->
     event = Calendar.from_ical(ics).walk("VEVENT")[0]
     assert str(event["LOCATION"]) == f"{LONG_NAME}, Rue de l’Église 5, 東京都"
     assert str(event["DESCRIPTION"]).endswith("Your note:\n" + LONG_NOTE)
-    assert str(event["SUMMARY"]) == f"Appointment at Harbor, Clinic; Inc {LONG_NAME}"
+    assert str(event["SUMMARY"]) == f"Appointment at Harbor, Clinic; Inc, {LONG_NAME}"
 
     (doc,) = icaljs.parse([ics])
     (parsed,) = doc["events"]
     assert parsed["location"] == f"{LONG_NAME}, Rue de l’Église 5, 東京都"
     assert parsed["description"].endswith("Your note:\n" + LONG_NOTE)
-    assert parsed["summary"] == f"Appointment at Harbor, Clinic; Inc {LONG_NAME}"
+    assert parsed["summary"] == f"Appointment at Harbor, Clinic; Inc, {LONG_NAME}"
 
 
 def test_text_is_escaped_per_rfc5545() -> None:
@@ -115,7 +115,7 @@ def test_text_is_escaped_per_rfc5545() -> None:
     appt = appointment(name="North; West, Annex", note=note, patient_name="Doe, Jane")
     ics = invites.build_invite(appt, SETTINGS, NOW).ics
     assert prop(ics, "LOCATION") == r"North\; West\, Annex\, 1 Main St\, San Francisco"
-    assert prop(ics, "SUMMARY") == r"Appointment at Harbor\, Clinic\; Inc North\; West\, Annex"
+    assert prop(ics, "SUMMARY") == r"Appointment at Harbor\, Clinic\; Inc\, North\; West\, Annex"
     assert prop(ics, "DESCRIPTION").endswith(r"Your note:\na\, b\; c\\ d\nline two")
     # Parameter values with a comma are quoted (RFC 5545 3.2), not escaped.
     assert 'CN="Doe, Jane"' in prop(ics, "ATTENDEE")
