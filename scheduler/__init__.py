@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, request
@@ -10,30 +9,28 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
-from scheduler import logs
+from scheduler import logs, paths
 from scheduler.db import is_deadlock, normalize_url  # importing it registers the SQLite rules
 from scheduler.extensions import csrf, db, limiter, login_manager, migrate
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_app(config: object | None = None) -> Flask:
     """The app factory: `config` is a config object; without one, Config() reads the environment."""
-    from config import Config
+    from scheduler.config import INSTANCE, Config
 
     app = Flask(
         __name__,
-        template_folder=str(ROOT / "templates"),
-        static_folder=str(ROOT / "templates" / "static"),
+        template_folder=str(paths.TEMPLATES),
+        static_folder=str(paths.STATIC),
         static_url_path="/static",
-        instance_path=str(ROOT / "instance"),
+        instance_path=str(INSTANCE),
     )
     logs.install()
     app.config.from_object(config if config is not None else Config())
     app.config["SQLALCHEMY_DATABASE_URI"] = normalize_url(app.config["SQLALCHEMY_DATABASE_URI"])
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    migrate.init_app(app, db, directory=str(paths.MIGRATIONS))
     csrf.init_app(app)
     login_manager.init_app(app)
     limiter.init_app(app)

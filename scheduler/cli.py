@@ -9,6 +9,7 @@ import click
 from argon2 import PasswordHasher
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from sqlalchemy.exc import SQLAlchemyError
 
 from scheduler.extensions import db
 from scheduler.services import demo
@@ -32,9 +33,36 @@ def parse_now(value: str | None) -> dt.datetime:
     return parsed.astimezone(dt.UTC)
 
 
+UPGRADE_FIRST = (
+    "The database schema is not up to date: run `flask --app scheduler db upgrade` first."
+)
+
+
+def require_current_schema() -> None:
+    """Exit (status 1) with one line, not a traceback, unless the database is at the newest
+    migration."""
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from scheduler.extensions import migrate
+
+    config = migrate.get_config()
+    heads = set(ScriptDirectory.from_config(config).get_heads())
+    try:
+        current = set(MigrationContext.configure(db.session.connection()).get_current_heads())
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        click.echo(f"Error: cannot reach the database ({type(exc).__name__}).", err=True)
+        sys.exit(1)
+    if current != heads:
+        click.echo(f"Error: {UPGRADE_FIRST}", err=True)
+        sys.exit(1)
+
+
 @click.command("seed-demo")
 def seed_demo_command() -> None:
     """Fill the database with the demo clinic (idempotent)."""
+    require_current_schema()
     result = demo.seed_demo(db.session(), hasher(), dt.datetime.now(dt.UTC))
     db.session.commit()
     if result.created:
@@ -84,9 +112,45 @@ def create_staff_command(
         click.echo(f"API token (shown once): {plain}")
 
 
+@click.command("reset-password")
+@click.option("--email", required=True, help="the staff user's e-mail (any letter case)")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="read the new password from standard input instead of generating one",
+)
+@click.option("--revoke-tokens", is_flag=True, help="also revoke the user's API tokens")
+def reset_password_command(email: str, password_stdin: bool, revoke_tokens: bool) -> None:
+    """Set a staff user's password (printed when generated), lift a sign-in lockout and end
+    their signed-in sessions."""
+    require_current_schema()
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+    try:
+        result = staff_service.reset_password(
+            db.session(),
+            email=email,
+            password=password,
+            hasher=hasher(),
+            now=dt.datetime.now(dt.UTC),
+            revoke_tokens=revoke_tokens,
+        )
+    except DomainError as exc:
+        db.session.rollback()
+        details = "; ".join(f"{k}: {v}" for k, v in exc.fields.items())
+        click.echo(f"Error: {exc.message}{f' ({details})' if details else ''}", err=True)
+        sys.exit(2)
+    db.session.commit()
+    click.echo(f"Password reset for {result.email}; signed-in sessions ended, lockout lifted.")
+    if result.revoked_tokens:
+        click.echo(f"API tokens revoked: {result.revoked_tokens}")
+    if password is None:
+        click.echo(f"New password (shown once): {result.password}")
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(create_staff_command)
+    app.cli.add_command(reset_password_command)
     app.cli.add_command(reminders_group)
 
 
@@ -104,11 +168,17 @@ def reminders_run() -> None:
 
 
 @reminders_group.command("send-due")
-@click.option("--now", "now_text", default=None, help="ISO 8601 instant to treat as now")
+@click.option(
+    "--now",
+    "now_text",
+    default=None,
+    help="ISO 8601 instant to treat as now for reminders (the mail pass keeps real time)",
+)
 def reminders_send_due(now_text: str | None) -> None:
     """Dispatch what is due once and exit."""
     from scheduler import jobs
 
+    # With --now the reminders are looked at that instant; mail still goes at real time.
     result = jobs.dispatch_once(current_app._get_current_object(), parse_now(now_text))  # type: ignore[attr-defined]
     click.echo(f"sent={result.sent} skipped={result.skipped} failed={result.failed}")
 

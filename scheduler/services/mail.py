@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, quote
-from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -31,13 +30,14 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from sqlalchemy import and_, exists, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
+from scheduler import paths
 from scheduler.models import Appointment, MailOutbox, MailStatus
 from scheduler.services import invites
 from scheduler.services.settings import ClinicSettings
 
 log = logging.getLogger("scheduler.mail")
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "email"
+TEMPLATES = paths.TEMPLATES / "email"
 # session.info key: ids of the rows queued in this session, for prompt delivery after commit.
 QUEUED_KEY = "chairside.mail_queued"
 LEASE = dt.timedelta(minutes=10)  # a claim older than this is presumed dead and reclaimed

@@ -26,7 +26,6 @@ import functools
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,6 +33,7 @@ import jinja2
 from sqlalchemy import and_, bindparam, case, exists, func, select, text, update
 from sqlalchemy.orm import Session, aliased
 
+from scheduler import paths
 from scheduler.models import (
     Appointment,
     AppointmentStatus,
@@ -55,7 +55,7 @@ EVENING_FALLBACK = dt.time(20, 30)
 MAX_ATTEMPTS = 6
 BACKOFF_BASE = dt.timedelta(seconds=30)
 BACKOFF_MAX = dt.timedelta(minutes=30)
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "sms"
+TEMPLATES = paths.TEMPLATES / "sms"
 
 
 # --- planning -------------------------------------------------------------------------------------

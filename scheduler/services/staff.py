@@ -6,11 +6,12 @@ import datetime as dt
 import hashlib
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from scheduler.models import ApiToken, Location, StaffRole, StaffUser
@@ -96,3 +97,43 @@ def verify_password(hasher: PasswordHasher, staff: StaffUser, password: str) -> 
 def require_access(staff: StaffUser, location: Location) -> None:
     if not staff.can_access(location.id):
         raise Forbidden("You do not have access to this location.")
+
+
+@dataclass(frozen=True)
+class PasswordReset:
+    email: str
+    password: str
+    revoked_tokens: int
+
+
+def reset_password(
+    session: Session,
+    *,
+    email: str,
+    password: str | None,
+    hasher: PasswordHasher,
+    now: dt.datetime,
+    revoke_tokens: bool = False,
+) -> PasswordReset:
+    """Give a staff user a new password (generated when `password` is None) and lift a sign-in
+    lockout. Sessions end by themselves (they carry a fingerprint of the password hash); API
+    tokens only when asked. The e-mail matches in any letter case."""
+    wanted = email.strip().lower()
+    staff = session.scalars(select(StaffUser).where(func.lower(StaffUser.email) == wanted)).first()
+    if staff is None:
+        raise NotFound("No staff user with that e-mail.", {"email": "no such staff user"})
+    if password is None:
+        password = secrets.token_urlsafe(12)
+    if len(password) < 10:
+        raise InvalidInput("Password too short.", {"password": "at least 10 characters"})
+    staff.password_hash = hasher.hash(password)
+    staff.failed_logins = 0
+    staff.locked_until = None
+    revoked = 0
+    if revoke_tokens:
+        for token in staff.tokens:
+            if token.revoked_at is None:
+                token.revoked_at = now
+                revoked += 1
+    session.flush()
+    return PasswordReset(email=staff.email, password=password, revoked_tokens=revoked)
