@@ -45,7 +45,13 @@ from sqlalchemy.orm import Session
 from scheduler.extensions import db
 from scheduler.services import reminders
 from scheduler.services.settings import ClinicSettings
-from scheduler.services.sms import SendResult, SmsError, SmsSender, sender_from_config
+from scheduler.services.sms import (
+    LogSmsSender,
+    SendResult,
+    SmsError,
+    SmsSender,
+    sender_from_config,
+)
 
 log = logging.getLogger(__name__)
 UTC = dt.UTC
@@ -81,17 +87,25 @@ def dispatch_once(
     stop: threading.Event | None = None,
     max_rows: int | None = None,
 ) -> DispatchResult:
-    """One pass: send every reminder due at `now` (or the first `max_rows`), then pending mail."""
+    """One pass: send every reminder due at `now` (or the first `max_rows`), then pending mail.
+
+    The mail pass runs at the app's clock (real time), never at `now`: `send-due --now` is for
+    looking at reminders at another instant, and a mail retried then would have its next
+    attempt pushed as far ahead as `now` is.
+    """
     with app.app_context():
         try:
             result = _send_due(app, now, stop, max_rows)
             if stop is None or not stop.is_set():
-                _deliver_mail(app, now)
+                _deliver_mail(app, _clock(app)())
         finally:
             db.session.remove()
     if result.sent or result.failed or result.skipped:
+        # Without Twilio credentials nothing reaches a phone: say so, not "sent".
+        logged = isinstance(sms_sender(app), LogSmsSender)
         log.info(
-            "reminders: sent=%d skipped=%d failed=%d (retrying %d)",
+            "reminders: %s=%d skipped=%d failed=%d (retrying %d)",
+            "logged-not-sent" if logged else "sent",
             result.sent,
             result.skipped,
             result.failed,
