@@ -151,17 +151,20 @@ class TwilioServer:
         if path != f"/2010-04-01/Accounts/{self.account_sid}/Messages.json":
             return 404, {"code": 20404, "message": "Not found", "status": 404}
         to = form.get("To", "")
+        sid = "SM" + secrets.token_hex(16)
         with self.lock:
             queued = self.state.script.get(to)
             answer = queued.popleft() if queued else "ok"
             hold = (
                 self.state.hold_after is not None and self.state.accepted >= self.state.hold_after
             )
-        sid = "SM" + secrets.token_hex(16) if answer == "ok" else None
-        status = 201 if answer == "ok" else ERRORS[answer][0]
-        # Recorded first, answered after any hold: a held request is one Twilio has accepted
-        # but whose sender has not heard back yet (the in-flight case).
-        self._record(path, form, sid, status)
+            status = 201 if answer == "ok" else ERRORS[answer][0]
+            # Recorded first, answered after any hold: a held request is one Twilio has accepted
+            # but whose sender has not heard back yet (the in-flight case). Decided and counted
+            # under one lock, so concurrent senders never get more than `hold_after` answers.
+            self._record_locked(path, form, sid if answer == "ok" else None, status)
+        if answer != "ok":
+            sid = None
         if hold:
             with self.held_changed:
                 self.state.held += 1
@@ -190,10 +193,10 @@ class TwilioServer:
             "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
         }
 
-    def _record(self, path: str, form: dict[str, str], sid: str | None, answer: int) -> None:
-        with self.lock:
-            self.state.requests.append(Recorded(path, form, sid, answer))
-            self.state.accepted += answer == 201
+    def _record_locked(self, path: str, form: dict[str, str], sid: str | None, answer: int) -> None:
+        """Record a request; the caller holds `self.lock`."""
+        self.state.requests.append(Recorded(path, form, sid, answer))
+        self.state.accepted += answer == 201
 
 
 class _QuietServer(ThreadingHTTPServer):
