@@ -59,6 +59,13 @@ def require_current_schema() -> None:
         sys.exit(1)
 
 
+def error_text(exc: DomainError) -> str:
+    """A refusal as an operator reads it: the message, then one `field: problem` line each."""
+    lines = [f"Error: {exc.message}"]
+    lines += [f"  {name}: {problem}" for name, problem in sorted(exc.fields.items())]
+    return "\n".join(lines)
+
+
 @click.command("seed-demo")
 def seed_demo_command() -> None:
     """Fill the database with the demo clinic (idempotent)."""
@@ -104,7 +111,7 @@ def create_staff_command(
         )
     except DomainError as exc:
         db.session.rollback()
-        click.echo(f"Error: {exc.message} {exc.fields}", err=True)
+        click.echo(error_text(exc), err=True)
         sys.exit(2)
     db.session.commit()
     click.echo(f"Staff user {user.email} created.")

@@ -318,6 +318,9 @@ class ResourceBlock(Base):
 
 class StaffUser(Base):
     __tablename__ = "staff_users"
+    # Addresses are stored lower-case (services/staff.py::normalize_staff_email), so the unique
+    # e-mail is unique whatever the case typed: `ADMIN@x` beside `admin@x` cannot exist.
+    __table_args__ = (CheckConstraint("email = lower(email)", name="email_lowercase"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
@@ -325,8 +328,8 @@ class StaffUser(Base):
     password_hash: Mapped[str] = mapped_column(String(200), default="")
     role: Mapped[str] = mapped_column(String(16), default=StaffRole.FRONT_DESK)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Part of every session's id: raising it (on deactivation) ends the user's sessions for good.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     locations: Mapped[list[Location]] = relationship(secondary=staff_locations)
@@ -356,6 +359,20 @@ class ApiToken(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     staff: Mapped[StaffUser] = relationship(back_populates="tokens")
+
+
+class SignInFailure(Base):
+    """Failed staff sign-ins for one typed e-mail address, known or not (so neither shows).
+
+    `key` is a SHA-256 of the normalized address: the table never holds the address itself.
+    """
+
+    __tablename__ = "sign_in_failures"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class IdempotencyRecord(Base):

@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from argon2 import PasswordHasher
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scheduler.models import (
@@ -28,9 +28,10 @@ from scheduler.models import (
     StaffRole,
     StaffUser,
 )
+from scheduler.services import staff as staff_service
 from scheduler.services.clock import is_valid_zone
 from scheduler.services.errors import Conflict, Forbidden, InvalidInput
-from scheduler.services.patients import normalize_email, normalize_phone
+from scheduler.services.patients import normalize_phone
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -379,51 +380,32 @@ def save_service(
 
 
 def save_staff(
-    session: Session, user: StaffUser | None, values: Mapping[str, Any], hasher: PasswordHasher
+    session: Session,
+    user: StaffUser | None,
+    values: Mapping[str, Any],
+    hasher: PasswordHasher,
+    *,
+    now: dt.datetime,
 ) -> StaffUser:
-    """Create (user None) or update a staff user: role, locations, active, optional new password."""
+    """Create (user None) or update a staff user from the settings form (`locations` are ids)."""
     fields: dict[str, str] = {}
-    name = _require(fields, "name", str(values.get("name", "")), 200)
-    try:
-        email = normalize_email(str(values.get("email", "")))
-    except InvalidInput:
-        email = ""
-        fields["email"] = "not a valid e-mail address"
-    if email:
-        other = session.scalars(
-            select(StaffUser).where(func.lower(StaffUser.email) == email.lower())
-        ).first()
-        if other is not None and other is not user:
-            fields["email"] = "already a staff user"
-    try:
-        role = StaffRole(str(values.get("role", "")))
-    except ValueError:
-        fields["role"] = "unknown role"
-        role = StaffRole.FRONT_DESK
-    password = str(values.get("password", ""))
-    if user is None and not password:
-        fields["password"] = "required"
-    elif password and len(password) < 10:
-        fields["password"] = "at least 10 characters"
     ids = set(values.get("locations", set()))
     locations = list(session.scalars(select(Location).where(Location.id.in_(ids)))) if ids else []
     if len(locations) != len(ids):
         fields["locations"] = "unknown location"
-    if role != StaffRole.ADMIN and not locations:
-        fields["locations"] = "choose at least one location"
-    _raise(fields)
-    if user is None:
-        user = StaffUser(email=email, name=name)
-        session.add(user)
-    user.email, user.name, user.role = email, name, role
-    user.active = bool(values.get("active", True))
-    user.locations = locations
-    if password:
-        user.password_hash = hasher.hash(password)
-        user.failed_logins = 0
-        user.locked_until = None
-    session.flush()
-    return user
+    return staff_service.save_staff(
+        session,
+        user,
+        email=str(values.get("email", "")),
+        name=str(values.get("name", "")),
+        role=str(values.get("role", "")),
+        password=str(values.get("password", "")),
+        locations=locations,
+        active=bool(values.get("active", True)),
+        hasher=hasher,
+        now=now,
+        fields=fields,
+    )
 
 
 __all__ = [

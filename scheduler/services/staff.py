@@ -11,10 +11,11 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import case, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from scheduler.models import ApiToken, Location, StaffRole, StaffUser
+from scheduler.models import ApiToken, Location, SignInFailure, StaffRole, StaffUser
 from scheduler.services.errors import Forbidden, InvalidInput, NotFound
 from scheduler.services.patients import normalize_email
 
@@ -46,6 +47,101 @@ def staff_for_token(session: Session, token: str, now: dt.datetime) -> StaffUser
     return row.staff
 
 
+MIN_PASSWORD = 10
+
+
+def normalize_staff_email(raw: str) -> str:
+    """The one form a staff e-mail is stored and looked up in: valid, and lower-case.
+
+    People type addresses in any case, so `ADMIN@clinic` and `admin@clinic` are one account.
+    """
+    return normalize_email(raw).lower()
+
+
+def find_by_email(session: Session, raw: str) -> StaffUser | None:
+    """The staff user with this address (any case), or None (also for a malformed address)."""
+    try:
+        email = normalize_staff_email(raw)
+    except InvalidInput:
+        return None
+    return session.scalars(select(StaffUser).where(StaffUser.email == email)).first()
+
+
+def save_staff(
+    session: Session,
+    user: StaffUser | None,
+    *,
+    email: str,
+    name: str,
+    role: str,
+    password: str,
+    locations: list[Location],
+    active: bool,
+    hasher: PasswordHasher,
+    now: dt.datetime,
+    fields: dict[str, str] | None = None,
+) -> StaffUser:
+    """Create (user None) or update a staff user: the rules every path (CLI, settings) shares.
+
+    `fields` carries problems the caller found while reading its input (an unknown location);
+    they are reported together with these rules' own.
+    """
+    fields = dict(fields or {})
+    name = " ".join(name.split())
+    if not name:
+        fields["name"] = "required"
+    elif len(name) > 200:
+        fields["name"] = "at most 200 characters"
+    try:
+        email = normalize_staff_email(email)
+    except InvalidInput:
+        email = ""
+        fields["email"] = "not a valid e-mail address"
+    if email:
+        other = session.scalars(select(StaffUser).where(StaffUser.email == email)).first()
+        if other is not None and other is not user:
+            fields["email"] = "already used by another staff user"
+    try:
+        staff_role = StaffRole(role)
+    except ValueError:
+        fields["role"] = "unknown role"
+        staff_role = StaffRole.FRONT_DESK
+    if user is None and not password:
+        fields["password"] = "required"
+    elif password and len(password) < MIN_PASSWORD:
+        fields["password"] = f"at least {MIN_PASSWORD} characters"
+    if staff_role != StaffRole.ADMIN and not locations and "locations" not in fields:
+        fields["locations"] = "choose at least one location"
+    if fields:
+        raise InvalidInput("Some fields need correcting.", fields)
+    if user is None:
+        user = StaffUser(email=email, name=name, active=True)
+        session.add(user)
+    elif user.active and not active:
+        deactivate(session, user, now=now)
+    user.email, user.name, user.role = email, name, staff_role
+    user.active = active
+    user.locations = locations
+    if password:
+        user.password_hash = hasher.hash(password)
+        clear_failures(session, email)  # a new password lifts a lockout
+    session.flush()
+    return user
+
+
+def deactivate(session: Session, user: StaffUser, *, now: dt.datetime) -> None:
+    """Switch a staff user off for good: their API tokens are revoked and their sessions end.
+
+    Activating the account again later revives neither: they need a new token and a new sign-in.
+    """
+    user.active = False
+    user.session_epoch = (user.session_epoch or 0) + 1
+    for token in user.tokens:
+        if token.revoked_at is None:
+            token.revoked_at = now
+    session.flush()
+
+
 def create_staff(
     session: Session,
     *,
@@ -55,33 +151,90 @@ def create_staff(
     role: str,
     location_slugs: list[str] | None = None,
     hasher: PasswordHasher,
+    now: dt.datetime | None = None,
 ) -> StaffUser:
-    try:
-        role = StaffRole(role)
-    except ValueError as exc:
-        raise InvalidInput("Unknown role.", {"role": "unknown role"}) from exc
-    email = normalize_email(email)
-    if len(password) < 10:
-        raise InvalidInput("Password too short.", {"password": "at least 10 characters"})
-    if session.scalars(select(StaffUser).where(StaffUser.email == email)).first():
-        raise InvalidInput("That e-mail is taken.", {"email": "already a staff user"})
+    """A new staff user, with locations named by slug (the CLI's and the demo's way)."""
+    fields: dict[str, str] = {}
     locations = []
     for slug in location_slugs or []:
         location = session.scalars(select(Location).where(Location.slug == slug)).first()
         if location is None:
-            raise NotFound("No such location.", {"location": f"unknown location {slug}"})
-        locations.append(location)
-    staff = StaffUser(
+            fields["locations"] = f"unknown location {slug}"
+        else:
+            locations.append(location)
+    return save_staff(
+        session,
+        None,
         email=email,
         name=name,
-        password_hash=hasher.hash(password),
         role=role,
-        active=True,
+        password=password,
         locations=locations,
+        active=True,
+        hasher=hasher,
+        now=now or dt.datetime.now(dt.UTC),
+        fields=fields,
     )
-    session.add(staff)
+
+
+# --- failed sign-ins ------------------------------------------------------------------------------
+# Counted per typed address, whether or not a staff user has it: a locked-out address answers the
+# same whoever owns it, so sign-in does not tell which addresses exist.
+
+
+def _failure_key(raw_email: str) -> str:
+    try:
+        email = normalize_staff_email(raw_email)
+    except InvalidInput:
+        email = " ".join(raw_email.split()).lower()
+    return hashlib.sha256(f"staff-sign-in|{email}".encode()).hexdigest()
+
+
+def locked_until(session: Session, raw_email: str, *, now: dt.datetime) -> dt.datetime | None:
+    """When sign-in for this address opens again, or None when it is open now."""
+    row = session.get(SignInFailure, _failure_key(raw_email))
+    if row is None or row.locked_until is None or row.locked_until <= now:
+        return None
+    return row.locked_until
+
+
+def record_failure(
+    session: Session, raw_email: str, *, now: dt.datetime, attempts: int, pause: dt.timedelta
+) -> bool:
+    """Count a failed sign-in (one statement, safe across processes); True when it locks."""
+    table = SignInFailure.__table__
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(table).values(key=_failure_key(raw_email), failures=1, last_failed_at=now)
+    # Failures older than the pause are forgotten: the count starts again.
+    stale = table.c.last_failed_at < now - pause
+    upsert = stmt.on_conflict_do_update(
+        index_elements=["key"],
+        set_={
+            "failures": case((stale, 1), else_=table.c.failures + 1),
+            "last_failed_at": now,
+        },
+    ).returning(table.c.failures)
+    failures = int(session.execute(upsert).scalar_one())
+    locked = failures >= attempts
+    if locked:
+        session.execute(
+            table.update()
+            .where(table.c.key == _failure_key(raw_email))
+            .values(failures=0, locked_until=now + pause)
+        )
+    # Keep the table small: forget addresses idle for a day.
+    session.execute(
+        delete(SignInFailure).where(
+            SignInFailure.last_failed_at < now - dt.timedelta(days=1),
+            (SignInFailure.locked_until.is_(None)) | (SignInFailure.locked_until < now),
+        )
+    )
     session.flush()
-    return staff
+    return locked
+
+
+def clear_failures(session: Session, raw_email: str) -> None:
+    session.execute(delete(SignInFailure).where(SignInFailure.key == _failure_key(raw_email)))
 
 
 def verify_password(hasher: PasswordHasher, staff: StaffUser, password: str) -> bool:
@@ -118,17 +271,17 @@ def reset_password(
     """Give a staff user a new password (generated when `password` is None) and lift a sign-in
     lockout. Sessions end by themselves (they carry a fingerprint of the password hash); API
     tokens only when asked. The e-mail matches in any letter case."""
-    wanted = email.strip().lower()
-    staff = session.scalars(select(StaffUser).where(func.lower(StaffUser.email) == wanted)).first()
+    staff = find_by_email(session, email)
     if staff is None:
         raise NotFound("No staff user with that e-mail.", {"email": "no such staff user"})
     if password is None:
         password = secrets.token_urlsafe(12)
-    if len(password) < 10:
-        raise InvalidInput("Password too short.", {"password": "at least 10 characters"})
+    if len(password) < MIN_PASSWORD:
+        raise InvalidInput(
+            "Password too short.", {"password": f"at least {MIN_PASSWORD} characters"}
+        )
     staff.password_hash = hasher.hash(password)
-    staff.failed_logins = 0
-    staff.locked_until = None
+    clear_failures(session, staff.email)
     revoked = 0
     if revoke_tokens:
         for token in staff.tokens:

@@ -24,13 +24,10 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_login import UserMixin, current_user, login_required, login_user, logout_user
-from sqlalchemy import func, select
 
 from scheduler.extensions import db, limiter, login_manager
 from scheduler.models import StaffUser
 from scheduler.services import staff as staff_service
-from scheduler.services.errors import InvalidInput
-from scheduler.services.patients import normalize_email
 from scheduler.web.common import now
 
 bp = Blueprint("auth", __name__, url_prefix="/staff")
@@ -42,8 +39,9 @@ LOCKOUT_MINUTES = 15
 class SignedIn(UserMixin):  # type: ignore[misc]
     """Flask-Login's view of a staff user.
 
-    The session id carries a fingerprint of the password hash: changing the password (or
-    deactivating the account) ends every other session of that user.
+    The session id carries a fingerprint of the password hash and of the session epoch:
+    changing the password ends every other session of that user, and deactivation (which raises
+    the epoch) ends them all for good, even if the account is activated again.
     """
 
     def __init__(self, staff: StaffUser) -> None:
@@ -58,7 +56,8 @@ class SignedIn(UserMixin):  # type: ignore[misc]
 
 
 def _fingerprint(staff: StaffUser) -> str:
-    return hashlib.sha256(f"{staff.id}|{staff.password_hash}".encode()).hexdigest()[:16]
+    raw = f"{staff.id}|{staff.session_epoch}|{staff.password_hash}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
 def hasher() -> PasswordHasher:
@@ -132,44 +131,37 @@ def sign_in() -> ResponseReturnValue:
     email_raw = request.form.get("email", "")[:320]
     password = request.form.get("password", "")[:1000]
     at = now()
-    staff: StaffUser | None = None
-    try:
-        email = normalize_email(email_raw)
-    except InvalidInput:
-        email = ""
-    if email:
-        # E-mail addresses are matched without regard to case: people type them either way.
-        staff = db.session.scalars(
-            select(StaffUser).where(func.lower(StaffUser.email) == email.lower())
-        ).first()
-    if staff is not None and staff.locked_until is not None and staff.locked_until > at:
-        current_app.logger.warning("staff sign-in refused: account %s is locked", staff.id)
+    # Failures are counted per typed address, known or not, and every refusal costs one hash:
+    # neither the answers nor their timing tell which addresses belong to staff.
+    if staff_service.locked_until(db.session(), email_raw, now=at) is not None:
+        current_app.logger.warning("staff sign-in refused: too many failures for that address")
         return _sign_in_error(
             "Too many failed attempts. Sign-in for this account is paused; try again later.",
             email_raw,
             429,
         )
+    staff = staff_service.find_by_email(db.session(), email_raw)
     ok = False
     if staff is not None and staff.active and password:
         ok = staff_service.verify_password(hasher(), staff, password)
-    elif password:
-        staff_service.verify_password(hasher(), StaffUser(password_hash=_dummy_hash()), password)
+    else:
+        staff_service.verify_password(
+            hasher(), StaffUser(password_hash=_dummy_hash()), password or "-"
+        )
     if not ok:
+        attempts, pause = _lockout_settings()
+        if staff_service.record_failure(
+            db.session(), email_raw, now=at, attempts=attempts, pause=pause
+        ):
+            current_app.logger.warning("staff sign-in paused for an address after failures")
+        db.session.commit()
         if staff is not None:
-            attempts, pause = _lockout_settings()
-            staff.failed_logins = (staff.failed_logins or 0) + 1
-            if staff.failed_logins >= attempts:
-                staff.locked_until = at + pause
-                staff.failed_logins = 0
-                current_app.logger.warning("staff account %s locked after failures", staff.id)
-            db.session.commit()
             current_app.logger.info("staff sign-in failed for account %s", staff.id)
         else:
             current_app.logger.info("staff sign-in failed for an unknown account")
         return _sign_in_error("The e-mail or password is not right.", email_raw, 401)
     assert staff is not None
-    staff.failed_logins = 0
-    staff.locked_until = None
+    staff_service.clear_failures(db.session(), email_raw)
     db.session.commit()
     target = _safe_next(request.args.get("next"))
     session.clear()  # no session fixation: a fresh session for the signed-in user

@@ -479,7 +479,7 @@ def settings_staff_new() -> ResponseReturnValue:
         )
     values = _posted_staff()
     try:
-        user = settings_admin.save_staff(db.session(), None, values, hasher())
+        user = settings_admin.save_staff(db.session(), None, values, hasher(), now=now())
     except DomainError as exc:
         db.session.rollback()
         values.pop("password")
@@ -520,7 +520,7 @@ def settings_staff_edit(staff_id: int) -> ResponseReturnValue:
             raise InvalidInput(
                 "You cannot remove your own admin access.", {"role": "would lock you out"}
             )
-        settings_admin.save_staff(db.session(), user, values, hasher())
+        settings_admin.save_staff(db.session(), user, values, hasher(), now=now())
     except DomainError as exc:
         db.session.rollback()
         values.pop("password")

@@ -8,6 +8,7 @@ import pytest
 
 from scheduler.services import settings_admin
 from scheduler.services.errors import Forbidden, InvalidInput
+from tests.conftest import DEFAULT_NOW as NOW
 from tests.factories import HASHER, make_location, make_service, make_staff
 
 
@@ -94,6 +95,7 @@ def test_staff_users_need_a_location_unless_admin_and_a_long_password(session):
             None,
             {"name": "N", "email": "n@example.com", "role": "nurse", "password": "short"},
             HASHER,
+            now=NOW,
         )
     assert set(exc.value.fields) == {"password", "locations"}
     user = settings_admin.save_staff(
@@ -107,8 +109,9 @@ def test_staff_users_need_a_location_unless_admin_and_a_long_password(session):
             "locations": {loc.id},
         },
         HASHER,
+        now=NOW,
     )
-    assert user.email == "N@example.com" and user.password_hash.startswith("$argon2")
+    assert user.email == "n@example.com" and user.password_hash.startswith("$argon2")
     assert [x.id for x in user.locations] == [loc.id]
 
 
@@ -132,5 +135,6 @@ def test_staff_e_mail_is_unique_whatever_its_case(session):
             None,
             {"name": "S", "email": "SAM@clinic.example", "role": "admin", "password": "x" * 12},
             HASHER,
+            now=NOW,
         )
-    assert exc.value.fields == {"email": "already a staff user"}
+    assert exc.value.fields == {"email": "already used by another staff user"}
