@@ -68,6 +68,8 @@ def _lowercase_emails() -> None:
 
 
 def upgrade():
+    # No batch mode: on SQLite it copies the table, and dropping the old copy would cascade to
+    # every API token and location grant (foreign keys are on). Plain ALTERs keep the rows.
     op.create_table(
         "sign_in_failures",
         sa.Column("key", sa.String(length=64), nullable=False),
@@ -76,23 +78,36 @@ def upgrade():
         sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_sign_in_failures")),
     )
-    with op.batch_alter_table("staff_users") as batch:
-        batch.add_column(
-            sa.Column("session_epoch", sa.Integer(), nullable=False, server_default="0")
-        )
-        batch.drop_column("failed_logins")
-        batch.drop_column("locked_until")
+    op.add_column(
+        "staff_users", sa.Column("session_epoch", sa.Integer(), nullable=False, server_default="0")
+    )
+    op.drop_column("staff_users", "failed_logins")
+    op.drop_column("staff_users", "locked_until")
     _lowercase_emails()
-    with op.batch_alter_table("staff_users") as batch:
-        batch.create_check_constraint("ck_staff_users_email_lowercase", "email = lower(email)")
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite cannot add a CHECK to a table in place; a trigger guards the same rule.
+        for event in ("INSERT", "UPDATE OF email"):
+            name = "ck_staff_users_email_lowercase_" + event.split()[0].lower()
+            op.execute(
+                f"CREATE TRIGGER {name} BEFORE {event} ON staff_users"
+                " WHEN NEW.email <> lower(NEW.email)"
+                " BEGIN SELECT RAISE(ABORT, 'staff e-mail must be lower-case'); END"
+            )
+    else:
+        op.create_check_constraint(
+            "ck_staff_users_email_lowercase", "staff_users", "email = lower(email)"
+        )
 
 
 def downgrade():
-    with op.batch_alter_table("staff_users") as batch:
-        batch.drop_constraint("ck_staff_users_email_lowercase", type_="check")
-        batch.drop_column("session_epoch")
-        batch.add_column(
-            sa.Column("failed_logins", sa.Integer(), nullable=False, server_default="0")
-        )
-        batch.add_column(sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True))
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("DROP TRIGGER ck_staff_users_email_lowercase_insert")
+        op.execute("DROP TRIGGER ck_staff_users_email_lowercase_update")
+    else:
+        op.drop_constraint("ck_staff_users_email_lowercase", "staff_users", type_="check")
+    op.add_column("staff_users", sa.Column("locked_until", sa.DateTime(timezone=True)))
+    op.add_column(
+        "staff_users", sa.Column("failed_logins", sa.Integer(), nullable=False, server_default="0")
+    )
+    op.drop_column("staff_users", "session_epoch")
     op.drop_table("sign_in_failures")
