@@ -84,10 +84,15 @@ class Config:
             ("PATIENT_TOKEN_RATELIMIT", "30 per minute;300 per hour"),
             ("PATIENT_BOOKING_RATELIMIT", "10 per minute;50 per hour"),
             ("PATIENT_BROWSE_RATELIMIT", "120 per minute"),
+            ("API_BOOKING_RATELIMIT", "10 per minute;50 per hour"),
+            ("API_READ_RATELIMIT", "120 per minute"),
+            ("API_STAFF_RATELIMIT", "600 per minute"),
         ):
             setattr(self, name, os.environ.get(name, default))
         self.AVAILABILITY_MAX_DAYS = int(os.environ.get("AVAILABILITY_MAX_DAYS", "62"))
         self.RATELIMIT_ENABLED = _flag("RATELIMIT_ENABLED", True)
+        # memory:// counts per process; several web processes share limits through Redis
+        # (redis://host:6379/0).
         self.RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
         self.WTF_CSRF_TIME_LIMIT = None
         self.SESSION_COOKIE_HTTPONLY = True

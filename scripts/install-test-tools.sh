@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# What the tests need beyond Python packages: Debian's Chromium (when missing and we are root)
-# and Mozilla's ical.js from npm into the ignored .cache/node folder.
+# What the tests need beyond Python packages: Debian's Chromium and redis-server (when missing and
+# we are root) and Mozilla's ical.js from npm into the ignored .cache/node folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,16 @@ if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
     echo "chromium is missing and we are not root: browser tests will skip (fail under CI)" >&2
+  fi
+fi
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian's redis-server for the shared rate-limit tests"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    echo "redis-server is missing and we are not root: shared-limit tests will skip (fail under CI)" >&2
   fi
 fi
 

@@ -17,6 +17,8 @@ from config import TestConfig
 from scheduler import create_app
 from scheduler.extensions import db
 from tests.pgcluster import Cluster, binaries_missing
+from tests.redisserver import RedisServer
+from tests.redisserver import binary_missing as redis_missing
 from tests.smtpinbox import Inbox
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -152,3 +154,25 @@ def inbox() -> Iterator[Inbox]:
     box = Inbox().start()
     yield box
     box.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real Redis on a free loopback port (rate limits shared between processes)."""
+    reason = redis_missing()
+    if reason:
+        if IN_CI:
+            pytest.fail(f"Redis is required under CI: {reason}")
+        pytest.skip(reason)
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied for this test."""
+    redis_server.flush()
+    return redis_server.url

@@ -22,11 +22,13 @@ from scheduler.services import staff as staff_service
 from scheduler.services.errors import DomainError, Forbidden, InvalidInput, NotFound
 from scheduler.services.patients import PatientDetails
 from scheduler.web import schemas as s
+from scheduler.web import security
 from scheduler.web.common import json_error, now, settings
 from scheduler.web.openapi import Operation, Registry
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
+security.limit_api(bp)
 registry = Registry()
 M = TypeVar("M", bound=BaseModel)
 
@@ -322,6 +324,7 @@ def staff_required(view: Callable[..., Any]) -> Callable[..., Any]:
         g.staff = user
         return view(*args, **kwargs)
 
+    security.mark_staff_only(wrapped)
     return wrapped
 
 

@@ -133,12 +133,18 @@ def sign_in() -> ResponseReturnValue:
     at = now()
     # Failures are counted per typed address, known or not, and every refusal costs one hash:
     # neither the answers nor their timing tell which addresses belong to staff.
-    if staff_service.locked_until(db.session(), email_raw, now=at) is not None:
+    paused_until = staff_service.locked_until(db.session(), email_raw, now=at)
+    if paused_until is not None:
         current_app.logger.warning("staff sign-in refused: too many failures for that address")
-        return _sign_in_error(
-            "Too many failed attempts. Sign-in for this account is paused; try again later.",
-            email_raw,
+        wait = max(1, int((paused_until - at).total_seconds()))
+        return (
+            render_template(
+                "staff/sign_in.html",
+                error="Too many failed attempts. Sign-in for this account is paused; try again later.",
+                email=email_raw,
+            ),
             429,
+            {"Retry-After": str(wait)},
         )
     staff = staff_service.find_by_email(db.session(), email_raw)
     ok = False

@@ -16,12 +16,13 @@ from scheduler.models import CalendarFeed, Location, StaffRole
 from scheduler.services import booking
 from scheduler.services import feeds as feed_service
 from scheduler.services.errors import DomainError, Forbidden, NotFound
-from scheduler.web import api
+from scheduler.web import api, security
 from scheduler.web.common import json_error, now, settings
 from scheduler.web.openapi import Operation
 
 public = Blueprint("feeds", __name__)
 staff_api = Blueprint("feeds_api", __name__, url_prefix="/api/v1")
+security.limit_api(staff_api)
 csrf.exempt(staff_api)
 
 MANAGERS = frozenset({StaffRole.ADMIN, StaffRole.MANAGER})
