@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from flask import Flask, request
@@ -68,6 +69,7 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _register_errors(app: Flask) -> None:
+    from scheduler.web import outage
     from scheduler.web.common import json_error
 
     @app.errorhandler(HTTPException)
@@ -87,6 +89,11 @@ def _register_errors(app: Flask) -> None:
             if request.path.startswith("/api/"):
                 return json_error(409, "conflict", message)
             return message, 409
+        if outage.is_database_unavailable(exc):
+            # The connection is gone; the session is discarded at the end of the request anyway.
+            with contextlib.suppress(Exception):
+                db.session.rollback()
+            return outage.unavailable(exc)
         app.logger.exception("unhandled error on %s %s", request.method, request.path)
         db.session.rollback()
         if request.path.startswith("/api/"):

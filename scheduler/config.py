@@ -94,6 +94,12 @@ class Config:
         # memory:// counts per process; several web processes share limits through Redis
         # (redis://host:6379/0).
         self.RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+        # If that Redis is unreachable, count in memory meanwhile rather than refuse requests.
+        self.RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = _flag("RATELIMIT_IN_MEMORY_FALLBACK", True)
+        # With the database unreachable: 503 with this Retry-After, and at most one log line per
+        # failure kind per DB_OUTAGE_LOG_SECONDS.
+        self.DB_UNAVAILABLE_RETRY_AFTER = int(os.environ.get("DB_UNAVAILABLE_RETRY_AFTER", "5"))
+        self.DB_OUTAGE_LOG_SECONDS = float(os.environ.get("DB_OUTAGE_LOG_SECONDS", "60"))
         self.WTF_CSRF_TIME_LIMIT = None
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"

@@ -53,16 +53,24 @@ class Cluster:
     def start(self) -> Cluster:
         data = self.dir / "data"
         self._run("initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
+        self.resume()
+        return self
+
+    def resume(self) -> None:
+        """Start the server on its existing data (after `start`, and again after `pause`)."""
         options = (
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
             "-c shared_buffers=128MB"
         )
-        self._run(
-            "pg_ctl", "-D", str(data), "-w", "-l", str(self.dir / "log"), "-o", options, "start"
-        )
+        data = str(self.dir / "data")
+        self._run("pg_ctl", "-D", data, "-w", "-l", str(self.dir / "log"), "-o", options, "start")
         self.running = True
-        return self
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (an outage; `resume` ends it)."""
+        self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
+        self.running = False
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
