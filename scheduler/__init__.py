@@ -9,6 +9,7 @@ from flask import Flask, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from scheduler import logs, paths
 from scheduler.db import is_deadlock, normalize_url  # importing it registers the SQLite rules
@@ -35,6 +36,10 @@ def create_app(config: object | None = None) -> Flask:
     csrf.init_app(app)
     login_manager.init_app(app)
     limiter.init_app(app)
+    hops = int(app.config.get("TRUSTED_PROXY_HOPS", 0))
+    if hops:
+        # Behind that many proxies, the client's address (rate limits) is the one they forwarded.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops)  # type: ignore[method-assign]
 
     _register_blueprints(app)
     _register_errors(app)

@@ -94,6 +94,9 @@ class Config:
         # memory:// counts per process; several web processes share limits through Redis
         # (redis://host:6379/0).
         self.RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+        # Proxies in front of the app whose X-Forwarded-For is trusted for the client's address
+        # (rate limits count per address): 1 behind one reverse proxy, 0 when exposed directly.
+        self.TRUSTED_PROXY_HOPS = int(os.environ.get("TRUSTED_PROXY_HOPS", "0"))
         # If that Redis is unreachable, count in memory meanwhile rather than refuse requests.
         self.RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = _flag("RATELIMIT_IN_MEMORY_FALLBACK", True)
         # With the database unreachable: 503 with this Retry-After, and at most one log line per

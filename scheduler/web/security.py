@@ -92,23 +92,29 @@ def _staff_key() -> str:
     return "token:" + hashlib.sha256(token.encode()).hexdigest()
 
 
+API_LIMIT_MESSAGE = "Too many requests. Try again after the number of seconds in Retry-After."
+
+
 def limit_api(blueprint: Blueprint) -> None:
     """Apply the API's three limits to a blueprint of /api/v1 (call once, at import)."""
     limiter.shared_limit(
         lambda: str(current_app.config["API_BOOKING_RATELIMIT"]),
         scope="api-booking",
+        error_message=API_LIMIT_MESSAGE,
         key_func=get_remote_address,
         exempt_when=lambda: _is_staff_endpoint() or request.method in READ_METHODS,
     )(blueprint)
     limiter.shared_limit(
         lambda: str(current_app.config["API_READ_RATELIMIT"]),
         scope="api-read",
+        error_message=API_LIMIT_MESSAGE,
         key_func=get_remote_address,
         exempt_when=lambda: _is_staff_endpoint() or request.method not in READ_METHODS,
     )(blueprint)
     limiter.shared_limit(
         lambda: str(current_app.config["API_STAFF_RATELIMIT"]),
         scope="api-staff",
+        error_message=API_LIMIT_MESSAGE,
         key_func=_staff_key,
         exempt_when=lambda: not _is_staff_endpoint(),
     )(blueprint)

@@ -27,18 +27,21 @@ def _assert_429(response: Any) -> None:
     assert int(response.headers["Retry-After"]) >= 1
     body = response.get_json() if hasattr(response, "get_json") else response.json()
     assert body["error"]["code"] == "too_many_requests"
+    assert "Retry-After" in body["error"]["message"]
+
+
+LIMITS = {
+    "RATELIMIT_ENABLED": True,
+    "API_BOOKING_RATELIMIT": "3 per minute",
+    "API_READ_RATELIMIT": "5 per minute",
+    "API_STAFF_RATELIMIT": "4 per minute",
+}
 
 
 class TestLimits:
     @pytest.fixture
     def app_config(self, app_config: dict[str, Any]) -> dict[str, Any]:
-        return {
-            **app_config,
-            "RATELIMIT_ENABLED": True,
-            "API_BOOKING_RATELIMIT": "3 per minute",
-            "API_READ_RATELIMIT": "5 per minute",
-            "API_STAFF_RATELIMIT": "4 per minute",
-        }
+        return {**app_config, **LIMITS}
 
     @pytest.fixture
     def clinic(self, session):
@@ -73,12 +76,39 @@ class TestLimits:
         # A staff token's use leaves the address's public budget alone.
         assert client.get("/api/v1/locations").status_code == 200
 
+    def test_a_made_up_forwarded_address_buys_no_fresh_budget(self, client, clinic):
+        codes = [
+            client.get("/api/v1/locations", headers={"X-Forwarded-For": f"203.0.113.{i}"})
+            for i in range(6)
+        ]
+        assert [r.status_code for r in codes] == [200] * 5 + [429]
+
     def test_page_limits_say_when_to_come_back(self, app, client, clinic):
         app.config["PATIENT_TOKEN_RATELIMIT"] = "1 per minute"
         assert client.get("/a/" + "C" * 43).status_code == 404
         page = client.get("/a/" + "C" * 43)
         assert page.status_code == 429
         assert int(page.headers["Retry-After"]) >= 1
+
+
+class TestBehindOneProxy:
+    @pytest.fixture
+    def app_config(self, app_config: dict[str, Any]) -> dict[str, Any]:
+        return {**app_config, **LIMITS, "TRUSTED_PROXY_HOPS": 1}
+
+    @pytest.fixture
+    def clinic(self, session):
+        make_location(session, slug="sf")
+        session.commit()
+
+    def test_each_forwarded_client_counts_on_its_own(self, client, clinic):
+        def read(address: str) -> int:
+            headers = {"X-Forwarded-For": address}
+            return int(client.get("/api/v1/locations", headers=headers).status_code)
+
+        # The proxy's forwarded address is the client: each counts on its own.
+        assert [read("198.51.100.1") for _ in range(6)] == [200] * 5 + [429]
+        assert read("198.51.100.2") == 200
 
 
 # --- several processes, one count -------------------------------------------------------------
