@@ -111,6 +111,17 @@ class TestBehindOneProxy:
         assert read("198.51.100.2") == 200
 
 
+class TestRedisUnreachable:
+    @pytest.fixture
+    def app_config(self, app_config: dict[str, Any]) -> dict[str, Any]:
+        dead = f"redis://127.0.0.1:{_free_port()}/0"
+        return {**app_config, **LIMITS, "RATELIMIT_STORAGE_URI": dead}
+
+    def test_limits_fall_back_to_memory_instead_of_failing_requests(self, client, session):
+        codes = [client.get("/api/v1/locations").status_code for _ in range(6)]
+        assert codes == [200] * 5 + [429]
+
+
 # --- several processes, one count -------------------------------------------------------------
 
 
