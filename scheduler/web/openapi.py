@@ -120,6 +120,14 @@ def _operation(op: Operation) -> dict[str, Any]:
             "description": "Error",
             "content": {"application/json": {"schema": _ref(ErrorBody)}},
         }
+    # Any operation: a rate limit (429) or an unreachable database (503), both saying when to
+    # come back.
+    for status, why in ((429, "Too many requests"), (503, "Briefly unavailable")):
+        responses[str(status)] = {
+            "description": why,
+            "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
+            "content": {"application/json": {"schema": _ref(ErrorBody)}},
+        }
     out["responses"] = responses
     if op.auth:
         out["security"] = [{"bearer": []}]

@@ -91,6 +91,15 @@ class TestLimits:
         assert int(page.headers["Retry-After"]) >= 1
 
 
+def test_every_operation_documents_429_and_503_with_retry_after(client):
+    document = client.get("/api/v1/openapi.json").get_json()
+    operations = [op for path in document["paths"].values() for op in path.values()]
+    assert len(operations) > 10
+    for op in operations:
+        for status in ("429", "503"):
+            assert "Retry-After" in op["responses"][status]["headers"], op["operationId"]
+
+
 class TestBehindOneProxy:
     @pytest.fixture
     def app_config(self, app_config: dict[str, Any]) -> dict[str, Any]:

@@ -56,6 +56,7 @@ def test_known_and_unknown_addresses_answer_alike_through_a_lockout(client, clin
         locked = sign_in(client, address, PASSWORD)  # even the right password waits
         assert locked.status_code == 429, address
         assert "Too many failed attempts" in locked.get_data(as_text=True)
+        assert 1 <= int(locked.headers["Retry-After"]) <= 15 * 60
         assert hashes == [], address  # a paused address costs no hash, known or not
     # The count follows the address whatever case it is typed in.
     assert sign_in(client, known.upper(), PASSWORD).status_code == 429
