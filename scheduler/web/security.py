@@ -51,7 +51,8 @@ DEFAULT_LIMITS = {
     "API_BOOKING_RATELIMIT": "10 per minute;50 per hour",
     # JSON API, per client address: reads (GET) on public endpoints.
     "API_READ_RATELIMIT": "120 per minute",
-    # JSON API, per staff token (per address without one): every staff endpoint.
+    # JSON API, per staff token (per address without one): every staff endpoint. Refused tokens
+    # (401) also count per address against API_READ_RATELIMIT.
     "API_STAFF_RATELIMIT": "600 per minute",
 }
 
@@ -117,6 +118,16 @@ def limit_api(blueprint: Blueprint) -> None:
         error_message=API_LIMIT_MESSAGE,
         key_func=_staff_key,
         exempt_when=lambda: not _is_staff_endpoint(),
+    )(blueprint)
+    # Made-up tokens each get a budget of their own above, so refusals (401) also count per
+    # address, against the read limit: guessing tokens stops there.
+    limiter.shared_limit(
+        lambda: str(current_app.config["API_READ_RATELIMIT"]),
+        scope="api-staff-refused",
+        error_message=API_LIMIT_MESSAGE,
+        key_func=get_remote_address,
+        exempt_when=lambda: not _is_staff_endpoint(),
+        deduct_when=lambda response: response.status_code == 401,
     )(blueprint)
 
 

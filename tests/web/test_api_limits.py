@@ -83,6 +83,17 @@ class TestLimits:
         ]
         assert [r.status_code for r in codes] == [200] * 5 + [429]
 
+    def test_guessing_staff_tokens_stops_at_the_address_read_limit(self, client, clinic):
+        url = "/api/v1/locations/sf/calendar?date=2026-12-01"
+
+        def guess(i: int) -> Any:
+            return client.get(url, headers={"Authorization": f"Bearer cs_guess{i}"})
+
+        assert [guess(i).status_code for i in range(5)] == [401] * 5
+        _assert_429(guess(99))
+        # This address's public reads are counted apart.
+        assert client.get("/api/v1/locations").status_code == 200
+
     def test_page_limits_say_when_to_come_back(self, app, client, clinic):
         app.config["PATIENT_TOKEN_RATELIMIT"] = "1 per minute"
         assert client.get("/a/" + "C" * 43).status_code == 404
