@@ -36,8 +36,10 @@ from scheduler.services import audit, booking, calendar_view, sms_replies
 from scheduler.services.clock import NonexistentLocalTime, local_to_utc
 from scheduler.services.errors import Conflict, DomainError
 from scheduler.services.patients import PatientDetails
+from scheduler.web import formatting
 from scheduler.web.auth import current_staff
 from scheduler.web.common import now, settings
+from scheduler.web.formatting import local
 from scheduler.web.staff_common import (
     ROLE_LABELS,
     STATUS_LABELS,
@@ -102,10 +104,6 @@ def _resource_of(location: Location, raw: str | None, field: str = "resource") -
     if resource is None or resource.location_id != location.id:
         raise PageError("Choose a chair or room of this location.", {field: "unknown"})
     return resource
-
-
-def _local(instant: dt.datetime | None, tz: ZoneInfo, fmt: str = "%a %d %b %Y %H:%M") -> str:
-    return instant.astimezone(tz).strftime(fmt) if instant else ""
 
 
 # --- common page furniture ------------------------------------------------------------------------
@@ -254,7 +252,7 @@ def _render_appointment(
             resources=resources,
             reminders=_reminder_history(appt.id),
             error=error,
-            local=_local,
+            local=local,
         ),
         status,
     )
@@ -270,7 +268,7 @@ def _describe(appt: Appointment) -> dict[str, str]:
     tz = ZoneInfo(appt.location.timezone)
     return {
         "resource": appt.resource.name,
-        "start": _local(appt.start_at, tz, "%Y-%m-%d %H:%M"),
+        "start": local(appt.start_at, tz, "%Y-%m-%d %H:%M"),
         "status": appt.status,
     }
 
@@ -365,13 +363,13 @@ def appointment_move(appointment_id: int) -> ResponseReturnValue:
         "moved",
         {
             "from": f"{before['resource']} {before['start']}",
-            "to": f"{appt.resource.name} {_local(appt.start_at, tz, '%Y-%m-%d %H:%M')}",
+            "to": f"{appt.resource.name} {local(appt.start_at, tz, '%Y-%m-%d %H:%M')}",
         },
     )
     db.session.commit()
     flash(
         f"{appt.patient.name} moved to {appt.resource.name} at "
-        f"{_local(appt.start_at, tz, '%a %d %b %H:%M')}."
+        f"{local(appt.start_at, tz, '%a %d %b %H:%M')}."
     )
     return redirect(url_for("staff.appointment", appointment_id=appt.id), 303)
 
@@ -459,7 +457,7 @@ def book_submit(slug: str) -> ResponseReturnValue:
     db.session.commit()
     flash(
         f"Booked {appt.patient.name} in {appt.resource.name} at "
-        f"{_local(appt.start_at, tz, '%a %d %b %H:%M')}."
+        f"{local(appt.start_at, tz, '%a %d %b %H:%M')}."
     )
     return redirect(url_for("staff.calendar", slug=location.slug, date=day), 303)
 
@@ -549,13 +547,13 @@ def block_create(slug: str) -> ResponseReturnValue:
         location_id=location.id,
         target=f"{resource.name} block {block.id}",
         details={
-            "start": _local(start, tz, "%Y-%m-%d %H:%M"),
-            "end": _local(end, tz, "%Y-%m-%d %H:%M"),
+            "start": local(start, tz, "%Y-%m-%d %H:%M"),
+            "end": local(end, tz, "%Y-%m-%d %H:%M"),
             "reason": values["reason"],
         },
     )
     db.session.commit()
-    flash(f"{resource.name} is blocked {_local(start, tz, '%H:%M')}–{_local(end, tz, '%H:%M')}.")
+    flash(f"{resource.name} is blocked {local(start, tz, '%H:%M')}–{local(end, tz, '%H:%M')}.")
     return redirect(url_for("staff.calendar", slug=location.slug, date=day), 303)
 
 
@@ -575,7 +573,7 @@ def block_page(slug: str, block_id: int) -> ResponseReturnValue:
         location=location,
         block=block,
         tz=tz,
-        local=_local,
+        local=local,
         entries=entries,
         details_of=audit.details_of,
     )
@@ -589,8 +587,8 @@ def block_delete(slug: str, block_id: int) -> ResponseReturnValue:
     block = owned(ResourceBlock, block_id, location)
     day = block.start_at.astimezone(tz).date()
     described = {
-        "start": _local(block.start_at, tz, "%Y-%m-%d %H:%M"),
-        "end": _local(block.end_at, tz, "%Y-%m-%d %H:%M"),
+        "start": local(block.start_at, tz, "%Y-%m-%d %H:%M"),
+        "end": local(block.end_at, tz, "%Y-%m-%d %H:%M"),
         "reason": block.reason,
         "unblock_reason": form_value("reason"),
     }
@@ -622,13 +620,18 @@ def audit_log() -> ResponseReturnValue:
     else:
         ids = [x.id for x in staff.locations]
         entries = audit.recent(db.session(), location_ids=ids)
-    names = {x.id: x.name for x in db.session.scalars(select(Location))}
+    locations = list(db.session.scalars(select(Location)))
     return render_template(
-        "staff/audit.html", entries=entries, names=names, details_of=audit.details_of
+        "staff/audit.html",
+        entries=entries,
+        names={x.id: x.name for x in locations},
+        zones={x.id: x.timezone for x in locations},
+        details_of=audit.details_of,
     )
 
 
 def init_app(app: Flask) -> None:
+    formatting.install(app)
     app.register_blueprint(bp)
 
 
