@@ -514,3 +514,159 @@ def grid_css(max_columns: int = 60) -> str:
     for pct in range(0, 101, 5):
         out.append(f".pct{pct}{{height:{pct}%}}")
     return "\n".join(out) + "\n"
+
+
+# --- the day sheet --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SheetRow:
+    """One visit on the printed day sheet. `nurse` and `escort` stay None until appointments
+    carry them (the staffing and escort work); the page shows those columns only when some row
+    has a value."""
+
+    appointment: Appointment
+    start: dt.datetime
+    end: dt.datetime
+    patient: str
+    phone: str
+    service: str
+    resource: str
+    status: str
+    note: str
+    nurse: str | None = None
+    escort: str | None = None
+
+
+@dataclass(frozen=True)
+class DaySheet:
+    day: dt.date
+    rows: list[SheetRow]
+
+    @property
+    def has_nurse(self) -> bool:
+        return any(r.nurse is not None for r in self.rows)
+
+    @property
+    def has_escort(self) -> bool:
+        return any(r.escort is not None for r in self.rows)
+
+
+def _optional_text(appt: Appointment, *names: str) -> str | None:
+    """The first of `names` the appointment has (a name, or an object with a `name`), else None.
+
+    The hook for fields other work adds to visits (the nurse, the escort): no schema knowledge
+    here beyond the attribute names."""
+    for name in names:
+        value = getattr(appt, name, None)
+        if value is None:
+            continue
+        return str(getattr(value, "name", value))
+    return None
+
+
+def day_sheet(session: Session, location: Location, day: dt.date) -> DaySheet:
+    """Every visit starting on the local `day` that still holds its chair, by time then chair."""
+    tz = ZoneInfo(location.timezone)
+    start, end = local_day_bounds(day, tz)
+    appts = session.scalars(
+        select(Appointment)
+        .options(
+            selectinload(Appointment.patient),
+            selectinload(Appointment.service),
+            selectinload(Appointment.resource),
+        )
+        .where(
+            Appointment.location_id == location.id,
+            Appointment.status.in_([str(s) for s in SHOWN_STATUSES]),
+            Appointment.start_at >= start,
+            Appointment.start_at < end,
+        )
+        .order_by(Appointment.start_at, Appointment.resource_id)
+    )
+    rows = [
+        SheetRow(
+            appointment=a,
+            start=a.start_at,
+            end=a.end_at,
+            patient=a.patient.name,
+            phone=a.patient.phone,
+            service=a.service.name,
+            resource=a.resource.name,
+            status=str(a.status),
+            note=a.note,
+            nurse=_optional_text(a, "nurse", "clinician"),
+            escort=_optional_text(a, "escort_name", "escort"),
+        )
+        for a in appts
+    ]
+    return DaySheet(day=day, rows=rows)
+
+
+# --- the week across every chair ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WeekCell:
+    day: dt.date
+    appointments: list[Appointment]
+    blocks: list[ResourceBlock]
+    closed: bool
+
+
+@dataclass(frozen=True)
+class WeekRow:
+    resource: Resource
+    cells: list[WeekCell]
+
+
+@dataclass(frozen=True)
+class WeekOverview:
+    """Monday to Sunday around a day: one row per chair or room, one cell per day (visits by
+    local start day, blocks on every day they touch)."""
+
+    days: list[dt.date]
+    rows: list[WeekRow]
+    closed_days: set[dt.date]
+
+
+def week_overview(session: Session, location: Location, day: dt.date) -> WeekOverview:
+    tz = ZoneInfo(location.timezone)
+    monday = week_start(day)
+    days = [monday + dt.timedelta(days=i) for i in range(7)]
+    start, _ = local_day_bounds(days[0], tz)
+    _, end = local_day_bounds(days[-1], tz)
+    resources = location_resources(session, location)
+    ids = [r.id for r in resources]
+    appts = _appointments(session, ids, start, end)
+    blocks = _blocks(session, ids, start, end)
+    used = {a.resource_id for a in appts} | {b.resource_id for b in blocks}
+    open_days = {d for d in days if any(h.weekday == d.weekday() for h in location.hours)}
+    closed = {d for d in days if d not in open_days or closure_on(session, location, d)}
+    rows: list[WeekRow] = []
+    for resource in resources:
+        if not (resource.active or resource.id in used):
+            continue
+        cells = []
+        for d in days:
+            d_start, d_end = local_day_bounds(d, tz)
+            cells.append(
+                WeekCell(
+                    day=d,
+                    appointments=[
+                        a
+                        for a in appts
+                        if a.resource_id == resource.id and d_start <= a.start_at < d_end
+                    ],
+                    blocks=[
+                        b
+                        for b in blocks
+                        if b.resource_id == resource.id
+                        and b.start_at < d_end
+                        and b.end_at > d_start
+                    ],
+                    closed=d in closed,
+                )
+            )
+        rows.append(WeekRow(resource=resource, cells=cells))
+    return WeekOverview(days=days, rows=rows, closed_days=closed)

@@ -63,6 +63,11 @@ STATUS_ACTIONS = {
     "no_show": "No-show",
     "booked": "Back to booked",
 }
+# The day's moves offered on the calendar itself, per current status (the rest are on the visit).
+QUICK_ACTIONS = {
+    "booked": (("checked_in", "Check in"), ("no_show", "No-show")),
+    "checked_in": (("completed", "Complete"),),
+}
 
 
 # --- access and parsing (what only these pages need; the shared rest is in staff_common) -------
@@ -159,11 +164,15 @@ def calendar(slug: str) -> ResponseReturnValue:
     day = parse_date(request.args.get("date")) or _today(location)
     view = request.args.get("view", "day")
     resource = None
+    grid: calendar_view.Grid | None = None
+    overview: calendar_view.WeekOverview | None = None
     if view == "week":
+        # Without a chair, the week across every chair of the location.
         resource = _resource_of(location, request.args.get("resource"))
         if resource is None:
-            raise PageError("Choose a chair for the week view.", {"resource": "required"}, 400)
-        grid = calendar_view.week_grid(db.session(), location, resource, day, now())
+            overview = calendar_view.week_overview(db.session(), location, day)
+        else:
+            grid = calendar_view.week_grid(db.session(), location, resource, day, now())
     else:
         view = "day"
         grid = calendar_view.day_grid(db.session(), location, day, now())
@@ -175,14 +184,34 @@ def calendar(slug: str) -> ResponseReturnValue:
         day=day,
         tz=tz,
         grid=grid,
+        overview=overview,
         view=view,
         resource=resource,
         summary=summary,
+        quick_actions=QUICK_ACTIONS,
         prev_day=day - step,
         next_day=day + step,
         today=_today(location),
         resources=calendar_view.location_resources(db.session(), location),
         can_settings=can_edit_settings(current_staff(), location),
+    )
+
+
+@bp.route("/<slug>/day-sheet")
+@login
+def day_sheet(slug: str) -> ResponseReturnValue:
+    """The day's visits as a printable list for the front desk and the nurses."""
+    location = page_location(slug)
+    day = parse_date(request.args.get("date")) or _today(location)
+    return render_template(
+        "staff/day_sheet.html",
+        location=location,
+        day=day,
+        sheet=calendar_view.day_sheet(db.session(), location, day),
+        tz=ZoneInfo(location.timezone),
+        printed_at=now(),
+        prev_day=day - dt.timedelta(days=1),
+        next_day=day + dt.timedelta(days=1),
     )
 
 
@@ -287,6 +316,9 @@ def appointment_status(appointment_id: int) -> ResponseReturnValue:
         booking.set_status(db.session(), appt, target, now=now(), settings=settings())
     except DomainError as exc:
         db.session.rollback()
+        if request.form.get("next") == "calendar":
+            flash(f"{appt.patient.name}: {exc.message}")
+            return redirect(_back_to(appt), 303)
         return _render_appointment(appt, error=exc, status=exc.http_status)
     _audit_visit(appt, target, {"from": before, "to": appt.status})
     db.session.commit()
@@ -295,13 +327,19 @@ def appointment_status(appointment_id: int) -> ResponseReturnValue:
 
 
 def _back_to(appt: Appointment) -> str:
-    nxt = request.form.get("next", "")
-    if nxt == "calendar":
-        tz = ZoneInfo(appt.location.timezone)
-        return url_for(
-            "staff.calendar", slug=appt.location.slug, date=appt.start_at.astimezone(tz).date()
-        )
-    return url_for("staff.appointment", appointment_id=appt.id)
+    """Where a status change returns: the calendar view it was made from (same day, view and
+    chair, scrolled to the visit), or the visit's page."""
+    if request.form.get("next", "") != "calendar":
+        return url_for("staff.appointment", appointment_id=appt.id)
+    tz = ZoneInfo(appt.location.timezone)
+    day = parse_date(form_value("date", 20)) or appt.start_at.astimezone(tz).date()
+    args: dict[str, Any] = {"date": day.isoformat()}
+    if form_value("view", 10) == "week":
+        args["view"] = "week"
+        raw = form_value("resource", 20)
+        if raw.isdigit():
+            args["resource"] = raw
+    return url_for("staff.calendar", slug=appt.location.slug, _anchor=f"appt-{appt.id}", **args)
 
 
 @bp.route("/appointments/<int:appointment_id>/cancel", methods=["POST"])

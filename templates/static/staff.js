@@ -1,19 +1,107 @@
 // Staff portal: small conveniences only; every page works without this file.
+"use strict";
+
+const typing = (el) => el && el.matches && el.matches("input, select, textarea, [contenteditable]");
+
+// Keyboard shortcuts for the daily moves, listed on the "?" overlay (a native modal <dialog>:
+// it traps focus and closes with Escape; focus goes back where it was).
+function setUpShortcuts() {
+  const dialog = document.getElementById("shortcuts");
+  if (!dialog) return;
+  let opener = null;
+  const open = () => {
+    if (dialog.open) return;
+    opener = document.activeElement;
+    dialog.showModal();
+    dialog.querySelector("[data-close]").focus();
+  };
+  dialog.addEventListener("close", () => { if (opener && opener.focus) opener.focus(); });
+  dialog.querySelector("[data-close]").addEventListener("click", () => dialog.close());
+  for (const button of document.querySelectorAll("[data-shortcuts]")) {
+    button.hidden = false;
+    button.addEventListener("click", open);
+  }
+  const follow = (selector) => {
+    const link = document.querySelector(selector);
+    if (link) { window.location.href = link.href; return true; }
+    return false;
+  };
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey || dialog.open || typing(event.target)) return;
+    let done = false;
+    switch (event.key) {
+      case "?": open(); done = true; break;
+      case "t": done = follow("a[data-key=today]"); break;
+      case "j": case "ArrowRight": done = follow("a[rel=next]"); break;
+      case "k": case "ArrowLeft": done = follow("a[rel=prev]"); break;
+      case "b": done = follow("a[data-key=book]"); break;
+      case "/": {
+        const find = document.querySelector("[data-find]");
+        if (find) { find.focus(); done = true; }
+        break;
+      }
+    }
+    if (done) event.preventDefault();
+  });
+}
+
+// "Find a visit" on the calendar: highlights the boxes whose patient matches, Enter goes to the first.
+function setUpFind(calendar) {
+  const find = document.querySelector("[data-find]");
+  if (!find) return;
+  find.closest("[hidden]")?.removeAttribute("hidden");
+  const boxes = [...calendar.querySelectorAll(".appt, .week-visit")];
+  const apply = () => {
+    const q = find.value.trim().toLowerCase();
+    let first = null;
+    for (const box of boxes) {
+      const hit = q && box.textContent.toLowerCase().includes(q);
+      box.classList.toggle("match", Boolean(hit));
+      box.classList.toggle("dim", Boolean(q) && !hit);
+      if (hit && !first) first = box;
+    }
+    return first;
+  };
+  find.addEventListener("input", () => { const first = apply(); if (first) first.scrollIntoView({ block: "center", inline: "nearest" }); });
+  find.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") { event.preventDefault(); const first = apply(); if (first) first.focus(); }
+    if (event.key === "Escape") { find.value = ""; apply(); find.blur(); }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  setUpShortcuts();
   // The date picker on the calendar jumps as soon as a date is chosen.
   for (const input of document.querySelectorAll("form.datepick input[type=date]")) {
     input.addEventListener("change", () => { if (input.value) input.form.submit(); });
   }
-  const calendar = document.querySelector(".cal-scroll");
+  const calendar = document.querySelector(".cal-scroll, #week-overview");
   if (!calendar) return;
-  // Scroll the calendar so the "now" line is in view.
-  const now = calendar.querySelector(".nowline");
-  if (now) now.scrollIntoView({ block: "center", inline: "nearest" });
+  setUpFind(calendar);
+  // A status change from the calendar comes back to the same place on the page.
+  const key = ["chairside-scroll", window.location.pathname, calendar.dataset.view, calendar.dataset.date].join(":");
+  for (const form of document.querySelectorAll("form.quick")) {
+    form.addEventListener("submit", () => {
+      sessionStorage.setItem(key, JSON.stringify([window.scrollX, window.scrollY]));
+    });
+  }
+  const saved = sessionStorage.getItem(key);
+  sessionStorage.removeItem(key);
+  if (saved) {
+    const [x, y] = JSON.parse(saved);
+    window.scrollTo(x, y);
+  } else if (!window.location.hash) {
+    // Otherwise scroll so the "now" line is in view.
+    const now = calendar.querySelector(".nowline");
+    if (now) now.scrollIntoView({ block: "center", inline: "nearest" });
+  }
   // The front desk keeps this page open all day: refresh it every minute while it is visible
   // and nobody is typing (not under browser automation, whose steps it would disturb).
   if (navigator.webdriver) return;
   setInterval(() => {
-    const busy = document.activeElement && document.activeElement.matches("input, select, textarea");
-    if (document.visibilityState === "visible" && !busy) window.location.reload();
+    if (document.visibilityState !== "visible" || typing(document.activeElement)) return;
+    if (document.querySelector("dialog[open]")) return;
+    sessionStorage.setItem(key, JSON.stringify([window.scrollX, window.scrollY]));
+    window.location.reload();
   }, 60000);
 });
