@@ -80,16 +80,29 @@ document.addEventListener("DOMContentLoaded", () => {
   setUpFind(calendar);
   // A status change from the calendar comes back to the same place on the page.
   const key = ["chairside-scroll", window.location.pathname, calendar.dataset.view, calendar.dataset.date].join(":");
+  // It keeps the visit where it was on the screen (a message above may have pushed it down).
+  const remember = (id) => {
+    const box = id && document.getElementById("appt-" + id);
+    const top = box ? box.getBoundingClientRect().top : null;
+    sessionStorage.setItem(key, JSON.stringify({ id, top, x: window.scrollX, y: window.scrollY }));
+  };
   for (const form of document.querySelectorAll("form.quick")) {
-    form.addEventListener("submit", () => {
-      sessionStorage.setItem(key, JSON.stringify([window.scrollX, window.scrollY]));
-    });
+    form.addEventListener("submit", () => remember(form.dataset.quick));
   }
   const saved = sessionStorage.getItem(key);
   sessionStorage.removeItem(key);
   if (saved) {
-    const [x, y] = JSON.parse(saved);
-    window.scrollTo(x, y);
+    const place = JSON.parse(saved);
+    const restore = () => {
+      const box = place.id && document.getElementById("appt-" + place.id);
+      if (box && place.top !== null) {
+        window.scrollTo(place.x, window.scrollY + box.getBoundingClientRect().top - place.top);
+      } else {
+        window.scrollTo(place.x, place.y);
+      }
+    };
+    restore();
+    window.addEventListener("load", restore);  // after the browser's own jump to #appt-…
   } else if (!window.location.hash) {
     // Otherwise scroll so the "now" line is in view.
     const now = calendar.querySelector(".nowline");
@@ -101,7 +114,7 @@ document.addEventListener("DOMContentLoaded", () => {
   setInterval(() => {
     if (document.visibilityState !== "visible" || typing(document.activeElement)) return;
     if (document.querySelector("dialog[open]")) return;
-    sessionStorage.setItem(key, JSON.stringify([window.scrollX, window.scrollY]));
+    remember(null);
     window.location.reload();
   }, 60000);
 });

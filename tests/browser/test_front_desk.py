@@ -7,7 +7,10 @@ Screenshots go to tests/output/desk-*.png for reviewers.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ import pytest
 from scheduler.services import booking
 from tests.browser.conftest import LiveServer
 from tests.conftest import IN_CI
-from tests.web.staff_support import DAY, PASSWORD, at, book, make_clinic
+from tests.web.staff_support import DAY, FIRST, LAST, PASSWORD, at, book, make_clinic
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[2]
@@ -173,3 +176,117 @@ def test_every_staff_and_patient_page_passes_axe(desk, clinic_day, axe_source):
     problems = {path: v for path, v in found.items() if v}
     assert problems == {}, json.dumps(problems, indent=1)
     assert len(found) >= 30
+
+
+@pytest.fixture
+def twenty(session: Any, clock: Any) -> dict[str, Any]:
+    """SF with 20 visits on DAY: five on each of the four chairs, 08:15 to 14:30."""
+    clinic = make_clinic(session)
+    chairs = [r for r in clinic.sf.resources if r.kind == "chair"]
+    names = []
+    for i in range(20):
+        chair, turn = chairs[i % 4], i // 4
+        name = f"{FIRST[i]} {LAST[(i * 7) % 20]}"
+        start = at(DAY, 8, 15) + dt.timedelta(minutes=75 * turn)
+        book(
+            session,
+            clinic.sf,
+            clinic.infusion,
+            start,
+            clock.now,
+            n=i + 1,
+            name=name,
+            resource_id=chair.id,
+        )
+        names.append(name)
+    values = {"email": clinic.users["front_desk"].email, "names": names}
+    session.commit()
+    return values
+
+
+def _pdf_text(pdf: bytes, tmp_path: Path) -> str:
+    _need("pdftotext", None if shutil.which("pdftotext") else "pdftotext missing (poppler-utils)")
+    path = tmp_path / "sheet.pdf"
+    path.write_bytes(pdf)
+    out = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, check=True)
+    return out.stdout.decode()
+
+
+def test_a_working_day_on_the_calendar_week_and_day_sheet(
+    browser, live_server, output_dir, twenty, tmp_path, axe_source
+):
+    desk = Desk(browser, live_server.url, output_dir, width=1280, height=720)
+    page = desk.page
+    try:
+        desk.sign_in(twenty["email"])
+        page.goto(f"{desk.base}/staff/sf/calendar?date={DAY}")
+        # The page scrolls, not a box inside it; the chair names stay in view while it does.
+        assert page.evaluate("() => document.scrollingElement.scrollHeight > innerHeight + 200")
+        assert (
+            page.locator(".cal-scroll").evaluate("e => getComputedStyle(e).overflowY") == "visible"
+        )
+        assert page.locator(".hour").first.evaluate("e => getComputedStyle(e).position") == "sticky"
+        page.mouse.wheel(0, 700)
+        page.wait_for_function("() => scrollY >= 600")
+        head = page.locator(".cal-head").bounding_box()
+        assert head is not None and abs(head["y"]) < 2
+        desk.shot("calendar-day", full_page=False)
+
+        # Check in the 13:15 visit on Chair 1 from the calendar: back on the same view and place.
+        name = twenty["names"][16]
+        button = page.get_by_role("button", name=f"Check in {name}")
+        button.scroll_into_view_if_needed()
+        box = page.locator("a.appt", has_text=name)
+        before = box.bounding_box()
+        button.click()
+        page.get_by_text(f"{name}: checked in.").wait_for()
+        page.wait_for_load_state("load")
+        assert f"/staff/sf/calendar?date={DAY}" in page.url
+        after = box.bounding_box()  # the visit is where it was on the screen
+        assert before and after and abs(after["y"] - before["y"]) < 12, (before, after)
+        assert box.get_attribute("data-status") == "checked_in"
+        assert page.get_by_role("button", name=f"Complete {name}").count() == 1
+
+        # Keyboard: ? lists the shortcuts in a dialog, Escape closes it and focus comes back.
+        page.locator("body").press("?")
+        dialog = page.get_by_role("dialog", name="Keyboard shortcuts")
+        dialog.wait_for()
+        assert page.evaluate("() => document.activeElement.closest('dialog') !== null")
+        assert desk.axe(axe_source) == []
+        page.keyboard.press("Escape")
+        dialog.wait_for(state="hidden")
+        page.keyboard.press("j")
+        page.wait_for_url(f"**date={DAY + dt.timedelta(days=1)}")
+        page.keyboard.press("k")
+        page.wait_for_url(f"**date={DAY}")
+        page.keyboard.press("/")
+        page.keyboard.type(twenty["names"][3].split()[0])
+        assert page.locator("a.appt.match").count() >= 1
+        page.keyboard.press("Escape")
+        page.keyboard.press("t")
+        page.wait_for_url(f"**date={DAY - dt.timedelta(days=1)}")  # the clock's today
+        page.keyboard.press("b")
+        page.wait_for_url("**/staff/sf/book*")
+
+        # The week across every chair.
+        page.goto(f"{desk.base}/staff/sf/calendar?date={DAY}&view=week")
+        assert page.locator("#week-overview tbody tr").count() == 5  # 4 chairs and a room
+        assert page.locator(".week-visit").count() == 20
+        desk.shot("week-all-chairs")
+
+        # The day sheet, printed: every visit is in the PDF's text, on A4 and on Letter.
+        page.goto(f"{desk.base}/staff/sf/day-sheet?date={DAY}")
+        assert page.locator("#day-sheet tbody tr").count() == 20
+        desk.shot("day-sheet")
+        page.emulate_media(media="print")
+        assert page.locator(".staff-nav").is_hidden()
+        for paper in ("A4", "Letter"):
+            text = _pdf_text(page.pdf(format=paper, print_background=False), tmp_path)
+            missing = [n for n in twenty["names"] if n not in text]
+            assert missing == [], (paper, missing)
+            assert "(415) 555-0001" in text and "Chair 4" in text
+        (output_dir / "desk-day-sheet.pdf").write_bytes(page.pdf(format="A4"))
+        page.emulate_media(media="screen")
+        assert desk.errors == []
+    finally:
+        desk.context.close()
