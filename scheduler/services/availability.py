@@ -424,8 +424,11 @@ def nearest_slots(
     limit: int = 6,
     days_around: int = 7,
     exclude_appointment_id: int | None = None,
+    allow_short_notice: bool = False,
+    resource_id: int | None = None,
 ) -> list[Slot]:
-    """The free slots closest in time to `target` (itself excluded), in chronological order."""
+    """The free slots closest in time to `target` (itself excluded), in chronological order;
+    with `resource_id`, only those where that chair or room is free."""
     tz = ZoneInfo(location.timezone)
     day = target.astimezone(tz).date()
     first = max(now.astimezone(tz).date(), day - dt.timedelta(days=days_around))
@@ -442,8 +445,9 @@ def nearest_slots(
             (last - first).days + 1,
             now,
             exclude_appointment_id=exclude_appointment_id,
+            allow_short_notice=allow_short_notice,
         )
-        if slot.start != target
+        if slot.start != target and (resource_id is None or resource_id in slot.free)
     ]
     slots.sort(key=lambda slot: (abs(slot.start - target), slot.start))
     return sorted(slots[:limit], key=lambda slot: slot.start)

@@ -66,6 +66,7 @@ class BookingRequest:
     source: str = "online"  # online | staff
     allow_short_notice: bool = False  # staff may book walk-ins inside the minimum notice
     resource_id: int | None = None  # staff may ask for one chair
+    require_email: bool = True  # staff booking by phone may leave it empty (online and API: not)
 
 
 def get_location(session: Session, slug: str) -> Location:
@@ -294,7 +295,7 @@ def book(
     session: Session, request: BookingRequest, *, now: dt.datetime, settings: ClinicSettings
 ) -> Appointment:
     """Book the request on a free resource of the right kind, or raise a DomainError."""
-    details = validate_details(request.patient)
+    details = validate_details(request.patient, require_email=request.require_email)
     session.flush()  # the Core statements below do not autoflush the caller's changes
     try:
         return _book(session, request, details, now, settings)

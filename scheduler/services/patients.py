@@ -47,7 +47,9 @@ def normalize_email(raw: str) -> str:
     return result.normalized
 
 
-def validate_details(details: PatientDetails) -> PatientDetails:
+def validate_details(details: PatientDetails, *, require_email: bool = True) -> PatientDetails:
+    """Normalized details, or InvalidInput naming every bad field. Staff booking for a patient
+    on the phone may leave the e-mail empty (`require_email=False`): no invite is mailed then."""
     fields: dict[str, str] = {}
     name = " ".join(details.name.split())
     if not name:
@@ -59,10 +61,11 @@ def validate_details(details: PatientDetails) -> PatientDetails:
         phone = normalize_phone(details.phone)
     except InvalidInput as exc:
         fields.update(exc.fields)
-    try:
-        email = normalize_email(details.email)
-    except InvalidInput as exc:
-        fields.update(exc.fields)
+    if details.email.strip() or require_email:
+        try:
+            email = normalize_email(details.email)
+        except InvalidInput as exc:
+            fields.update(exc.fields)
     if fields:
         raise InvalidInput("Some details need correcting.", fields)
     return PatientDetails(name, phone, email, details.sms_consent)

@@ -32,9 +32,9 @@ from scheduler.models import (
     ResourceBlock,
     StaffRole,
 )
-from scheduler.services import audit, booking, calendar_view, sms_replies
+from scheduler.services import audit, availability, booking, calendar_view, sms_replies
 from scheduler.services.clock import NonexistentLocalTime, local_to_utc
-from scheduler.services.errors import Conflict, DomainError
+from scheduler.services.errors import Conflict, DomainError, SlotUnavailable
 from scheduler.services.patients import PatientDetails
 from scheduler.web import formatting
 from scheduler.web.auth import current_staff
@@ -415,13 +415,88 @@ def appointment_move(appointment_id: int) -> ResponseReturnValue:
 # --- booking on behalf of a patient ---------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class FreeTime:
+    """A start staff can click: it fills the booking form's service, date, time and chair."""
+
+    service: str  # slug
+    date: str  # local YYYY-MM-DD
+    time: str  # local HH:MM
+    resource: str  # id of the chair or room it fills in (the chosen one, else the first free)
+    resource_name: str
+    free: int  # how many chairs or rooms are free then
+    label: str  # "09:15", or "Wed 02 Dec 09:15" when the day differs from the one asked
+
+
+def _free_times(
+    location: Location,
+    service_slug: str,
+    day: dt.date | None,
+    resource: Resource | None,
+    *,
+    near: dt.datetime | None = None,
+) -> list[FreeTime]:
+    """The day's free starts for the service (or, with `near`, the closest ones to a refused
+    time), from the same engine that checks a booking; staff are not held to the notice."""
+    service = next((s for s in location.services if s.active and s.slug == service_slug), None)
+    if service is None or day is None:
+        return []
+    if resource is not None and resource.kind != service.resource_kind:
+        resource = None
+    tz = ZoneInfo(location.timezone)
+    if near is not None:
+        slots = availability.nearest_slots(
+            db.session(),
+            location,
+            service,
+            near,
+            now(),
+            allow_short_notice=True,
+            resource_id=resource.id if resource else None,
+        )
+    else:
+        slots = [
+            s
+            for s in availability.location_slots(
+                db.session(), location, service, day, 1, now(), allow_short_notice=True
+            )
+            if resource is None or resource.id in s.free
+        ]
+    names = {r.id: r.name for r in location.resources}
+    times = []
+    for slot in slots:
+        local_start = slot.start.astimezone(tz)
+        rid = resource.id if resource else slot.free[0]
+        times.append(
+            FreeTime(
+                service=service.slug,
+                date=local_start.date().isoformat(),
+                time=f"{local_start:%H:%M}",
+                resource=str(rid),
+                resource_name=names.get(rid, ""),
+                free=len(slot.free),
+                label=f"{local_start:%H:%M}"
+                if local_start.date() == day
+                else f"{local_start:%a %d %b %H:%M}",
+            )
+        )
+    return times
+
+
 def _render_book(
     location: Location,
     values: Mapping[str, str],
     error: PageError | DomainError | None,
     status: int,
+    *,
+    nearest: list[FreeTime] | None = None,
 ) -> ResponseReturnValue:
     services = sorted((s for s in location.services if s.active), key=lambda s: (s.kind, s.name))
+    try:
+        day = parse_date(values.get("date"))
+        resource = _resource_of(location, values.get("resource"))
+    except PageError:
+        day, resource = None, None
     return (
         render_template(
             "staff/book.html",
@@ -432,6 +507,9 @@ def _render_book(
             ],
             values=values,
             error=error,
+            free_times=_free_times(location, values.get("service", ""), day, resource),
+            nearest=nearest or [],
+            day=day,
         ),
         status,
     )
@@ -459,12 +537,14 @@ def book_submit(slug: str) -> ResponseReturnValue:
         k: form_value(k, 2000)
         for k in ("service", "date", "time", "resource", "name", "phone", "email", "note")
     }
+    start: dt.datetime | None = None
+    resource: Resource | None = None
     try:
         day = parse_date(values["date"])
         if day is None:
             raise PageError("Choose a date.", {"date": "required"})
-        start = _instant(day, _parse_time(values["time"], "time"), tz, "time")
         resource = _resource_of(location, values["resource"])
+        start = _instant(day, _parse_time(values["time"], "time"), tz, "time")
         if not values["service"]:
             raise PageError("Choose a service.", {"service": "required"})
         appt = booking.book(
@@ -483,6 +563,7 @@ def book_submit(slug: str) -> ResponseReturnValue:
                 source="staff",
                 allow_short_notice=True,
                 resource_id=resource.id if resource else None,
+                require_email=False,  # a patient booking by phone may have none
             ),
             now=now(),
             settings=settings(),
@@ -490,7 +571,11 @@ def book_submit(slug: str) -> ResponseReturnValue:
     except (PageError, DomainError) as exc:
         db.session.rollback()
         status = exc.status if isinstance(exc, PageError) else exc.http_status
-        return _render_book(location, values, exc, status)
+        nearest = None
+        refused_time = isinstance(exc, SlotUnavailable) or "start" in getattr(exc, "fields", {})
+        if refused_time and start is not None:
+            nearest = _free_times(location, values["service"], day, resource, near=start)
+        return _render_book(location, values, exc, status, nearest=nearest)
     _audit_visit(appt, "booked", {"service": appt.service.slug, **_describe(appt)})
     db.session.commit()
     flash(

@@ -69,8 +69,32 @@ function setUpFind(calendar) {
   });
 }
 
+// Staff booking: a clicked free time fills in the form in place (keeping what was typed);
+// without script the link reloads the page with the same fields filled in.
+function setUpFreeTimes() {
+  const form = document.getElementById("book");
+  if (!form) return;
+  const chosen = document.getElementById("chosen");
+  for (const link of document.querySelectorAll("a.free-time")) {
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      const d = link.dataset;
+      form.elements.service.value = d.service;
+      form.elements.date.value = d.date;
+      form.elements.time.value = d.time;
+      form.elements.resource.value = d.resource;
+      for (const other of document.querySelectorAll("a.free-time[aria-current]")) other.removeAttribute("aria-current");
+      link.setAttribute("aria-current", "true");
+      if (chosen) chosen.textContent = `Chosen: ${d.date} ${d.time}, ${d.resourceName}.`;
+      const next = form.elements.name.value ? form.querySelector("button[type=submit]") : form.elements.name;
+      next.focus();
+    });
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   setUpShortcuts();
+  setUpFreeTimes();
   // The date picker on the calendar jumps as soon as a date is chosen.
   for (const input of document.querySelectorAll("form.datepick input[type=date]")) {
     input.addEventListener("change", () => { if (input.value) input.form.submit(); });

@@ -179,3 +179,123 @@ def test_staff_read_local_times_labels_and_formatted_phones(client, session, cli
     assert '<a href="tel:+14155551200" data-testid="phone">(415) 555-1200</a>' in page
     assert "reminder id" not in page and "reminder_id" not in page
     assert ">Planned<" in page  # the reminders' events in words
+
+
+def _form(client, path):
+    return client.get(path).get_data(as_text=True)
+
+
+FREE = re.compile(
+    r'class="btn free-time" href="[^"]*"\s+data-service="([^"]+)" data-date="([^"]+)" '
+    r'data-time="([^"]+)" data-resource="(\d+)"'
+)
+
+
+def test_book_page_lists_the_free_times_of_the_chosen_service_day_and_chair(
+    client, session, clinic, clock
+):
+    chairs = [r for r in clinic.sf.resources if r.kind == "chair"]
+    # Chair 2 is taken 09:00-09:40 (occupied 08:50-09:50).
+    book(session, clinic.sf, clinic.infusion, at(DAY, 9), clock.now, resource_id=chairs[1].id)
+    session.commit()
+    desk = _desk(client, clinic)
+    html = _form(desk, f"/staff/sf/book?service=infusion&date={DAY}&resource={chairs[1].id}")
+    times = FREE.findall(html)
+    starts = [t for _, _, t, _ in times]
+    # 08:15 would need the chair from 08:05 to 09:05: the first free start is 10:00.
+    assert starts[:3] == ["10:00", "10:15", "10:30"] and starts[-1] == "17:00"
+    assert {(s, d, r) for s, d, _, r in times} == {("infusion", str(DAY), str(chairs[1].id))}
+    # Any chair: 09:00 is free elsewhere; each time names the chair it fills in and the count.
+    html = _form(desk, f"/staff/sf/book?service=infusion&date={DAY}")
+    assert FREE.findall(html)[0][2] == "08:15"  # the first start whose prep is after opening
+    nine = [t for t in FREE.findall(html) if t[2] == "09:00"]
+    assert nine and nine[0][3] == str(chairs[0].id)
+    assert '09:00 <span class="muted">Chair 1 · 3 free</span>' in html
+    # A clicked time (without script) comes back with the form filled in.
+    html = _form(
+        desk, f"/staff/sf/book?service=infusion&date={DAY}&time=10:00&resource={chairs[1].id}"
+    )
+    assert 'name="time" step="300" value="10:00"' in html
+    assert f'<option value="{chairs[1].id}" selected>' in html
+
+
+def test_staff_book_by_phone_without_email_and_the_api_still_needs_one(
+    client, session, clinic, clock
+):
+    from sqlalchemy import func, select
+
+    from scheduler.models import Appointment, MailOutbox
+
+    desk = _desk(client, clinic)
+    r = desk.post(
+        "/staff/sf/book",
+        data={
+            "service": "infusion",
+            "date": str(DAY),
+            "time": "10:00",
+            "name": "Phone Caller",
+            "phone": "(415) 555-0133",
+            "email": "",
+        },
+    )
+    assert r.status_code == 303, r.get_data(as_text=True)
+    appt = session.scalars(select(Appointment)).one()
+    assert appt.patient.email == "" and appt.patient.phone == "+14155550133"
+    assert session.scalar(select(func.count()).select_from(MailOutbox)) == 0  # no invite to send
+    # A bad address is still refused when one is given.
+    r = desk.post(
+        "/staff/sf/book",
+        data={
+            "service": "infusion",
+            "date": str(DAY),
+            "time": "11:00",
+            "name": "Typo",
+            "phone": "(415) 555-0134",
+            "email": "not-an-email",
+        },
+    )
+    assert r.status_code == 422
+    body = {
+        "location": "sf",
+        "service": "infusion",
+        "start": f"{DAY}T12:00:00-08:00",
+        "patient": {"name": "Pat", "phone": "+14155550199", "email": ""},
+    }
+    r = client.post("/api/v1/appointments", json=body)
+    assert r.status_code == 422 and "patient.email" in r.get_json()["error"]["fields"]
+
+
+@pytest.mark.parametrize(
+    ("time", "chair", "field"),
+    [("12:05", None, "start"), ("09:00", 0, "resource")],
+    ids=["off-the-grid", "chair-taken"],
+)
+def test_a_refused_time_offers_the_nearest_free_ones(
+    client, session, clinic, clock, time, chair, field
+):
+    chairs = [r for r in clinic.sf.resources if r.kind == "chair"]
+    book(session, clinic.sf, clinic.infusion, at(DAY, 9), clock.now, resource_id=chairs[0].id)
+    session.commit()
+    resource = "" if chair is None else str(chairs[chair].id)
+    r = _desk(client, clinic).post(
+        "/staff/sf/book",
+        data={
+            "service": "infusion",
+            "date": str(DAY),
+            "time": time,
+            "resource": resource,
+            "name": "Pat Caller",
+            "phone": "(415) 555-0135",
+        },
+    )
+    html = r.get_data(as_text=True)
+    assert r.status_code in (409, 422)
+    assert f"<strong>{field}</strong>" in html
+    nearest = html.split('id="nearest-times"')[1].split("</ul>")[0]
+    offered = [t for _, _, t, _ in FREE.findall(nearest)]
+    assert len(offered) == 6
+    if chair is None:
+        assert offered[2:4] == ["12:00", "12:15"]  # either side of 12:05
+    else:
+        assert "09:00" not in offered and "09:45" not in offered and "10:00" in offered
+        assert set(re.findall(r'data-resource="(\d+)"', nearest)) == {resource}
