@@ -14,6 +14,7 @@ from flask import (
     Flask,
     Response,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -38,7 +39,7 @@ from scheduler.services.errors import Conflict, DomainError, SlotUnavailable
 from scheduler.services.patients import PatientDetails
 from scheduler.web import formatting
 from scheduler.web.auth import current_staff
-from scheduler.web.common import now, settings
+from scheduler.web.common import json_error, now, settings
 from scheduler.web.formatting import local
 from scheduler.web.staff_common import (
     ROLE_LABELS,
@@ -326,7 +327,7 @@ def appointment_status(appointment_id: int) -> ResponseReturnValue:
     return redirect(_back_to(appt), 303)
 
 
-def _back_to(appt: Appointment) -> str:
+def _back_to(appt: Appointment, *, anchor: bool = True) -> str:
     """Where a status change returns: the calendar view it was made from (same day, view and
     chair, scrolled to the visit), or the visit's page."""
     if request.form.get("next", "") != "calendar":
@@ -339,7 +340,9 @@ def _back_to(appt: Appointment) -> str:
         raw = form_value("resource", 20)
         if raw.isdigit():
             args["resource"] = raw
-    return url_for("staff.calendar", slug=appt.location.slug, _anchor=f"appt-{appt.id}", **args)
+    if anchor:
+        args["_anchor"] = f"appt-{appt.id}"
+    return url_for("staff.calendar", slug=appt.location.slug, **args)
 
 
 @bp.route("/appointments/<int:appointment_id>/cancel", methods=["POST"])
@@ -395,6 +398,8 @@ def appointment_move(appointment_id: int) -> ResponseReturnValue:
         db.session.rollback()
         db.session.refresh(appt)
         status = exc.status if isinstance(exc, PageError) else exc.http_status
+        if request.form.get("next") == "calendar":
+            return _refused_on_calendar(appt, exc, status)
         return _render_appointment(appt, error=exc, status=status)
     _audit_visit(
         appt,
@@ -409,7 +414,25 @@ def appointment_move(appointment_id: int) -> ResponseReturnValue:
         f"{appt.patient.name} moved to {appt.resource.name} at "
         f"{local(appt.start_at, tz, '%a %d %b %H:%M')}."
     )
-    return redirect(url_for("staff.appointment", appointment_id=appt.id), 303)
+    if request.form.get("next") == "calendar" and _wants_json():
+        return jsonify(location=_back_to(appt, anchor=False))
+    return redirect(_back_to(appt), 303)
+
+
+def _wants_json() -> bool:
+    return request.accept_mimetypes.best == "application/json"
+
+
+def _refused_on_calendar(
+    appt: Appointment, exc: PageError | DomainError, status: int
+) -> ResponseReturnValue:
+    """A move or status change made on the calendar and refused: the calendar's script asked
+    for JSON and explains it beside the visit; a plain form goes back with the reason."""
+    if _wants_json():
+        code = exc.code if isinstance(exc, DomainError) else "invalid"
+        return json_error(status, code, exc.message, exc.fields)
+    flash(f"{appt.patient.name} was not moved: {exc.message}")
+    return redirect(_back_to(appt), 303)
 
 
 # --- booking on behalf of a patient ---------------------------------------------------------------

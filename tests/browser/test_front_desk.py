@@ -331,3 +331,84 @@ def test_book_by_phone_from_a_clicked_free_time_without_email(desk, clinic_day, 
 
     appt = session.scalars(select(Appointment).order_by(Appointment.id.desc())).first()
     assert appt.patient.name == "Phone Caller" and appt.patient.email == ""
+
+
+def _visit_at(desk: Desk, name: str) -> tuple[str, str]:
+    """(chair, "HH:MM") of a visit's box on the day calendar, read off the page's own grid."""
+    box = desk.page.locator("a.appt", has_text=name)
+    chair = desk.page.evaluate(
+        """(el) => {
+          const c = el.className.match(/\\bcs(\\d+)\\b/)[1];
+          return [...document.querySelectorAll('.colhead')][Number(c) - 2].dataset.column;
+        }""",
+        box.element_handle(),
+    )
+    return chair, box.locator(".when").inner_text()[:5]
+
+
+def _drag(desk: Desk, name: str, chair: str, hour: str, minutes: int) -> None:
+    """Drag a visit's box by its top edge onto `chair` at `hour` + `minutes`, as a mouse would."""
+    page = desk.page
+    page.evaluate("() => window.scrollTo(0, 0)")
+    line = page.locator(f'.hline[data-hour="{hour}"]').bounding_box()
+    column = page.locator(f'.colhead[data-column="{chair}"]').bounding_box()
+    assert line and column
+    y = line["y"] + minutes * 2 + 1  # rows of 5 minutes, 10 px each
+    page.locator("a.appt", has_text=name).hover(position={"x": 10, "y": 1})
+    page.mouse.down()
+    page.mouse.move(column["x"] + 20, y, steps=8)
+    page.mouse.up()
+
+
+def test_move_a_visit_by_drag_and_by_keyboard_and_a_refused_drop_changes_nothing(
+    desk, clinic_day, session
+):
+    page = desk.page
+    desk.sign_in(clinic_day["front_desk"])
+    page.goto(f"{desk.base}/staff/sf/calendar?date={DAY}")
+    assert _visit_at(desk, "Ada Lovelace") == ("Chair 1", "09:00")
+    assert _visit_at(desk, "Alan Turing") == ("Chair 1", "10:00")
+
+    _drag(desk, "Ada Lovelace", "Chair 3", "11:00", 30)
+    page.get_by_text("Ada Lovelace moved to Chair 3 at Tue 01 Dec 11:30.").wait_for()
+    assert _visit_at(desk, "Ada Lovelace") == ("Chair 3", "11:30")
+
+    # A refused drop: Alan onto Ada's new place. Explained beside him; nothing changes.
+    _drag(desk, "Alan Turing", "Chair 3", "11:00", 30)
+    alert = page.locator(".move-error[role=alert]")
+    alert.wait_for()
+    assert "Not moved" in alert.inner_text() and "not free" in alert.inner_text()
+    assert _visit_at(desk, "Alan Turing") == ("Chair 1", "10:00")
+    desk.shot("move-refused", full_page=False)
+    alan = page.locator("a.appt", has_text="Alan Turing")
+
+    # By keyboard: focus Alan, m, one chair right and two steps (30 min) down, Enter.
+    alan.focus()
+    page.keyboard.press("m")
+    assert "Arrow keys move" in page.locator("#move-status").inner_text()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    assert page.locator(".ghost").inner_text() == "Chair 2 10:30"
+    page.keyboard.press("Enter")
+    page.get_by_text("Alan Turing moved to Chair 2 at Tue 01 Dec 10:30.").wait_for()
+    assert _visit_at(desk, "Alan Turing") == ("Chair 2", "10:30")
+    # Escape puts it back down where it was.
+    page.locator("a.appt", has_text="Alan Turing").focus()
+    page.keyboard.press("m")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Escape")
+    assert page.locator(".ghost").count() == 0
+    assert _visit_at(desk, "Alan Turing") == ("Chair 2", "10:30")
+    assert desk.errors == []
+
+    session.expire_all()
+    from scheduler.models import Appointment, AuditEntry
+
+    moved = {
+        a.patient.name: (a.resource.name, a.start_at) for a in session.scalars(select(Appointment))
+    }
+    assert moved["Ada Lovelace"] == ("Chair 3", at(DAY, 11, 30))
+    assert moved["Alan Turing"] == ("Chair 2", at(DAY, 10, 30))
+    actions = [e.action for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+    assert actions.count("appointment.moved") == 2

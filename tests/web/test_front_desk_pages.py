@@ -299,3 +299,45 @@ def test_a_refused_time_offers_the_nearest_free_ones(
     else:
         assert "09:00" not in offered and "09:45" not in offered and "10:00" in offered
         assert set(re.findall(r'data-resource="(\d+)"', nearest)) == {resource}
+
+
+def test_a_move_from_the_calendar_answers_its_script_in_json(client, session, clinic, clock):
+    chairs = [r for r in clinic.sf.resources if r.kind == "chair"]
+    ada = book(
+        session, clinic.sf, clinic.infusion, at(DAY, 9), clock.now, n=1, resource_id=chairs[0].id
+    )
+    book(session, clinic.sf, clinic.infusion, at(DAY, 11), clock.now, n=2, resource_id=chairs[2].id)
+    session.commit()
+    desk = _desk(client, clinic)
+    form = {"next": "calendar", "view": "day", "date": str(DAY)}
+    json_accept = {"Accept": "application/json"}
+    # Refused (Chair 3 is taken at 11:00): a JSON error naming the field; nothing changes.
+    r = desk.post(
+        f"/staff/appointments/{ada.id}/move",
+        headers=json_accept,
+        data={**form, "resource": str(chairs[2].id), "time": "11:00"},
+    )
+    assert r.status_code == 409
+    assert r.get_json()["error"]["fields"] == {"resource": "not free at that time"}
+    session.expire_all()
+    assert session.get(type(ada), ada.id).start_at == at(DAY, 9)
+    # Accepted: where the calendar goes next (the same day and view).
+    r = desk.post(
+        f"/staff/appointments/{ada.id}/move",
+        headers=json_accept,
+        data={**form, "resource": str(chairs[1].id), "time": "10:30"},
+    )
+    assert r.status_code == 200
+    assert r.get_json() == {"location": f"/staff/sf/calendar?date={DAY}"}
+    session.expire_all()
+    moved = session.get(type(ada), ada.id)
+    assert (moved.resource_id, moved.start_at) == (chairs[1].id, at(DAY, 10, 30))
+    # Without script (a plain form post), a refusal goes back to the calendar with the reason.
+    r = desk.post(
+        f"/staff/appointments/{ada.id}/move",
+        data={**form, "resource": str(chairs[2].id), "time": "11:00"},
+    )
+    assert r.status_code == 303 and r.headers["Location"].endswith(f"#appt-{ada.id}")
+    assert "was not moved: That chair is not free" in desk.get(r.headers["Location"]).get_data(
+        as_text=True
+    )
