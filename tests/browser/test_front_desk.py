@@ -212,12 +212,15 @@ def twenty(session: Any, clock: Any) -> dict[str, Any]:
     return values
 
 
-def _pdf_text(pdf: bytes, tmp_path: Path) -> str:
+def _pdf_text(pdf: bytes, tmp_path: Path, *, layout: bool = True) -> str:
+    """The PDF's text by poppler's pdftotext: laid out as printed (tables), or in reading order
+    with whitespace folded (calendar boxes, whose names may wrap)."""
     _need("pdftotext", None if shutil.which("pdftotext") else "pdftotext missing (poppler-utils)")
-    path = tmp_path / "sheet.pdf"
+    path = tmp_path / "printed.pdf"
     path.write_bytes(pdf)
-    out = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, check=True)
-    return out.stdout.decode()
+    args = ["pdftotext", *(["-layout"] if layout else []), str(path), "-"]
+    text = subprocess.run(args, capture_output=True, check=True).stdout.decode()
+    return text if layout else " ".join(text.split())
 
 
 def test_a_working_day_on_the_calendar_week_and_day_sheet(
@@ -254,6 +257,16 @@ def test_a_working_day_on_the_calendar_week_and_day_sheet(
         assert before and after and abs(after["y"] - before["y"]) < 12, (before, after)
         assert box.get_attribute("data-status") == "checked_in"
         assert page.get_by_role("button", name=f"Complete {name}").count() == 1
+
+        # The calendar prints too: the whole day, without buttons or navigation.
+        page.emulate_media(media="print")
+        assert page.locator(".cal-nav").is_hidden() and page.locator("form.quick").first.is_hidden()
+        pdf = page.pdf(format="Letter")
+        (output_dir / "desk-calendar-print.pdf").write_bytes(pdf)
+        text = _pdf_text(pdf, tmp_path, layout=False)
+        assert [n for n in twenty["names"] if n not in text] == []
+        assert "Check in" not in text and "Next day" not in text
+        page.emulate_media(media="screen")
 
         # Keyboard: ? lists the shortcuts in a dialog, Escape closes it and focus comes back.
         page.locator("body").press("?")
