@@ -242,6 +242,13 @@ def test_a_working_day_on_the_calendar_week_and_day_sheet(
         head = page.locator(".cal-head").bounding_box()
         assert head is not None and abs(head["y"]) < 2
         desk.shot("calendar-day", full_page=False)
+        # Narrower than the chairs: the page scrolls sideways and the times stay at the left.
+        page.set_viewport_size({"width": 400, "height": 720})
+        page.evaluate("() => window.scrollTo(300, scrollY)")
+        page.wait_for_function("() => scrollX >= 50")
+        hour = page.locator(".hour").nth(4).bounding_box()
+        assert hour is not None and abs(hour["x"]) < 2
+        page.set_viewport_size({"width": 1280, "height": 720})
 
         # Check in the 13:15 visit on Chair 1 from the calendar: back on the same view and place.
         name = twenty["names"][16]
