@@ -83,13 +83,20 @@ def can_edit_settings(staff: StaffUser, location: Location) -> bool:
 # --- parsing --------------------------------------------------------------------------------------
 
 
+# Pages compute local day and week bounds around a date: far-off years would overflow them.
+DATE_RANGE = (dt.date(1900, 1, 1), dt.date(2199, 12, 31))
+
+
 def parse_date(value: str | None, field: str = "date") -> dt.date | None:
     if not value:
         return None
     try:
-        return dt.date.fromisoformat(value.strip())
+        day = dt.date.fromisoformat(value.strip())
     except ValueError as exc:
         raise PageError("Enter the date as YYYY-MM-DD.", {field: "not a date"}, 400) from exc
+    if not DATE_RANGE[0] <= day <= DATE_RANGE[1]:
+        raise PageError("Choose a date between 1900 and 2199.", {field: "out of range"}, 400)
+    return day
 
 
 def form_value(name: str, limit: int = 500) -> str:

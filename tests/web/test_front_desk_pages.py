@@ -341,3 +341,31 @@ def test_a_move_from_the_calendar_answers_its_script_in_json(client, session, cl
     assert "was not moved: That chair is not free" in desk.get(r.headers["Location"]).get_data(
         as_text=True
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/staff/sf/book?date=2026-02-30&resource=abc&service=nope", 200),
+        ("/staff/sf/book?date=junk&service=infusion&resource=999999", 200),
+        ("/staff/sf/book?date=2026-12-01&service=infusion&resource=5", 200),  # a room: ignored
+        ("/staff/sf/day-sheet?date=junk", 400),
+        ("/staff/sf/day-sheet?date=9999-12-31", 400),
+        ("/staff/sf/calendar?date=9999-12-31", 400),
+        ("/staff/sf/calendar?view=week&resource=999999", 422),
+        ("/staff/sf/calendar?view=week&date=0001-01-01", 400),
+    ],
+    ids=[
+        "bad-date-chair-service",
+        "junk-date",
+        "room-for-infusion",
+        "sheet-junk-date",
+        "sheet-far-future",
+        "calendar-far-future",
+        "week-unknown-chair",
+        "week-year-one",
+    ],
+)
+def test_odd_queries_answer_without_a_server_error(client, clinic, path, status):
+    r = _desk(client, clinic).get(path)
+    assert r.status_code == status, r.get_data(as_text=True)[-500:]
