@@ -227,7 +227,7 @@ def _pdf_text(pdf: bytes, tmp_path: Path, *, layout: bool = True) -> str:
 
 
 def test_a_working_day_on_the_calendar_week_and_day_sheet(
-    browser, live_server, output_dir, twenty, tmp_path, axe_source
+    browser, live_server, output_dir, twenty, tmp_path, axe_source, clock
 ):
     desk = Desk(browser, live_server.url, output_dir, width=1280, height=720)
     page = desk.page
@@ -318,6 +318,14 @@ def test_a_working_day_on_the_calendar_week_and_day_sheet(
             assert "(415) 555-0001" in text and "Chair 4" in text
         (output_dir / "desk-day-sheet.pdf").write_bytes(page.pdf(format="A4"))
         page.emulate_media(media="screen")
+
+        # Later that day: the "now" line is drawn and the calendar opens scrolled to it.
+        clock.now = at(DAY, 14, 40)
+        page.goto(f"{desk.base}/staff/sf/calendar?date={DAY}")
+        line = page.locator(".nowline").bounding_box()
+        assert line is not None and 0 < line["y"] < 720
+        assert page.evaluate("() => scrollY") > 0
+        desk.shot("calendar-now", full_page=False)
         assert desk.errors == []
     finally:
         desk.context.close()
