@@ -247,17 +247,18 @@ def render_ics(data: InviteData) -> bytes:
     if not cancel:
         event.add("url", data.url)
     event.add("organizer", _address(data.organizer_email, data.organizer_name))
-    event.add(
-        "attendee",
-        _address(
-            data.attendee_email,
-            data.attendee_name,
-            cutype="INDIVIDUAL",
-            role="REQ-PARTICIPANT",
-            partstat="ACCEPTED",
-            rsvp="FALSE",
-        ),
-    )
+    if data.attendee_email:  # staff may book a patient who gave no e-mail
+        event.add(
+            "attendee",
+            _address(
+                data.attendee_email,
+                data.attendee_name,
+                cutype="INDIVIDUAL",
+                role="REQ-PARTICIPANT",
+                partstat="ACCEPTED",
+                rsvp="FALSE",
+            ),
+        )
     if not cancel:
         alarm = Alarm()
         alarm.add("action", "DISPLAY")

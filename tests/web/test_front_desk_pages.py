@@ -369,3 +369,27 @@ def test_a_move_from_the_calendar_answers_its_script_in_json(client, session, cl
 def test_odd_queries_answer_without_a_server_error(client, clinic, path, status):
     r = _desk(client, clinic).get(path)
     assert r.status_code == status, r.get_data(as_text=True)[-500:]
+
+
+def test_a_patient_booked_without_email_still_gets_a_calendar_file(client, session, clinic):
+    desk = _desk(client, clinic)
+    r = desk.post(
+        "/staff/sf/book",
+        data={
+            "service": "infusion",
+            "date": str(DAY),
+            "time": "10:00",
+            "name": "No Mail",
+            "phone": "(415) 555-0140",
+        },
+    )
+    assert r.status_code == 303
+    from sqlalchemy import select
+
+    from scheduler.models import Appointment
+
+    token = session.scalars(select(Appointment)).one().manage_token
+    r = client.get(f"/a/{token}/invite.ics")
+    assert r.status_code == 200
+    ics = r.get_data(as_text=True)
+    assert "BEGIN:VEVENT" in ics and "ATTENDEE" not in ics and "mailto:\r" not in ics
