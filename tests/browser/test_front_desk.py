@@ -392,7 +392,7 @@ def _drag(desk: Desk, name: str, chair: str, hour: str, minutes: int) -> None:
 
 
 def test_move_a_visit_by_drag_and_by_keyboard_and_a_refused_drop_changes_nothing(
-    desk, clinic_day, session
+    desk, clinic_day, session, axe_source
 ):
     page = desk.page
     desk.sign_in(clinic_day["front_desk"])
@@ -411,6 +411,7 @@ def test_move_a_visit_by_drag_and_by_keyboard_and_a_refused_drop_changes_nothing
     assert "Not moved" in alert.inner_text() and "not free" in alert.inner_text()
     assert _visit_at(desk, "Alan Turing") == ("Chair 1", "10:00")
     desk.shot("move-refused", full_page=False)
+    assert desk.axe(axe_source) == []  # the explanation beside the visit too
     alan = page.locator("a.appt", has_text="Alan Turing")
 
     # By keyboard: focus Alan, m, one chair right and two steps (30 min) down, Enter.
