@@ -56,4 +56,4 @@ def test_postgresql_has_the_exclusion_constraints(pg_cluster):
                 ).scalars()
             )
         db.engine.dispose()
-    assert {"no_double_booking", "no_patient_overlap"} <= names
+    assert {"no_double_booking", "no_patient_overlap", "no_clinician_overlap"} <= names

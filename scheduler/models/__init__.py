@@ -27,6 +27,7 @@ from sqlalchemy import (
     Time,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.dialects import postgresql
@@ -124,6 +125,11 @@ staff_locations = Table(
 
 class Location(Base):
     __tablename__ = "locations"
+    __table_args__ = (
+        CheckConstraint("patients_per_nurse >= 1", name="patients_per_nurse_positive"),
+        CheckConstraint("starts_per_window >= 1", name="starts_per_window_positive"),
+        CheckConstraint("start_window_minutes >= 1", name="start_window_positive"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
@@ -133,6 +139,14 @@ class Location(Base):
     phone: Mapped[str] = mapped_column(String(32), default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Staffing rules (see services/staffing.py). Off unless turned on: a location created in the
+    # settings (and the demo's) turns them on; a location migrated from before them keeps them off
+    # until a manager has entered the rota. Defaults from common infusion-centre practice: one
+    # nurse to four patients, at most three starts in any 30 minutes.
+    staffing_rules: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    patients_per_nurse: Mapped[int] = mapped_column(Integer, default=4, server_default="4")
+    starts_per_window: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    start_window_minutes: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
 
     hours: Mapped[list[OpeningHours]] = relationship(
         back_populates="location", cascade="all, delete-orphan", order_by="OpeningHours.weekday"
@@ -148,13 +162,30 @@ class Location(Base):
     )
 
 
+# A closing (or shift end) time of 00:00 means midnight at the end of the day ("24:00"). The
+# check compares with '00:00:01' so it reads the same on PostgreSQL (a time) and SQLite (text).
+ENDS_AFTER_STARTS = "{start} < {end} OR {end} < '00:00:01'"
+
+
+def end_of_day(day: dt.date, end: dt.time) -> dt.datetime:
+    """The naive local wall-clock end of an interval that ends at `end` on `day` (00:00 = 24:00)."""
+    if end == dt.time(0):
+        return dt.datetime.combine(day + dt.timedelta(days=1), end)
+    return dt.datetime.combine(day, end)
+
+
 class OpeningHours(Base):
-    """One opening interval on a weekday (0 = Monday), local wall-clock time; several per day."""
+    """One opening interval on a weekday (0 = Monday), local wall-clock time; several per day.
+
+    `closes` 00:00 is midnight at the end of the day (entered as 24:00).
+    """
 
     __tablename__ = "opening_hours"
     __table_args__ = (
         CheckConstraint("weekday >= 0 AND weekday <= 6", name="weekday_range"),
-        CheckConstraint("opens < closes", name="opens_before_closes"),
+        CheckConstraint(
+            ENDS_AFTER_STARTS.format(start="opens", end="closes"), name="opens_before_closes"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -282,6 +313,13 @@ class Appointment(Base):
     ics_sequence: Mapped[int] = mapped_column(Integer, default=0)
     note: Mapped[str] = mapped_column(Text, default="")
     source: Mapped[str] = mapped_column(String(16), default="online")
+    # The consultation's prescriber, or the nurse who watches an infusion (None before rotas).
+    clinician_id: Mapped[int | None] = mapped_column(
+        ForeignKey("clinicians.id", ondelete="SET NULL"), nullable=True
+    )
+    nurse_id: Mapped[int | None] = mapped_column(
+        ForeignKey("clinicians.id", ondelete="SET NULL"), nullable=True
+    )
     cancel_reason: Mapped[str] = mapped_column(String(500), default="")
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -292,6 +330,8 @@ class Appointment(Base):
     resource: Mapped[Resource] = relationship()
     service: Mapped[Service] = relationship()
     patient: Mapped[Patient] = relationship()
+    clinician: Mapped[Clinician | None] = relationship(foreign_keys=[clinician_id])
+    nurse: Mapped[Clinician | None] = relationship(foreign_keys=[nurse_id])
 
 
 class ResourceBlock(Base):
@@ -554,3 +594,14 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(200), default="")
     details: Mapped[str] = mapped_column(Text, default="")
+
+
+# --- rota (clinicians and shifts) lives in its own module ------------------------------------------
+
+from scheduler.models.rota import (  # noqa: E402  (rota's models need the ones above)
+    Clinician as Clinician,
+)
+from scheduler.models.rota import ClinicianRole as ClinicianRole  # noqa: E402
+from scheduler.models.rota import Shift as Shift  # noqa: E402
+from scheduler.models.rota import ShiftPattern as ShiftPattern  # noqa: E402
+from scheduler.models.rota import ShiftSkip as ShiftSkip  # noqa: E402
