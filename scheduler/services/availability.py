@@ -1,12 +1,19 @@
-"""Free slots: opening hours - closures - blocks - occupied - notice - horizon, per resource."""
+"""Free slots: opening hours - closures - blocks - occupied - notice - horizon, per resource,
+and (staffing rules) who is on the floor: a prescriber on site, nurse capacity, the start window.
+
+The engine is pure (`free_slots`, `candidate_starts`, `Floor`): plain sorted intervals in, slots
+out, each limit a count per instant (a sweep or a bisect), never a loop over slot x chair x nurse.
+The loaders (`location_slots`, `slot_at`) read those inputs; `slot_at` is what booking checks and
+gives the same slot as the day listing.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import BindParameter, CompoundSelect, Select, bindparam, select, union_all
@@ -14,13 +21,17 @@ from sqlalchemy.orm import Session
 
 from scheduler.models import (
     Appointment,
+    ClinicianRole,
     Closure,
     Location,
     OpeningHours,
     Resource,
     ResourceBlock,
     Service,
+    ServiceKind,
+    end_of_day,
 )
+from scheduler.services import staffing
 from scheduler.services.clock import NonexistentLocalTime, is_ambiguous, local_to_utc
 
 Interval = tuple[dt.datetime, dt.datetime]
@@ -41,13 +52,151 @@ class Rules:
     step: dt.timedelta
     earliest: dt.datetime  # first bookable start (now + minimum notice)
     latest: dt.datetime  # last bookable start (now + horizon)
+    kind: str = ServiceKind.INFUSION  # what the staffing rules ask of it
 
 
 @dataclass(frozen=True)
 class Slot:
     start: dt.datetime  # UTC
     end: dt.datetime
-    free: tuple[int, ...]  # ids of the resources free for it, in the order given
+    free: int  # how many more bookings this start can take, every limit counted
+    clinicians: tuple[int, ...] = ()  # a consultation's prescribers free then
+    # Filled by `slot_at` only (what booking places on): the free resources, in calendar order.
+    resources: tuple[int, ...] = field(default=(), compare=False)
+
+
+@dataclass(frozen=True)
+class Staffing:
+    """A location's staffing rules (see Location)."""
+
+    rules: bool = False
+    patients_per_nurse: int = 4
+    starts_per_window: int = 3
+    start_window: dt.timedelta = dt.timedelta(minutes=30)
+
+    @classmethod
+    def of(cls, location: Location) -> Staffing:
+        return cls(
+            rules=bool(location.staffing_rules),
+            patients_per_nurse=location.patients_per_nurse,
+            starts_per_window=location.starts_per_window,
+            start_window=dt.timedelta(minutes=location.start_window_minutes),
+        )
+
+
+@dataclass(frozen=True)
+class Floor:
+    """Who is on the floor at one location and what they carry, as plain intervals (UTC).
+
+    `prescribers`: each prescriber's shifts there; `consults`: each prescriber's consultations
+    (visit intervals); `nurses`: one interval per nurse shift; `infusions`: occupied intervals of
+    the active infusions; `starts`: their starts. Read for a window wide enough for every slot
+    asked about (occupied interval, widened by the start window).
+    """
+
+    staffing: Staffing
+    prescribers: Mapping[int, Sequence[Interval]] = field(default_factory=dict)
+    consults: Mapping[int, Sequence[Interval]] = field(default_factory=dict)
+    nurses: Sequence[Interval] = ()
+    infusions: Sequence[Interval] = ()
+    starts: Sequence[dt.datetime] = ()
+
+
+class Steps:
+    """A step function of time: the sum of the weights of the intervals containing t."""
+
+    def __init__(self, weighted: Iterable[tuple[dt.datetime, dt.datetime, int]]) -> None:
+        changes: dict[dt.datetime, int] = {}
+        for start, end, weight in weighted:
+            changes[start] = changes.get(start, 0) + weight
+            changes[end] = changes.get(end, 0) - weight
+        self.times = sorted(changes)
+        self.values: list[int] = []
+        running = 0
+        for t in self.times:
+            running += changes[t]
+            self.values.append(running)
+
+    def at(self, t: dt.datetime) -> int:
+        i = bisect_right(self.times, t) - 1
+        return self.values[i] if i >= 0 else 0
+
+    def min_over(self, start: dt.datetime, end: dt.datetime) -> int:
+        """The smallest value at any instant of [start, end)."""
+        i = bisect_right(self.times, start) - 1
+        low = self.values[i] if i >= 0 else 0
+        for j in range(i + 1, len(self.times)):
+            if self.times[j] >= end:
+                break
+            low = min(low, self.values[j])
+        return low
+
+    def max_over(self, start: dt.datetime, end: dt.datetime) -> int:
+        i = bisect_right(self.times, start) - 1
+        high = self.values[i] if i >= 0 else 0
+        for j in range(i + 1, len(self.times)):
+            if self.times[j] >= end:
+                break
+            high = max(high, self.values[j])
+        return high
+
+
+def starts_room(
+    starts: Sequence[dt.datetime], start: dt.datetime, limit: int, window: dt.timedelta
+) -> int:
+    """How many more starts may go at `start` with at most `limit` in any `window` (sorted starts).
+
+    The fullest window holding `start` begins at `start` or at an earlier start less than one
+    window before it.
+    """
+    lo = bisect_right(starts, start - window)
+    fullest = bisect_left(starts, start + window) - bisect_left(starts, start)
+    for i in range(lo, bisect_right(starts, start)):
+        fullest = max(fullest, bisect_left(starts, starts[i] + window) - i)
+    return limit - fullest
+
+
+class _FloorIndex:
+    """A Floor prepared for look-ups: coverage unions, a nurse-room step function."""
+
+    def __init__(self, floor: Floor) -> None:
+        self.staffing = floor.staffing
+        self.cover = _Busy(iv for ivs in floor.prescribers.values() for iv in ivs)
+        self.each = {pid: _Busy(ivs) for pid, ivs in sorted(floor.prescribers.items())}
+        self.consults = {pid: _Busy(floor.consults.get(pid, ())) for pid in self.each}
+        ppn = floor.staffing.patients_per_nurse
+        self.room = Steps(
+            [(s, e, ppn) for s, e in floor.nurses] + [(s, e, -1) for s, e in floor.infusions]
+        )
+        self.starts = sorted(floor.starts)
+
+    def prescribers_free(
+        self, start: dt.datetime, end: dt.datetime, clinician: int | None
+    ) -> tuple[int, ...]:
+        return tuple(
+            pid
+            for pid, shifts in self.each.items()
+            if (clinician is None or pid == clinician)
+            and shifts.covers(start, end)
+            and self.consults[pid].is_free(start, end)
+        )
+
+    def limit(
+        self, rules: Rules, start: dt.datetime, clinician: int | None
+    ) -> tuple[int | None, tuple[int, ...]]:
+        """(how many bookings the floor allows at `start`, None for no limit; free prescribers)."""
+        staffing = self.staffing
+        if rules.kind == ServiceKind.CONSULTATION:
+            free = self.prescribers_free(start, start + rules.duration, clinician)
+            return (len(free) if staffing.rules or clinician is not None else None), free
+        if not staffing.rules:
+            return None, ()
+        occ_start, occ_end = start - rules.prep, start + rules.duration + rules.recovery
+        if not self.cover.covers(occ_start, occ_end):
+            return 0, ()
+        nurses = self.room.min_over(occ_start, occ_end)
+        window = starts_room(self.starts, start, staffing.starts_per_window, staffing.start_window)
+        return max(0, min(nurses, window)), ()
 
 
 class _Busy:
@@ -67,6 +216,123 @@ class _Busy:
         i = bisect_left(self.starts, end) - 1
         return i < 0 or self.ends[i] <= start
 
+    def covers(self, start: dt.datetime, end: dt.datetime) -> bool:
+        """[start, end) lies inside one merged interval (touching intervals are merged)."""
+        i = bisect_right(self.starts, start) - 1
+        return i >= 0 and self.ends[i] >= end
+
+
+@dataclass(frozen=True)
+class Visit:
+    """A booked visit as the staffing rules see it."""
+
+    id: int
+    start: dt.datetime
+    end: dt.datetime
+    occupied_start: dt.datetime
+    occupied_end: dt.datetime
+    clinician_id: int | None
+    kind: str
+
+
+class _Shift(Protocol):
+    @property
+    def clinician_id(self) -> int: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def start(self) -> dt.datetime: ...
+    @property
+    def end(self) -> dt.datetime: ...
+
+
+def broken_visits(
+    staffing: Staffing, shifts: Iterable[_Shift], visits: Sequence[Visit]
+) -> set[int]:
+    """Ids of the visits the rules are broken for, with these shifts: an infusion without a
+    prescriber on site for its whole occupied interval, over nurse capacity at some instant of
+    it, or in a start window over the limit; a consultation without its prescriber on shift."""
+    if not staffing.rules:
+        return set()
+    prescribers: dict[int, list[Interval]] = {}
+    nurses: list[Interval] = []
+    for shift in shifts:
+        if shift.role == ClinicianRole.PRESCRIBER:
+            prescribers.setdefault(shift.clinician_id, []).append((shift.start, shift.end))
+        else:
+            nurses.append((shift.start, shift.end))
+    infusions = [v for v in visits if v.kind != ServiceKind.CONSULTATION]
+    index = _FloorIndex(
+        Floor(
+            staffing=staffing,
+            prescribers=prescribers,
+            nurses=nurses,
+            infusions=[(v.occupied_start, v.occupied_end) for v in infusions],
+        )
+    )
+    broken: set[int] = set()
+    for v in infusions:
+        if (
+            not index.cover.covers(v.occupied_start, v.occupied_end)
+            or index.room.min_over(v.occupied_start, v.occupied_end) < 0
+        ):
+            broken.add(v.id)
+    ordered = sorted(infusions, key=lambda v: v.start)
+    starts = [v.start for v in ordered]
+    for i, start in enumerate(starts):
+        j = bisect_left(starts, start + staffing.start_window)
+        if j - i > staffing.starts_per_window:
+            broken.update(v.id for v in ordered[i:j])
+    for v in visits:
+        if v.kind != ServiceKind.CONSULTATION:
+            continue
+        if v.clinician_id is not None:
+            own = index.each.get(v.clinician_id)
+            if own is None or not own.covers(v.start, v.end):
+                broken.add(v.id)
+        elif not index.cover.covers(v.start, v.end):
+            broken.add(v.id)
+    return broken
+
+
+class _Blocked:
+    """Free resources per start as counts: a sweep over the starts each resource cannot take.
+
+    A resource busy over [x, y) cannot take a start s with s - prep < y and
+    s + duration + recovery > x: the open interval (x - duration - recovery, y + prep). Merged
+    per resource, the number of resources blocked at s is #(lo < s) - #(hi <= s).
+    """
+
+    def __init__(self, index: Mapping[int, _Busy], before: dt.timedelta, after: dt.timedelta):
+        los: list[dt.datetime] = []
+        his: list[dt.datetime] = []
+        for busy in index.values():
+            last_hi: dt.datetime | None = None
+            for x, y in zip(busy.starts, busy.ends, strict=True):
+                lo, hi = x - after, y + before
+                if last_hi is not None and lo < last_hi:
+                    his[-1] = max(hi, last_hi)
+                    last_hi = his[-1]
+                    continue
+                los.append(lo)
+                his.append(hi)
+                last_hi = hi
+        los.sort()
+        his.sort()
+        self.los, self.his, self.total = los, his, len(index)
+
+    def free(self, start: dt.datetime) -> int:
+        return self.total - (bisect_left(self.los, start) - bisect_right(self.his, start))
+
+
+def _open_interval(
+    day: dt.date, opens: dt.time, closes: dt.time, tz: ZoneInfo
+) -> tuple[dt.datetime, dt.datetime]:
+    """An opening interval as UTC instants (closes 00:00 is the next midnight)."""
+    open_at = dt.datetime.combine(day, opens, tzinfo=tz).astimezone(dt.UTC)
+    close_at = end_of_day(day, closes).replace(tzinfo=tz).astimezone(dt.UTC)
+    return open_at, close_at
+
 
 def candidate_starts(
     *,
@@ -80,10 +346,15 @@ def candidate_starts(
     """Starts on the slot grid whose whole occupied interval lies within opening hours.
 
     The grid runs from each opening time in local wall-clock steps, so a 09:00 opening is 09:00
-    local on both sides of a DST change. Nonexistent local times are never offered, nor are
-    ambiguous ones (the repeated hour at fall back), which calendar clients resolve differently.
+    local on both sides of a DST change. When the prep time is off that grid, the start whose
+    occupied interval begins right at opening (opening + prep) is offered too, so a long visit
+    that only fits from opening is not hidden. Nonexistent local times are never offered, nor
+    are ambiguous ones (the repeated hour at fall back), which calendar clients resolve
+    differently. A closing time of 00:00 is midnight at the end of the day.
     """
     starts: list[dt.datetime] = []
+    length = rules.duration + rules.recovery
+    off_grid = rules.prep % rules.step != dt.timedelta(0)
     for offset in range(days):
         day = first_day + dt.timedelta(days=offset)
         if day in closed_days:
@@ -94,22 +365,30 @@ def candidate_starts(
         midnight = dt.datetime.combine(day, dt.time(0), tzinfo=tz)
         steady = midnight.utcoffset() == (midnight + dt.timedelta(days=1)).utcoffset()
         for opens, closes in intervals:
-            open_at = dt.datetime.combine(day, opens, tzinfo=tz).astimezone(dt.UTC)
-            close_at = dt.datetime.combine(day, closes, tzinfo=tz).astimezone(dt.UTC)
+            open_at, close_at = _open_interval(day, opens, closes, tz)
             if steady:
                 # No transition today: the wall-clock grid is the UTC grid.
+                first = open_at + rules.prep
+                if (
+                    off_grid
+                    and rules.earliest <= first <= rules.latest
+                    and first + length <= close_at
+                ):
+                    starts.append(first)
                 start = open_at
-                while start + rules.duration + rules.recovery <= close_at:
+                while start + length <= close_at:
                     if rules.earliest <= start <= rules.latest and start - rules.prep >= open_at:
                         starts.append(start)
                     start += rules.step
                 continue
             wall = dt.datetime.combine(day, opens)
-            end_wall = dt.datetime.combine(day, closes)
+            end_wall = end_of_day(day, closes)
+            walls = [wall + rules.prep] if off_grid else []
             while wall < end_wall:
-                current = wall
+                walls.append(wall)
                 wall += rules.step
-                if is_ambiguous(day, current.time(), tz):
+            for current in walls:
+                if current >= end_wall or is_ambiguous(current.date(), current.time(), tz):
                     continue
                 try:
                     start = local_to_utc(current.date(), current.time(), tz)
@@ -119,10 +398,31 @@ def candidate_starts(
                     continue
                 if start - rules.prep < open_at:
                     continue
-                if start + rules.duration + rules.recovery > close_at:
+                if start + length > close_at:
                     break
                 starts.append(start)
     return starts
+
+
+def fits_hours(
+    *,
+    tz: ZoneInfo,
+    day_hours: Sequence[tuple[dt.time, dt.time]],
+    rules: Rules,
+    start: dt.datetime,
+) -> bool:
+    """Off the grid (staff may book any whole minute): does `start`'s occupied interval lie within
+    one opening interval of its local day, inside notice and horizon, at an unambiguous time?"""
+    local = start.astimezone(tz)
+    if local.second or local.microsecond or not rules.earliest <= start <= rules.latest:
+        return False
+    if is_ambiguous(local.date(), local.time().replace(tzinfo=None), tz):
+        return False
+    for opens, closes in day_hours:
+        open_at, close_at = _open_interval(local.date(), opens, closes, tz)
+        if start - rules.prep >= open_at and start + rules.duration + rules.recovery <= close_at:
+            return True
+    return False
 
 
 def free_slots(
@@ -136,22 +436,31 @@ def free_slots(
     busy: Mapping[int, Iterable[Interval]],
     rules: Rules,
     include_full: bool = False,
+    floor: Floor | None = None,
+    clinician: int | None = None,
 ) -> list[Slot]:
-    """Every start on the grid with the resources free for its occupied interval.
+    """Every start on the grid with how many more bookings it can take.
 
     `busy` maps a resource id to the intervals it cannot be used (occupied intervals of active
-    appointments, buffers included, and blocks). Slots with no free resource are left out unless
-    `include_full`.
+    appointments, buffers included, and blocks). `floor` adds the staffing limits (and, for a
+    consultation, which prescribers are free; `clinician` asks for one). Slots nothing more can
+    be booked at are left out unless `include_full`.
     """
     index = {rid: _Busy(busy.get(rid, ())) for rid in resource_ids}
+    blocked = _Blocked(index, rules.prep, rules.duration + rules.recovery)
+    staff = _FloorIndex(floor) if floor is not None else None
     slots: list[Slot] = []
     for start in candidate_starts(
         tz=tz, first_day=first_day, days=days, hours=hours, closed_days=closed_days, rules=rules
     ):
-        occ_start, occ_end = start - rules.prep, start + rules.duration + rules.recovery
-        free = tuple(rid for rid in resource_ids if index[rid].is_free(occ_start, occ_end))
+        free = blocked.free(start)
+        clinicians: tuple[int, ...] = ()
+        if staff is not None and free:
+            limit, clinicians = staff.limit(rules, start, clinician)
+            if limit is not None:
+                free = min(free, limit)
         if free or include_full:
-            slots.append(Slot(start, start + rules.duration, free))
+            slots.append(Slot(start, start + rules.duration, free, clinicians if free else ()))
     return slots
 
 
@@ -163,6 +472,7 @@ def service_rules(service: Service, now: dt.datetime, *, allow_short_notice: boo
         dt.timedelta(0) if allow_short_notice else dt.timedelta(minutes=service.min_notice_minutes)
     )
     return Rules(
+        kind=service.kind,
         duration=dt.timedelta(minutes=service.duration_minutes),
         prep=dt.timedelta(minutes=service.prep_minutes),
         recovery=dt.timedelta(minutes=service.recovery_minutes),
@@ -272,6 +582,86 @@ def bookable_resources(
     return list(session.scalars(query, params))
 
 
+def _window(
+    first_day: dt.date, days: int, tz: ZoneInfo
+) -> tuple[dt.datetime, dt.datetime, dt.date]:
+    last_day = first_day + dt.timedelta(days=days - 1)
+    start = dt.datetime.combine(first_day, dt.time(0), tzinfo=tz).astimezone(dt.UTC)
+    end = dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(0), tzinfo=tz).astimezone(
+        dt.UTC
+    )
+    return start, end, last_day
+
+
+def _a_and_s() -> Select[Any]:
+    a, svc = Appointment.__table__.c, Service.__table__.c
+    return (
+        select(
+            a.start_at, a.end_at, a.occupied_start, a.occupied_end, a.clinician_id, svc.kind, a.id
+        )
+        .join_from(Appointment.__table__, Service.__table__, svc.id == a.service_id)
+        .where(
+            a.location_id == bindparam("location_id"),
+            a.active.is_(True),
+            a.occupied_start < bindparam("end"),
+            a.occupied_end > bindparam("start"),
+        )
+    )
+
+
+_FLOOR_VISITS = _a_and_s()
+
+
+def needs_floor(location: Location, rules: Rules) -> bool:
+    """Whether the staffing limits (or a consultation's prescribers) matter for this service."""
+    return bool(location.staffing_rules) or rules.kind == ServiceKind.CONSULTATION
+
+
+def load_floor(
+    session: Session,
+    location: Location,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    exclude_appointment_id: int | None = None,
+) -> Floor:
+    """The location's floor (shifts, consultations, infusions) for [start, end)."""
+    prescribers: dict[int, list[Interval]] = {}
+    nurses: list[Interval] = []
+    for shift in staffing.shift_intervals(session, location, start, end):
+        if shift.role == ClinicianRole.PRESCRIBER:
+            prescribers.setdefault(shift.clinician_id, []).append((shift.start, shift.end))
+        else:
+            nurses.append((shift.start, shift.end))
+    consults: dict[int, list[Interval]] = {}
+    infusions: list[Interval] = []
+    starts: list[dt.datetime] = []
+    params = {"location_id": location.id, "start": start, "end": end}
+    for s, e, occ_s, occ_e, clinician_id, kind, appt_id in session.execute(_FLOOR_VISITS, params):
+        if appt_id == exclude_appointment_id:
+            continue
+        if kind == ServiceKind.CONSULTATION:
+            if clinician_id is not None:
+                consults.setdefault(clinician_id, []).append((s, e))
+        else:
+            infusions.append((occ_s, occ_e))
+            starts.append(s)
+    starts.sort()
+    return Floor(
+        staffing=Staffing.of(location),
+        prescribers=prescribers,
+        consults=consults,
+        nurses=nurses,
+        infusions=infusions,
+        starts=starts,
+    )
+
+
+def _floor_span(location: Location, rules: Rules) -> dt.timedelta:
+    """How far beyond a slot's occupied interval the floor must be read (the start window)."""
+    return dt.timedelta(minutes=location.start_window_minutes)
+
+
 def location_slots(
     session: Session,
     location: Location,
@@ -283,17 +673,14 @@ def location_slots(
     allow_short_notice: bool = False,
     include_full: bool = False,
     exclude_appointment_id: int | None = None,
+    clinician: int | None = None,
 ) -> list[Slot]:
     """Free slots for `service` at `location` over `days` local days from `first_day`."""
     session.flush()  # the Core statements below do not autoflush the caller's changes
     tz = ZoneInfo(location.timezone)
     rules = service_rules(service, now, allow_short_notice=allow_short_notice)
     ids = bookable_resources(session, location, service)
-    last_day = first_day + dt.timedelta(days=days - 1)
-    window_start = dt.datetime.combine(first_day, dt.time(0), tzinfo=tz).astimezone(dt.UTC)
-    window_end = dt.datetime.combine(
-        last_day + dt.timedelta(days=1), dt.time(0), tzinfo=tz
-    ).astimezone(dt.UTC)
+    window_start, window_end, last_day = _window(first_day, days, tz)
     busy = busy_intervals(
         session,
         ids,
@@ -301,6 +688,16 @@ def location_slots(
         window_end + rules.recovery,
         exclude_appointment_id=exclude_appointment_id,
     )
+    floor = None
+    if needs_floor(location, rules) or clinician is not None:
+        span = _floor_span(location, rules)
+        floor = load_floor(
+            session,
+            location,
+            window_start - rules.prep - span,
+            window_end + rules.recovery + span,
+            exclude_appointment_id=exclude_appointment_id,
+        )
     return free_slots(
         tz=tz,
         first_day=first_day,
@@ -311,6 +708,8 @@ def location_slots(
         busy=busy,
         rules=rules,
         include_full=include_full,
+        floor=floor,
+        clinician=clinician,
     )
 
 
@@ -346,29 +745,37 @@ def slot_at(
     now: dt.datetime,
     *,
     allow_short_notice: bool = False,
+    any_minute: bool = False,
     exclude_appointment_id: int | None = None,
     lock: bool = False,
     resource_ids: Sequence[int] | None = None,
+    clinician: int | None = None,
 ) -> Slot | None:
     """The slot `location_slots` would give at `start` (free resources included), or None.
 
-    What booking checks: the same rules over one day, with busy time read for that one
-    occupied interval only. The candidates are `resource_ids` when the caller has loaded (and
-    locked) them already, else `bookable_resources`, share-locked first when `lock`.
+    What booking checks: the same rules over one day, with busy time and the floor read for
+    that one occupied interval only. The candidates are `resource_ids` when the caller has
+    loaded (and locked) them already, else `bookable_resources`, share-locked first when `lock`.
+    `lock` also takes the location's lock for the start's local day before the floor is read
+    (staffing.lock_day), so capacity counts are final. `any_minute` (staff) accepts any whole
+    minute whose occupied interval fits the opening hours, not only the grid.
     """
     session.flush()  # the Core statements below do not autoflush the caller's changes
     tz = ZoneInfo(location.timezone)
     day = start.astimezone(tz).date()
     rules = service_rules(service, now, allow_short_notice=allow_short_notice)
-    starts = candidate_starts(
+    hours = day_hours(session, location.id, day)
+    if any_minute:
+        if not fits_hours(tz=tz, day_hours=hours, rules=rules, start=start):
+            return None
+    elif start not in candidate_starts(
         tz=tz,
         first_day=day,
         days=1,
-        hours={day.weekday(): day_hours(session, location.id, day)},
+        hours={day.weekday(): hours},
         closed_days=(),
         rules=rules,
-    )
-    if start not in starts:
+    ):
         return None
     ids = (
         bookable_resources(session, location, service, lock=lock)
@@ -379,7 +786,25 @@ def slot_at(
     busy = busy_intervals(
         session, ids, occ_start, occ_end, exclude_appointment_id=exclude_appointment_id
     )
-    return Slot(start, start + rules.duration, tuple(rid for rid in ids if not busy[rid]))
+    free_ids = tuple(rid for rid in ids if not busy[rid])
+    free, clinicians = len(free_ids), tuple[int, ...]()
+    if free and (needs_floor(location, rules) or clinician is not None):
+        if lock:
+            staffing.lock_day(session, location.id, day)
+        span = _floor_span(location, rules)
+        floor = load_floor(
+            session,
+            location,
+            occ_start - span,
+            occ_end + span,
+            exclude_appointment_id=exclude_appointment_id,
+        )
+        limit, clinicians = _FloorIndex(floor).limit(rules, start, clinician)
+        if limit is not None:
+            free = min(free, limit)
+        if not free:
+            clinicians = ()
+    return Slot(start, start + rules.duration, free, clinicians, free_ids if free else ())
 
 
 # --- queries for the patient pages (issue 3) ------------------------------------------------------

@@ -38,10 +38,11 @@ from scheduler.models import (
     Resource,
     ResourceBlock,
     Service,
+    ServiceKind,
     StaffUser,
     service_locations,
 )
-from scheduler.services import availability, notifications
+from scheduler.services import availability, notifications, staffing
 from scheduler.services.availability import Slot, overlaps
 from scheduler.services.errors import (
     Conflict,
@@ -67,6 +68,7 @@ class BookingRequest:
     allow_short_notice: bool = False  # staff may book walk-ins inside the minimum notice
     resource_id: int | None = None  # staff may ask for one chair
     require_email: bool = True  # staff booking by phone may leave it empty (online and API: not)
+    clinician: int | None = None  # a consultation's prescriber, if the patient chose one
 
 
 def get_location(session: Session, slug: str) -> Location:
@@ -185,12 +187,15 @@ def _slot_for(
     allow_short_notice: bool,
     exclude_appointment_id: int | None = None,
     resource_ids: Sequence[int] | None = None,
+    clinician: int | None = None,
 ) -> Slot:
     """The engine's slot at `start`, with its free resources; raises if not bookable.
 
     The candidate resources are share-locked before their busy time is read (PostgreSQL): by
     the caller when it passes `resource_ids`, else here. A block added concurrently is either
-    seen here or waits for this transaction to end.
+    seen here or waits for this transaction to end. Staff (`allow_short_notice`) may book any
+    whole minute that fits, not only the grid. Every limit (chairs, prescribers, nurse capacity,
+    the start window) is checked by `availability.slot_at` under the location's day lock.
     """
     if start <= now:
         raise InvalidInput("That time has passed.", {"start": "is in the past"})
@@ -201,9 +206,11 @@ def _slot_for(
         start,
         now,
         allow_short_notice=allow_short_notice,
+        any_minute=allow_short_notice,
         exclude_appointment_id=exclude_appointment_id,
         lock=True,
         resource_ids=resource_ids,
+        clinician=clinician,
     )
     if slot is None:
         raise InvalidInput(
@@ -283,12 +290,36 @@ def _place(
 
 def _candidates(slot: Slot, resource_id: int | None) -> tuple[int, ...]:
     if resource_id is None:
-        return slot.free
-    if resource_id not in slot.free:
+        return slot.resources
+    if resource_id not in slot.resources:
         raise SlotUnavailable(
             "That chair is not free at that time.", {"resource": "not free at that time"}
         )
     return (resource_id,)
+
+
+def _check_clinician_request(service: Service, clinician: int | None) -> None:
+    if clinician is not None and service.kind != ServiceKind.CONSULTATION:
+        raise InvalidInput(
+            "A clinician is chosen for consultations only.",
+            {"clinician": "only for a consultation"},
+        )
+
+
+def _assign_staff(session: Session, appointment: Appointment, slot: Slot) -> None:
+    """A consultation's prescriber (the one asked for, else the first free); an infusion's nurse
+    (the least loaded on shift, with the staffing rules on)."""
+    if appointment.service.kind == ServiceKind.CONSULTATION:
+        appointment.clinician_id = slot.clinicians[0] if slot.clinicians else None
+        return
+    if appointment.location.staffing_rules:
+        appointment.nurse_id = staffing.pick_nurse(
+            session,
+            appointment.location,
+            appointment.occupied_start,
+            appointment.occupied_end,
+            exclude_appointment_id=appointment.id,
+        )
 
 
 def book(
@@ -319,6 +350,7 @@ def _book(
     start = _as_utc(request.start)
     if len(request.note) > 2000:
         raise InvalidInput("The note is too long.", {"note": "at most 2000 characters"})
+    _check_clinician_request(service, request.clinician)
     slot = _slot_for(
         session,
         location,
@@ -327,6 +359,7 @@ def _book(
         now,
         allow_short_notice=request.allow_short_notice,
         resource_ids=list(resources),
+        clinician=request.clinician,
     )
     candidates = _candidates(slot, request.resource_id)
     patient = upsert(session, details, now)
@@ -361,6 +394,7 @@ def _book(
         updated_at=now,
     )
     appointment.location, appointment.service, appointment.patient = location, service, patient
+    _assign_staff(session, appointment, slot)
     appointment = _insert(session, appointment, {rid: resources[rid] for rid in candidates})
     notifications.appointment_changed(session, appointment, "booked", now, settings)
     return appointment
@@ -430,18 +464,18 @@ def _with_snapshot(session: Session, appointment: Appointment, slot: Slot) -> Sl
         service.prep_minutes,
         service.recovery_minutes,
     ):
-        return Slot(slot.start, end, slot.free)
+        return Slot(slot.start, end, slot.free, slot.clinicians, slot.resources)
     busy = availability.busy_intervals(
         session,
-        slot.free,
+        slot.resources,
         slot.start - dt.timedelta(minutes=appointment.prep_minutes),
         end + dt.timedelta(minutes=appointment.recovery_minutes),
         exclude_appointment_id=appointment.id,
     )
-    free = tuple(rid for rid in slot.free if not busy[rid])
+    free = tuple(rid for rid in slot.resources if not busy[rid])
     if not free:
         raise SlotUnavailable("That time has just been taken. Please choose another.")
-    return Slot(slot.start, end, free)
+    return Slot(slot.start, end, len(free), slot.clinicians, free)
 
 
 def reschedule(
@@ -471,6 +505,9 @@ def reschedule(
         allow_short_notice=by_staff,
         exclude_appointment_id=appointment.id,
     )
+    keep = appointment.clinician_id
+    if keep is not None and keep in slot.clinicians:
+        slot = Slot(slot.start, slot.end, slot.free, (keep,), slot.resources)
     slot = _with_snapshot(session, appointment, slot)
     candidates = _candidates(slot, resource_id)
     if resource_id is None and appointment.resource_id in candidates:
@@ -480,6 +517,7 @@ def reschedule(
     if _patient_overlap(session, appointment.patient_id, slot.start, slot.end, appointment.id):
         raise _PATIENT_OVERLAP
     _place(session, appointment, candidates, slot)
+    _assign_staff(session, appointment, slot)
     appointment.ics_sequence += 1
     appointment.updated_at = now
     appointment.confirmed_at = None
@@ -652,6 +690,7 @@ def create_block(
         raise Conflict(
             f"{resource.name} has booked appointments in that period: {times}.",
             {"start": "overlaps a booked appointment"},
+            appointments=[a.id for a in clashes],
         )
     block = ResourceBlock(
         resource_id=resource.id,

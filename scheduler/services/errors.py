@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class DomainError(Exception):
     """Base of every error a service raises on purpose."""
@@ -9,10 +11,18 @@ class DomainError(Exception):
     code = "error"
     http_status = 400
 
-    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        fields: dict[str, str] | None = None,
+        *,
+        appointments: Sequence[int] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.fields = fields or {}
+        # The booked visits a refused change would break (shift_in_use, staffing_in_use, blocks).
+        self.appointments = list(appointments) if appointments is not None else None
 
 
 class NotFound(DomainError):
@@ -43,3 +53,15 @@ class Conflict(DomainError):
 class Forbidden(DomainError):
     code = "forbidden"
     http_status = 403
+
+
+class ClinicianBusy(Conflict):
+    code = "clinician_busy"
+
+
+class ShiftInUse(Conflict):
+    code = "shift_in_use"
+
+
+class StaffingInUse(Conflict):
+    code = "staffing_in_use"

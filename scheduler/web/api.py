@@ -174,9 +174,7 @@ def location_availability(location: str) -> ResponseReturnValue:
             service=service.slug,
             timezone=loc.timezone,
             slots=[
-                s.SlotOut(
-                    start=_local(x.start, tz), end=_local(x.end, tz), resources_free=len(x.free)
-                )
+                s.SlotOut(start=_local(x.start, tz), end=_local(x.end, tz), resources_free=x.free)
                 for x in slots
             ],
         ).model_dump()

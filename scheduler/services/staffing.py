@@ -1,0 +1,742 @@
+"""Clinicians, the rota (weekly patterns and their changes -> concrete shifts) and staffing rules.
+
+Shifts of a date range are each location's patterns expanded in its zone (08:00-18:00 local on
+both sides of a DST change), minus skipped occurrences, plus one-off shifts. A pattern's
+occurrence has the id "p{pattern}:{YYYY-MM-DD}", a one-off "s{id}".
+
+Locks. Capacity (nurses, starts per window, prescribers) is a count, not an exclusion, so every
+writer of it takes one lock per location and local day before it reads: a booking (through
+`availability.slot_at(lock=True)`) and a shift removal take `lock_day`; a change of the rules
+takes `lock_location`, which waits for every day's writers (they hold the location's lock shared).
+On PostgreSQL these are transaction-scoped advisory locks; SQLite's write lock (BEGIN IMMEDIATE)
+already serializes every writer. One clinician's shifts are written under that clinician's row
+lock, and PostgreSQL's no_clinician_overlap constraint backs up the one-off rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from scheduler.models import (
+    Appointment,
+    Clinician,
+    ClinicianRole,
+    Location,
+    Service,
+    ServiceKind,
+    Shift,
+    ShiftPattern,
+    ShiftSkip,
+    end_of_day,
+)
+from scheduler.services import availability
+from scheduler.services.errors import (
+    ClinicianBusy,
+    InvalidInput,
+    NotFound,
+    ShiftInUse,
+    StaffingInUse,
+)
+
+UTC = dt.UTC
+MAX_SHIFT = dt.timedelta(hours=24)
+# How far ahead a new weekly pattern is checked against the clinician's other shifts.
+PATTERN_CHECK_DAYS = 371
+
+
+@dataclass(frozen=True)
+class ShiftInterval:
+    """One concrete shift: a pattern's occurrence or a one-off."""
+
+    id: str
+    clinician_id: int
+    name: str
+    role: str
+    location_id: int
+    start: dt.datetime  # UTC
+    end: dt.datetime
+
+
+# --- locks ----------------------------------------------------------------------------------------
+
+
+def _is_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def lock_day(session: Session, location_id: int, day: dt.date) -> None:
+    """Serialize the capacity writers of one location's local day (PostgreSQL; SQLite holds its
+    write lock already). Shares the location's lock, so `lock_location` waits for them."""
+    if _is_postgresql(session):
+        session.execute(
+            text(
+                "SELECT pg_advisory_xact_lock_shared(hashtextextended(:loc, 0)),"
+                " pg_advisory_xact_lock(hashtextextended(:day, 0))"
+            ),
+            {"loc": f"staffing:{location_id}", "day": f"staffing:{location_id}:{day.isoformat()}"},
+        )
+
+
+def lock_location(session: Session, location_id: int) -> None:
+    """Wait for every booking and shift change at the location in flight, and hold them off."""
+    if _is_postgresql(session):
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:loc, 0))"),
+            {"loc": f"staffing:{location_id}"},
+        )
+
+
+def _lock_clinician(session: Session, clinician_id: int) -> Clinician:
+    query = select(Clinician).where(Clinician.id == clinician_id)
+    if _is_postgresql(session):
+        query = query.with_for_update()
+    clinician = session.scalars(query).first()
+    if clinician is None:
+        raise NotFound("No such clinician.", {"clinician": "unknown clinician"})
+    return clinician
+
+
+# --- clinicians -----------------------------------------------------------------------------------
+
+
+def list_clinicians(session: Session, *, active_only: bool = False) -> list[Clinician]:
+    query = select(Clinician).order_by(Clinician.role, Clinician.name, Clinician.id)
+    if active_only:
+        query = query.where(Clinician.active.is_(True))
+    return list(session.scalars(query))
+
+
+def get_clinician(session: Session, clinician_id: int) -> Clinician:
+    clinician = session.get(Clinician, clinician_id)
+    if clinician is None:
+        raise NotFound("No such clinician.", {"clinician": "unknown clinician"})
+    return clinician
+
+
+def create_clinician(
+    session: Session,
+    *,
+    name: str,
+    role: str,
+    title: str = "",
+    staff_user_id: int | None = None,
+) -> Clinician:
+    fields: dict[str, str] = {}
+    name = " ".join(name.split())
+    if not name:
+        fields["name"] = "required"
+    elif len(name) > 200:
+        fields["name"] = "at most 200 characters"
+    if role not in {r.value for r in ClinicianRole}:
+        fields["role"] = "prescriber or nurse"
+    title = " ".join(title.split())
+    if len(title) > 100:
+        fields["title"] = "at most 100 characters"
+    if (
+        staff_user_id is not None
+        and session.scalars(
+            select(Clinician.id).where(Clinician.staff_user_id == staff_user_id)
+        ).first()
+    ):
+        fields["staff_user"] = "already linked to another clinician"
+    if fields:
+        raise InvalidInput("Some fields need correcting.", fields)
+    clinician = Clinician(
+        name=name, role=role, title=title, active=True, staff_user_id=staff_user_id
+    )
+    session.add(clinician)
+    session.flush()
+    return clinician
+
+
+def set_active(session: Session, clinician: Clinician, active: bool) -> Clinician:
+    clinician.active = active
+    session.flush()
+    return clinician
+
+
+def prescribers_at(session: Session, location: Location, service: Service) -> list[Clinician]:
+    """The prescribers a patient may choose for `service` at `location`: active prescribers with
+    a weekly pattern or a one-off shift there (none for an infusion: a patient does not choose)."""
+    if service.kind != ServiceKind.CONSULTATION:
+        return []
+    with_pattern = select(ShiftPattern.clinician_id).where(ShiftPattern.location_id == location.id)
+    with_shift = select(Shift.clinician_id).where(Shift.location_id == location.id)
+    return list(
+        session.scalars(
+            select(Clinician)
+            .where(
+                Clinician.active.is_(True),
+                Clinician.role == ClinicianRole.PRESCRIBER,
+                Clinician.id.in_(with_pattern.union(with_shift)),
+            )
+            .order_by(Clinician.name, Clinician.id)
+        )
+    )
+
+
+# --- expanding the rota ---------------------------------------------------------------------------
+
+
+def _days(first: dt.date, last: dt.date) -> Iterable[dt.date]:
+    day = first
+    while day <= last:
+        yield day
+        day += dt.timedelta(days=1)
+
+
+def occurrence(
+    pattern: ShiftPattern, day: dt.date, tz: ZoneInfo
+) -> tuple[dt.datetime, dt.datetime] | None:
+    """The pattern's shift on local date `day` as UTC instants, or None if it does not fall then."""
+    if day.weekday() != pattern.weekday:
+        return None
+    if pattern.valid_from is not None and day < pattern.valid_from:
+        return None
+    if pattern.valid_until is not None and day > pattern.valid_until:
+        return None
+    start = dt.datetime.combine(day, pattern.starts, tzinfo=tz).astimezone(UTC)
+    end = end_of_day(day, pattern.ends).replace(tzinfo=tz).astimezone(UTC)
+    return start, end
+
+
+def _local_days(start: dt.datetime, end: dt.datetime, tz: ZoneInfo) -> tuple[dt.date, dt.date]:
+    # A day either side: a pattern's local day may begin before `start` in UTC terms.
+    return (
+        start.astimezone(tz).date() - dt.timedelta(days=1),
+        end.astimezone(tz).date() + dt.timedelta(days=1),
+    )
+
+
+def _expand(
+    session: Session,
+    rows: Sequence[tuple[ShiftPattern, Clinician, str]],
+    start: dt.datetime,
+    end: dt.datetime,
+) -> list[ShiftInterval]:
+    """Occurrences of the patterns (with their clinician and zone) meeting [start, end)."""
+    if not rows:
+        return []
+    windows = {}
+    for pattern, _, zone in rows:
+        tz = ZoneInfo(zone)
+        windows[pattern.id] = (tz, *_local_days(start, end, tz))
+    first = min(w[1] for w in windows.values())
+    last = max(w[2] for w in windows.values())
+    skipped = set(
+        session.execute(
+            select(ShiftSkip.pattern_id, ShiftSkip.day).where(
+                ShiftSkip.pattern_id.in_(list(windows)),
+                ShiftSkip.day >= first,
+                ShiftSkip.day <= last,
+            )
+        ).tuples()
+    )
+    out: list[ShiftInterval] = []
+    for pattern, clinician, _ in rows:
+        tz, day_first, day_last = windows[pattern.id]
+        offset = (pattern.weekday - day_first.weekday()) % 7
+        day = day_first + dt.timedelta(days=offset)
+        while day <= day_last:
+            hit = occurrence(pattern, day, tz)
+            if hit and hit[0] < end and hit[1] > start and (pattern.id, day) not in skipped:
+                out.append(
+                    ShiftInterval(
+                        id=f"p{pattern.id}:{day.isoformat()}",
+                        clinician_id=clinician.id,
+                        name=clinician.name,
+                        role=clinician.role,
+                        location_id=pattern.location_id,
+                        start=hit[0],
+                        end=hit[1],
+                    )
+                )
+            day += dt.timedelta(days=7)
+    return out
+
+
+def _one_off(shift: Shift, clinician: Clinician) -> ShiftInterval:
+    return ShiftInterval(
+        id=f"s{shift.id}",
+        clinician_id=clinician.id,
+        name=clinician.name,
+        role=clinician.role,
+        location_id=shift.location_id,
+        start=shift.start_at,
+        end=shift.end_at,
+    )
+
+
+def _sorted(shifts: list[ShiftInterval]) -> list[ShiftInterval]:
+    return sorted(shifts, key=lambda x: (x.start, x.role != ClinicianRole.PRESCRIBER, x.name, x.id))
+
+
+def shift_intervals(
+    session: Session, location: Location, start: dt.datetime, end: dt.datetime
+) -> list[ShiftInterval]:
+    """The shifts of active clinicians at `location` meeting [start, end), in time order."""
+    rows = session.execute(
+        select(ShiftPattern, Clinician)
+        .join(Clinician, Clinician.id == ShiftPattern.clinician_id)
+        .where(ShiftPattern.location_id == location.id, Clinician.active.is_(True))
+    ).tuples()
+    shifts = _expand(session, [(p, c, location.timezone) for p, c in rows], start, end)
+    for shift, clinician in session.execute(
+        select(Shift, Clinician)
+        .join(Clinician, Clinician.id == Shift.clinician_id)
+        .where(
+            Shift.location_id == location.id,
+            Clinician.active.is_(True),
+            Shift.start_at < end,
+            Shift.end_at > start,
+        )
+    ).tuples():
+        shifts.append(_one_off(shift, clinician))
+    return _sorted(shifts)
+
+
+def location_shifts(
+    session: Session, location: Location, first: dt.date, last: dt.date
+) -> list[ShiftInterval]:
+    """The shifts at `location` on the local dates first..last (inclusive)."""
+    if last < first:
+        raise InvalidInput("The range ends before it starts.", {"to": "before from"})
+    if (last - first).days > 92:
+        raise InvalidInput("At most 93 days at a time.", {"to": "at most 93 days after from"})
+    tz = ZoneInfo(location.timezone)
+    start = dt.datetime.combine(first, dt.time(0), tzinfo=tz).astimezone(UTC)
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(0), tzinfo=tz).astimezone(UTC)
+    return shift_intervals(session, location, start, end)
+
+
+def clinician_shifts(
+    session: Session, clinician: Clinician, start: dt.datetime, end: dt.datetime
+) -> list[ShiftInterval]:
+    """The clinician's shifts anywhere meeting [start, end)."""
+    rows = session.execute(
+        select(ShiftPattern, Location.timezone)
+        .join(Location, Location.id == ShiftPattern.location_id)
+        .where(ShiftPattern.clinician_id == clinician.id)
+    ).tuples()
+    shifts = _expand(session, [(p, clinician, zone) for p, zone in rows], start, end)
+    for shift in session.scalars(
+        select(Shift).where(
+            Shift.clinician_id == clinician.id, Shift.start_at < end, Shift.end_at > start
+        )
+    ):
+        shifts.append(_one_off(shift, clinician))
+    return _sorted(shifts)
+
+
+# --- changing the rota ----------------------------------------------------------------------------
+
+
+def _aware(value: dt.datetime, name: str) -> dt.datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput("Times need a UTC offset.", {name: "must include a UTC offset"})
+    return value.astimezone(UTC)
+
+
+def _busy(clinician: Clinician, clash: ShiftInterval, tz: ZoneInfo) -> ClinicianBusy:
+    when = f"{clash.start.astimezone(tz):%a %d %b %H:%M}-{clash.end.astimezone(tz):%H:%M}"
+    return ClinicianBusy(
+        f"{clinician.name} already has a shift then ({when}).",
+        {"clinician": "already on shift then"},
+    )
+
+
+def add_shift(
+    session: Session,
+    location: Location,
+    clinician_id: int,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    note: str = "",
+) -> ShiftInterval:
+    """A one-off shift (an extra day, or cover); refused if the clinician is busy anywhere then."""
+    start, end = _aware(start, "start"), _aware(end, "end")
+    if end <= start:
+        raise InvalidInput("The shift must end after it starts.", {"end": "must be after start"})
+    if end - start > MAX_SHIFT:
+        raise InvalidInput("A shift lasts at most 24 hours.", {"end": "at most 24 hours"})
+    clinician = _lock_clinician(session, clinician_id)
+    if not clinician.active:
+        raise InvalidInput("That clinician is inactive.", {"clinician": "inactive"})
+    tz = ZoneInfo(location.timezone)
+    clashes = clinician_shifts(session, clinician, start, end)
+    if clashes:
+        raise _busy(clinician, clashes[0], tz)
+    shift = Shift(
+        clinician_id=clinician.id,
+        location_id=location.id,
+        start_at=start,
+        end_at=end,
+        note=note.strip()[:200],
+    )
+    try:
+        with session.begin_nested():
+            session.add(shift)
+            session.flush()
+    except IntegrityError as exc:  # no_clinician_overlap (PostgreSQL): a concurrent twin
+        raise ClinicianBusy(
+            f"{clinician.name} already has a shift then.", {"clinician": "already on shift then"}
+        ) from exc
+    return _one_off(shift, clinician)
+
+
+def add_pattern(
+    session: Session,
+    location: Location,
+    clinician_id: int,
+    *,
+    weekday: int,
+    starts: dt.time,
+    ends: dt.time,
+    now: dt.datetime,
+    valid_from: dt.date | None = None,
+    valid_until: dt.date | None = None,
+) -> ShiftPattern:
+    """A weekly shift; refused if it would overlap the clinician's shifts in the next year."""
+    fields: dict[str, str] = {}
+    if not 0 <= weekday <= 6:
+        fields["weekday"] = "0 (Monday) to 6 (Sunday)"
+    if not (starts < ends or ends == dt.time(0)):
+        fields["ends"] = "must be after starts"
+    if valid_from and valid_until and valid_until < valid_from:
+        fields["valid_until"] = "before valid_from"
+    if fields:
+        raise InvalidInput("Some fields need correcting.", fields)
+    clinician = _lock_clinician(session, clinician_id)
+    pattern = ShiftPattern(
+        clinician_id=clinician.id,
+        location_id=location.id,
+        weekday=weekday,
+        starts=starts,
+        ends=ends,
+        valid_from=valid_from,
+        valid_until=valid_until,
+    )
+    tz = ZoneInfo(location.timezone)
+    today = now.astimezone(tz).date()
+    first = max(today, valid_from) if valid_from else today
+    last = first + dt.timedelta(days=PATTERN_CHECK_DAYS)
+    if valid_until is not None:
+        last = min(last, valid_until)
+    span_start = dt.datetime.combine(first, dt.time(0), tzinfo=tz).astimezone(UTC)
+    span_end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(0), tzinfo=tz)
+    existing = availability.Steps(
+        (s.start, s.end, 1)
+        for s in clinician_shifts(session, clinician, span_start, span_end.astimezone(UTC))
+    )
+    for day in _days(first, last):
+        hit = occurrence(pattern, day, tz)
+        if hit and existing.max_over(*hit) > 0:
+            raise ClinicianBusy(
+                f"{clinician.name} already has a shift on {day:%a %d %b} at that time.",
+                {"clinician": "already on shift then"},
+            )
+    session.add(pattern)
+    session.flush()
+    return pattern
+
+
+_PATTERN_ID = re.compile(r"^p(\d{1,12}):(\d{4}-\d{2}-\d{2})$")
+_ONE_OFF_ID = re.compile(r"^s(\d{1,12})$")
+
+
+def find_shift(
+    session: Session, location: Location, shift_id: str
+) -> tuple[ShiftInterval, ShiftPattern | Shift, dt.date | None]:
+    """A concrete shift at `location` by its id; NotFound otherwise."""
+    missing = NotFound("No such shift at this location.", {"shift": "unknown shift"})
+    match = _PATTERN_ID.match(shift_id)
+    if match:
+        try:
+            day = dt.date.fromisoformat(match.group(2))
+        except ValueError:
+            raise missing from None
+        pattern = session.get(ShiftPattern, int(match.group(1)))
+        if pattern is None or pattern.location_id != location.id:
+            raise missing
+        hit = occurrence(pattern, day, ZoneInfo(location.timezone))
+        skipped = session.scalars(
+            select(ShiftSkip.id).where(ShiftSkip.pattern_id == pattern.id, ShiftSkip.day == day)
+        ).first()
+        if hit is None or skipped is not None:
+            raise missing
+        clinician = pattern.clinician
+        view = ShiftInterval(
+            shift_id, clinician.id, clinician.name, clinician.role, location.id, *hit
+        )
+        return view, pattern, day
+    match = _ONE_OFF_ID.match(shift_id)
+    shift = session.get(Shift, int(match.group(1))) if match else None
+    if shift is None or shift.location_id != location.id:
+        raise missing
+    return _one_off(shift, shift.clinician), shift, None
+
+
+def delete_shift(
+    session: Session, location: Location, shift_id: str, *, now: dt.datetime, reason: str = ""
+) -> ShiftInterval:
+    """Remove one concrete shift (a pattern's occurrence is skipped that day); refused with
+    `shift_in_use` when booked visits would lose the prescriber or nurse capacity they need."""
+    view, row, day = find_shift(session, location, shift_id)
+    tz = ZoneInfo(location.timezone)
+    for local_day in sorted({view.start.astimezone(tz).date(), view.end.astimezone(tz).date()}):
+        lock_day(session, location.id, local_day)
+    broken = stranded(session, location, view.start, view.end, now=now, without=view.id)
+    if broken:
+        raise ShiftInUse(
+            "Booked visits need this shift: move or cancel them first.",
+            {"shift": "booked visits need it"},
+            appointments=broken,
+        )
+    if isinstance(row, ShiftPattern):
+        assert day is not None
+        session.add(ShiftSkip(pattern_id=row.id, day=day, reason=reason.strip()[:200]))
+    else:
+        session.delete(row)
+    session.flush()
+    return view
+
+
+def add_leave(
+    session: Session, clinician: Clinician, day: dt.date, *, now: dt.datetime, reason: str = ""
+) -> list[ShiftInterval]:
+    """The clinician is away on local date `day`: each pattern occurrence that day is removed
+    (as `delete_shift`, so refused if booked visits need it)."""
+    removed: list[ShiftInterval] = []
+    for pattern in session.scalars(
+        select(ShiftPattern).where(
+            ShiftPattern.clinician_id == clinician.id, ShiftPattern.weekday == day.weekday()
+        )
+    ):
+        location = pattern.location
+        if occurrence(pattern, day, ZoneInfo(location.timezone)) is None:
+            continue
+        shift_id = f"p{pattern.id}:{day.isoformat()}"
+        try:
+            removed.append(delete_shift(session, location, shift_id, now=now, reason=reason))
+        except NotFound:
+            continue  # already skipped
+    return removed
+
+
+def copy_week(
+    session: Session, location: Location, source: dt.date, target: dt.date
+) -> list[ShiftInterval]:
+    """Copy the shifts of the week from `source` (7 local days) to the week from `target`, as
+    one-off shifts at the same local times. Shifts already there are kept; a clash with another
+    shift of the clinician refuses the whole copy (`clinician_busy`)."""
+    if source == target:
+        raise InvalidInput("Pick another week to copy to.", {"target": "same week"})
+    tz = ZoneInfo(location.timezone)
+    offset = target - source
+    wanted = location_shifts(session, location, source, source + dt.timedelta(days=6))
+    present = {
+        (s.clinician_id, s.start, s.end)
+        for s in location_shifts(session, location, target, target + dt.timedelta(days=6))
+    }
+    created: list[ShiftInterval] = []
+    for shift in wanted:
+        local_start = shift.start.astimezone(tz).replace(tzinfo=None) + offset
+        local_end = shift.end.astimezone(tz).replace(tzinfo=None) + offset
+        start = local_start.replace(tzinfo=tz).astimezone(UTC)
+        end = local_end.replace(tzinfo=tz).astimezone(UTC)
+        if (shift.clinician_id, start, end) in present:
+            continue
+        created.append(add_shift(session, location, shift.clinician_id, start, end))
+    return created
+
+
+# --- staffing rules and what they would break -----------------------------------------------------
+
+LIMITS = {
+    "patients_per_nurse": (1, 20),
+    "starts_per_window": (1, 50),
+    "start_window_minutes": (1, 240),
+}
+
+
+def staffing_of(location: Location) -> dict[str, Any]:
+    return {
+        "rules": bool(location.staffing_rules),
+        "patients_per_nurse": location.patients_per_nurse,
+        "starts_per_window": location.starts_per_window,
+        "start_window_minutes": location.start_window_minutes,
+    }
+
+
+def _staffing(values: Mapping[str, Any]) -> availability.Staffing:
+    return availability.Staffing(
+        rules=bool(values["rules"]),
+        patients_per_nurse=int(values["patients_per_nurse"]),
+        starts_per_window=int(values["starts_per_window"]),
+        start_window=dt.timedelta(minutes=int(values["start_window_minutes"])),
+    )
+
+
+def validate_staffing(changes: Mapping[str, Any]) -> dict[str, Any]:
+    fields: dict[str, str] = {}
+    clean: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name == "rules":
+            if not isinstance(value, bool):
+                fields[name] = "true or false"
+            clean[name] = value
+        elif name in LIMITS:
+            low, high = LIMITS[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                fields[name] = f"a whole number from {low} to {high}"
+            clean[name] = value
+        else:
+            fields[name] = "unknown setting"
+    if fields:
+        raise InvalidInput("Some fields need correcting.", fields)
+    return clean
+
+
+def patch_staffing(
+    session: Session, location: Location, changes: Mapping[str, Any], *, now: dt.datetime
+) -> dict[str, Any]:
+    """Change the location's staffing rules; refused with `staffing_in_use` (listing the visits)
+    when booked visits that hold now would break."""
+    clean = validate_staffing(changes)
+    lock_location(session, location.id)
+    before = staffing_of(location)
+    after = {**before, **clean}
+    if after != before:
+        broken = stranded(
+            session, location, now, None, now=now, staffing_before=before, staffing_after=after
+        )
+        if broken:
+            raise StaffingInUse(
+                "Booked visits would break these rules: move or cancel them first.",
+                {next(iter(clean)): "booked visits would break it"},
+                appointments=broken,
+            )
+    location.staffing_rules = after["rules"]
+    location.patients_per_nurse = after["patients_per_nurse"]
+    location.starts_per_window = after["starts_per_window"]
+    location.start_window_minutes = after["start_window_minutes"]
+    session.flush()
+    return after
+
+
+def stranded(
+    session: Session,
+    location: Location,
+    start: dt.datetime,
+    end: dt.datetime | None,
+    *,
+    now: dt.datetime,
+    without: str | None = None,
+    staffing_before: Mapping[str, Any] | None = None,
+    staffing_after: Mapping[str, Any] | None = None,
+) -> list[int]:
+    """Ids of the visits still to come, meeting [start, end) (None: open-ended), that the change
+    would break: the shift `without` removed, and/or the rules changed. Visits already breaking
+    the rules before the change are not counted against it."""
+    a = Appointment
+    query = (
+        select(
+            a.id,
+            a.start_at,
+            a.end_at,
+            a.occupied_start,
+            a.occupied_end,
+            a.clinician_id,
+            Service.kind,
+        )
+        .join(Service, Service.id == a.service_id)
+        .where(
+            a.location_id == location.id,
+            a.active.is_(True),
+            a.occupied_end > max(now, start - dt.timedelta(days=1)),
+        )
+    )
+    if end is not None:
+        query = query.where(a.occupied_start < end + dt.timedelta(days=1))
+    visits = [availability.Visit(*row) for row in session.execute(query).tuples()]
+    if not visits:
+        return []
+    first = min(v.occupied_start for v in visits)
+    last = max(v.occupied_end for v in visits)
+    shifts = shift_intervals(session, location, first, last)
+    current = staffing_of(location)
+    before = _staffing(staffing_before or current)
+    after = _staffing(staffing_after or current)
+    remaining = [s for s in shifts if s.id != without]
+    broken_before = availability.broken_visits(before, shifts, visits)
+    broken_after = availability.broken_visits(after, remaining, visits)
+    return sorted(broken_after - broken_before)
+
+
+def nurse_load(
+    session: Session, location: Location, start: dt.datetime, end: dt.datetime
+) -> list[tuple[dt.datetime, int, int]]:
+    """(instant, patients in infusion, nurse capacity) at each change point in [start, end)."""
+    floor = availability.load_floor(session, location, start, end)
+    ppn = location.patients_per_nurse
+    patients = availability.Steps((s, e, 1) for s, e in floor.infusions)
+    capacity = availability.Steps((s, e, ppn) for s, e in floor.nurses)
+    points = sorted({start, *(t for t in patients.times + capacity.times if start < t < end)})
+    return [(t, patients.at(t), capacity.at(t)) for t in points]
+
+
+def pick_nurse(
+    session: Session,
+    location: Location,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    exclude_appointment_id: int | None = None,
+) -> int | None:
+    """The nurse to watch an infusion occupying [start, end): on shift at its start (one whose
+    shift covers all of it first), with the fewest infusions overlapping it; None if none."""
+    on_shift = [
+        s
+        for s in shift_intervals(session, location, start, end)
+        if s.role == ClinicianRole.NURSE and s.start <= start
+    ]
+    if not on_shift:
+        return None
+    query = (
+        select(Appointment.nurse_id, func.count())
+        .where(
+            Appointment.location_id == location.id,
+            Appointment.active.is_(True),
+            Appointment.nurse_id.in_([s.clinician_id for s in on_shift]),
+            Appointment.occupied_start < end,
+            Appointment.occupied_end > start,
+        )
+        .group_by(Appointment.nurse_id)
+    )
+    if exclude_appointment_id is not None:
+        query = query.where(Appointment.id != exclude_appointment_id)
+    load: dict[int, int] = {nid: n for nid, n in session.execute(query).tuples() if nid is not None}
+    best = min(on_shift, key=lambda s: (s.end < end, load.get(s.clinician_id, 0), s.clinician_id))
+    return best.clinician_id
+
+
+def set_nurse(session: Session, appointment: Appointment, nurse_id: int | None) -> None:
+    """Staff reassign an infusion's nurse (any active nurse; None clears it)."""
+    if appointment.service.kind == ServiceKind.CONSULTATION:
+        raise InvalidInput("Consultations have no nurse.", {"nurse": "not for a consultation"})
+    if nurse_id is not None:
+        nurse = session.get(Clinician, nurse_id)
+        if nurse is None or nurse.role != ClinicianRole.NURSE or not nurse.active:
+            raise InvalidInput("That is not an active nurse.", {"nurse": "not an active nurse"})
+    appointment.nurse_id = nurse_id
+    session.flush()
