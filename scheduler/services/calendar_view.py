@@ -24,6 +24,7 @@ from scheduler.models import (
     Location,
     Resource,
     ResourceBlock,
+    end_of_day,
 )
 
 UTC = dt.UTC
@@ -101,6 +102,7 @@ def _hours_for(location: Location, days: Sequence[dt.date]) -> tuple[int, int]:
         if row.weekday in weekdays:
             opens = row.opens.hour
             closes = row.closes.hour + (1 if (row.closes.minute or row.closes.second) else 0)
+            closes = 24 if row.closes == dt.time(0) else closes  # closes at midnight
             first = opens if first is None else min(first, opens)
             last = closes if last is None else max(last, closes)
     if first is None or last is None:
@@ -176,7 +178,7 @@ def _closed_bands(
     for opens, closes in opening:
         start = _clamp(_row(window_start, dt.datetime.combine(day, opens, tzinfo=tz)), rows)
         end = _clamp(
-            _row(window_start, dt.datetime.combine(day, closes, tzinfo=tz), ceil=True), rows
+            _row(window_start, end_of_day(day, closes).replace(tzinfo=tz), ceil=True), rows
         )
         if start > cursor:
             bands.append((cursor, start))

@@ -80,7 +80,12 @@ def create_location(
     phone = _phone(fields, phone)
     _raise(fields)
     location = Location(
-        slug=slug, name=name, timezone=timezone.strip(), address=address.strip()[:500], phone=phone
+        slug=slug,
+        name=name,
+        timezone=timezone.strip(),
+        address=address.strip()[:500],
+        phone=phone,
+        staffing_rules=True,  # a new location starts with the staffing rules on
     )
     session.add(location)
     session.flush()
@@ -129,12 +134,15 @@ def hours_text(location: Location) -> dict[int, str]:
     """Per weekday, e.g. '08:00-12:30, 13:00-18:00' (empty when closed)."""
     out: dict[int, list[str]] = {d: [] for d in range(7)}
     for row in sorted(location.hours, key=lambda r: (r.weekday, r.opens)):
-        out[row.weekday].append(f"{row.opens:%H:%M}-{row.closes:%H:%M}")
+        closes = "24:00" if row.closes == dt.time(0) else f"{row.closes:%H:%M}"
+        out[row.weekday].append(f"{row.opens:%H:%M}-{closes}")
     return {d: ", ".join(v) for d, v in out.items()}
 
 
 def parse_hours(text: str) -> list[tuple[dt.time, dt.time]]:
-    """'08:00-12:30, 13:00-18:00' -> sorted, non-overlapping intervals; raises ValueError."""
+    """'08:00-12:30, 13:00-18:00' -> sorted, non-overlapping intervals; raises ValueError.
+
+    '24:00' closes at midnight, stored as 00:00 (see OpeningHours)."""
     intervals: list[tuple[dt.time, dt.time]] = []
     for part in text.split(","):
         if not part.strip():
@@ -142,14 +150,18 @@ def parse_hours(text: str) -> list[tuple[dt.time, dt.time]]:
         match = _INTERVAL.match(part)
         if not match:
             raise ValueError("use HH:MM-HH:MM, separated by commas")
-        opens = dt.time.fromisoformat(match.group(1).zfill(5))
-        closes = dt.time.fromisoformat(match.group(2).zfill(5))
-        if opens >= closes:
+        try:
+            opens = dt.time.fromisoformat(match.group(1).zfill(5))
+            midnight = match.group(2).zfill(5) == "24:00"
+            closes = dt.time(0) if midnight else dt.time.fromisoformat(match.group(2).zfill(5))
+        except ValueError:
+            raise ValueError("use HH:MM-HH:MM, separated by commas") from None
+        if not midnight and opens >= closes:
             raise ValueError("each interval must close after it opens")
         intervals.append((opens, closes))
     intervals.sort()
     for (_, a_close), (b_open, _) in zip(intervals, intervals[1:], strict=False):
-        if b_open < a_close:
+        if a_close == dt.time(0) or b_open < a_close:
             raise ValueError("intervals overlap")
     return intervals
 

@@ -16,8 +16,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from scheduler.extensions import csrf, db
-from scheduler.models import Appointment, Location, Resource, ResourceBlock, Service, StaffUser
-from scheduler.services import audit, availability, booking, idempotency, invites
+from scheduler.models import (
+    Appointment,
+    Clinician,
+    Location,
+    Resource,
+    ResourceBlock,
+    Service,
+    StaffRole,
+    StaffUser,
+)
+from scheduler.services import audit, availability, booking, idempotency, invites, staffing
 from scheduler.services import staff as staff_service
 from scheduler.services.errors import DomainError, Forbidden, InvalidInput, NotFound
 from scheduler.services.patients import PatientDetails
@@ -77,7 +86,8 @@ def parse_query(model: type[M]) -> M:
 @bp.errorhandler(DomainError)
 def _domain_error(exc: DomainError) -> ResponseReturnValue:
     db.session.rollback()
-    return json_error(exc.http_status, exc.code, exc.message, exc.fields)
+    extra = {"appointments": exc.appointments} if exc.appointments is not None else None
+    return json_error(exc.http_status, exc.code, exc.message, exc.fields, extra)
 
 
 # --- serialization --------------------------------------------------------------------------------
@@ -100,7 +110,12 @@ def appointment_out(appt: Appointment) -> dict[str, Any]:
         resource=s.ResourceOut(kind=appt.resource.kind, name=appt.resource.name),
         manage_token=appt.manage_token,
         manage_url=settings().manage_url(appt.manage_token),
-    ).model_dump()
+        clinician=_ref(appt.clinician),
+    ).model_dump(exclude_none=True)
+
+
+def _ref(clinician: Clinician | None) -> s.ClinicianRef | None:
+    return None if clinician is None else s.ClinicianRef(id=clinician.id, name=clinician.name)
 
 
 # --- public ---------------------------------------------------------------------------------------
@@ -210,6 +225,7 @@ def create_appointment() -> ResponseReturnValue:
             body.patient.name, body.patient.phone, body.patient.email, body.sms_consent
         ),
         note=body.note,
+        clinician=body.clinician,
     )
     appt = booking.book(db.session(), book, now=now(), settings=settings())
     response = jsonify(appointment_out(appt))
@@ -402,6 +418,8 @@ def calendar(location: str) -> ResponseReturnValue:
                             name=a.patient.name, phone=a.patient.phone, email=a.patient.email
                         ),
                         note=a.note,
+                        clinician=_ref(a.clinician),
+                        nurse=_ref(a.nurse),
                     )
                     for a in appts
                     if a.resource_id == res.id
@@ -409,8 +427,18 @@ def calendar(location: str) -> ResponseReturnValue:
                 blocks=[_block_out(b, tz) for b in blocks if b.resource_id == res.id],
             )
         )
+    shifts = staffing.shift_intervals(db.session(), loc, start, end)
+    load = staffing.nurse_load(db.session(), loc, start, end)
     return jsonify(
-        s.CalendarOut(date=day.isoformat(), timezone=loc.timezone, resources=out).model_dump()
+        s.CalendarOut(
+            date=day.isoformat(),
+            timezone=loc.timezone,
+            resources=out,
+            shifts=[_shift_out(x, tz) for x in shifts],
+            nurse_load=[
+                s.NurseLoadOut(start=_local(t, tz), patients=p, capacity=c) for t, p, c in load
+            ],
+        ).model_dump()
     )
 
 
@@ -521,3 +549,192 @@ def set_status(appointment_id: int) -> ResponseReturnValue:
     db.session.commit()
     out = appointment_out(appt)
     return jsonify({k: out[k] for k in s.StaffAppointmentOut.model_fields})
+
+
+# --- clinicians, shifts and staffing rules --------------------------------------------------------
+
+
+def _require_manager() -> None:
+    """Managers and admins change the rota and the rules; front desk and nurses read."""
+    if g.staff.role not in (StaffRole.ADMIN, StaffRole.MANAGER):
+        raise Forbidden("Only managers and admins can change this.")
+
+
+def _clinician_out(clinician: Clinician) -> dict[str, Any]:
+    return s.ClinicianOut(
+        id=clinician.id,
+        name=clinician.name,
+        role=clinician.role,
+        title=clinician.title,
+        active=clinician.active,
+    ).model_dump()
+
+
+def _shift_out(shift: staffing.ShiftInterval, tz: ZoneInfo) -> s.ShiftOut:
+    return s.ShiftOut(
+        id=shift.id,
+        clinician=s.ShiftClinicianOut(id=shift.clinician_id, name=shift.name, role=shift.role),
+        start=_local(shift.start, tz),
+        end=_local(shift.end, tz),
+    )
+
+
+@route(
+    "/clinicians",
+    summary="Every clinician (prescribers and nurses)",
+    response=list[s.ClinicianOut],
+    auth=True,
+    errors=(401,),
+)
+@staff_required
+def clinicians() -> ResponseReturnValue:
+    return jsonify([_clinician_out(c) for c in staffing.list_clinicians(db.session())])
+
+
+@route(
+    "/clinicians",
+    "POST",
+    summary="Add a clinician (managers and admins)",
+    body=s.ClinicianIn,
+    response=s.ClinicianOut,
+    status=201,
+    auth=True,
+    errors=(401, 403, 422),
+)
+@staff_required
+def create_clinician() -> ResponseReturnValue:
+    _require_manager()
+    body = parse_body(s.ClinicianIn)
+    clinician = staffing.create_clinician(
+        db.session(), name=body.name, role=body.role, title=body.title
+    )
+    audit.record(
+        db.session(),
+        actor=g.staff,
+        action="clinician.created",
+        at=now(),
+        target=f"clinician {clinician.id} (API)",
+        details={"name": clinician.name, "role": clinician.role},
+    )
+    db.session.commit()
+    return jsonify(_clinician_out(clinician)), 201
+
+
+@route(
+    "/locations/<location>/shifts",
+    summary="Shifts at a location on local dates from..to (inclusive)",
+    query=s.ShiftsQuery,
+    response=list[s.ShiftOut],
+    auth=True,
+    errors=(400, 401, 403, 422),
+)
+@staff_required
+def shifts(location: str) -> ResponseReturnValue:
+    loc = _staff_location(location)
+    query = parse_query(s.ShiftsQuery)
+    found = staffing.location_shifts(db.session(), loc, query.from_, query.to)
+    tz = ZoneInfo(loc.timezone)
+    return jsonify([_shift_out(x, tz).model_dump() for x in found])
+
+
+@route(
+    "/locations/<location>/shifts",
+    "POST",
+    summary="Add a one-off shift (409 clinician_busy if the clinician is on shift anywhere then)",
+    body=s.ShiftIn,
+    response=s.ShiftOut,
+    status=201,
+    auth=True,
+    errors=(401, 403, 404, 409, 422),
+)
+@staff_required
+def create_shift(location: str) -> ResponseReturnValue:
+    loc = _staff_location(location)
+    _require_manager()
+    body = parse_body(s.ShiftIn)
+    shift = staffing.add_shift(db.session(), loc, body.clinician, body.start, body.end)
+    audit.record(
+        db.session(),
+        actor=g.staff,
+        action="shift.created",
+        at=now(),
+        location_id=loc.id,
+        target=f"shift {shift.id} (API)",
+        details={
+            "clinician": shift.name,
+            "start": body.start.isoformat(),
+            "end": body.end.isoformat(),
+        },
+    )
+    db.session.commit()
+    return jsonify(_shift_out(shift, ZoneInfo(loc.timezone)).model_dump()), 201
+
+
+@route(
+    "/locations/<location>/shifts/<shift_id>",
+    "DELETE",
+    summary="Remove a shift (409 shift_in_use listing the booked visits that need it)",
+    status=204,
+    auth=True,
+    errors=(401, 403, 404, 409),
+)
+@staff_required
+def delete_shift(location: str, shift_id: str) -> ResponseReturnValue:
+    loc = _staff_location(location)
+    _require_manager()
+    shift = staffing.delete_shift(db.session(), loc, shift_id, now=now())
+    audit.record(
+        db.session(),
+        actor=g.staff,
+        action="shift.removed",
+        at=now(),
+        location_id=loc.id,
+        target=f"shift {shift.id} (API)",
+        details={"clinician": shift.name},
+    )
+    db.session.commit()
+    return "", 204
+
+
+@route(
+    "/locations/<location>/staffing",
+    summary="The location's staffing rules",
+    response=s.StaffingOut,
+    auth=True,
+    errors=(401, 403),
+)
+@staff_required
+def get_staffing(location: str) -> ResponseReturnValue:
+    loc = _staff_location(location)
+    return jsonify(s.StaffingOut(**staffing.staffing_of(loc)).model_dump())
+
+
+@route(
+    "/locations/<location>/staffing",
+    "PATCH",
+    summary="Change staffing rules (409 staffing_in_use listing the booked visits it would break)",
+    body=s.StaffingIn,
+    response=s.StaffingOut,
+    auth=True,
+    errors=(401, 403, 409, 422),
+)
+@staff_required
+def patch_staffing(location: str) -> ResponseReturnValue:
+    loc = _staff_location(location)
+    _require_manager()
+    body = parse_body(s.StaffingIn)
+    changes = body.model_dump(exclude_none=True)
+    before = staffing.staffing_of(loc)
+    after = staffing.patch_staffing(db.session(), loc, changes, now=now())
+    if after != before:
+        audit.record(
+            db.session(),
+            actor=g.staff,
+            action="staffing.changed",
+            at=now(),
+            location_id=loc.id,
+            target=f"{loc.name} staffing (API)",
+            details={k: v for k, v in after.items() if before[k] != v},
+        )
+    db.session.commit()
+    return jsonify(s.StaffingOut(**after).model_dump())

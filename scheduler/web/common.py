@@ -26,9 +26,15 @@ def settings() -> ClinicSettings:
 
 
 def json_error(
-    status: int, code: str, message: str, fields: dict[str, Any] | None = None
+    status: int,
+    code: str,
+    message: str,
+    fields: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> ResponseReturnValue:
     body: dict[str, Any] = {"code": code, "message": message}
     if fields:
         body["fields"] = fields
+    if extra:
+        body.update(extra)
     return jsonify({"error": body}), status

@@ -25,6 +25,7 @@ class AppointmentIn(_In):
     patient: PatientIn
     sms_consent: bool = False
     note: str = Field(default="", max_length=2000)
+    clinician: int | None = Field(default=None, ge=1)
 
 
 class RescheduleIn(_In):
@@ -47,6 +48,7 @@ class AvailabilityQuery(_In):
     service: str = Field(min_length=1, max_length=64)
     from_: dt.date | None = Field(default=None, alias="from")
     days: int = Field(default=7, ge=1)
+    clinician: int | None = Field(default=None, ge=1)
 
 
 class CalendarQuery(_In):
@@ -74,6 +76,7 @@ class SlotOut(BaseModel):
     start: str
     end: str
     resources_free: int
+    clinicians: list[int] | None = None  # consultations: the prescribers free then
 
 
 class AvailabilityOut(BaseModel):
@@ -88,6 +91,11 @@ class ResourceOut(BaseModel):
     name: str
 
 
+class ClinicianRef(BaseModel):
+    id: int
+    name: str
+
+
 class AppointmentOut(BaseModel):
     id: int
     status: str
@@ -99,6 +107,7 @@ class AppointmentOut(BaseModel):
     resource: ResourceOut
     manage_token: str
     manage_url: str
+    clinician: ClinicianRef | None = None  # present when one is assigned
 
 
 class StatusOut(BaseModel):
@@ -121,6 +130,8 @@ class CalendarAppointmentOut(BaseModel):
     service: str
     patient: PatientOut
     note: str
+    clinician: ClinicianRef | None = None  # a consultation's prescriber
+    nurse: ClinicianRef | None = None  # an infusion's nurse
 
 
 class BlockOut(BaseModel):
@@ -138,10 +149,78 @@ class CalendarResourceOut(BaseModel):
     blocks: list[BlockOut]
 
 
+class ShiftClinicianOut(BaseModel):
+    id: int
+    name: str
+    role: str
+
+
+class ShiftOut(BaseModel):
+    id: str
+    clinician: ShiftClinicianOut
+    start: str
+    end: str
+
+
+class NurseLoadOut(BaseModel):
+    start: str  # from this instant until the next entry (or the end of the day)
+    patients: int  # infusions in their occupied interval
+    capacity: int  # patients_per_nurse x nurses on shift
+
+
 class CalendarOut(BaseModel):
     date: str
     timezone: str
     resources: list[CalendarResourceOut]
+    shifts: list[ShiftOut] = []
+    nurse_load: list[NurseLoadOut] = []
+
+
+class PublicClinicianOut(BaseModel):
+    id: int
+    name: str
+    role: str
+    title: str
+
+
+class ClinicianOut(PublicClinicianOut):
+    active: bool
+
+
+class ClinicianIn(_In):
+    name: str = Field(min_length=1, max_length=200)
+    role: Literal["prescriber", "nurse"]
+    title: str = Field(default="", max_length=100)
+
+
+class ClinicianQuery(_In):
+    service: str = Field(min_length=1, max_length=64)
+
+
+class ShiftsQuery(_In):
+    from_: dt.date = Field(alias="from")
+    to: dt.date
+
+
+class ShiftIn(_In):
+    clinician: int = Field(ge=1)
+    start: AwareDatetime
+    end: AwareDatetime
+
+
+class StaffingIn(_In):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    rules: bool | None = None
+    patients_per_nurse: int | None = Field(default=None, ge=1, le=20)
+    starts_per_window: int | None = Field(default=None, ge=1, le=50)
+    start_window_minutes: int | None = Field(default=None, ge=1, le=240)
+
+
+class StaffingOut(BaseModel):
+    rules: bool
+    patients_per_nurse: int
+    starts_per_window: int
+    start_window_minutes: int
 
 
 class StaffAppointmentOut(BaseModel):
