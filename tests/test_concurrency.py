@@ -165,3 +165,24 @@ def test_one_patient_racing_for_overlapping_times_gets_one_visit(server, session
     session.expire_all()
     rows = session.scalars(select(Appointment).where(Appointment.active.is_(True))).all()
     assert len(rows) == 1
+
+
+def test_nurse_capacity_is_a_count_serialized_per_location_and_day(server, session):
+    """6 free chairs, one nurse at 1:2: of 30 concurrent infusion bookings exactly two win."""
+    from tests.test_staffing_support import rota
+
+    loc = make_location(session, slug="sf", chairs=6, rooms=0)
+    make_service(session, [loc], slug="inf", duration=40, prep=10, recovery=10)
+    rota(session, loc, nurses=1, patients_per_nurse=2, starts_per_window=30)
+    session.commit()
+    bodies = [
+        {"location": "sf", "service": "inf", "start": START, "patient": patient_json(i)}
+        for i in range(CLIENTS)
+    ]
+    statuses = _burst(server, bodies)
+    assert statuses.count(201) == 2, statuses
+    assert statuses.count(409) == CLIENTS - 2, statuses
+    session.expire_all()
+    rows = session.scalars(select(Appointment).where(Appointment.active.is_(True))).all()
+    assert len(rows) == 2
+    assert all(r.nurse_id is not None for r in rows)

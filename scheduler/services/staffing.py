@@ -239,7 +239,7 @@ def _expand(
                 ShiftSkip.day >= first,
                 ShiftSkip.day <= last,
             )
-        ).tuples()
+        )
     )
     out: list[ShiftInterval] = []
     for pattern, clinician, _ in rows:
@@ -288,7 +288,7 @@ def shift_intervals(
         select(ShiftPattern, Clinician)
         .join(Clinician, Clinician.id == ShiftPattern.clinician_id)
         .where(ShiftPattern.location_id == location.id, Clinician.active.is_(True))
-    ).tuples()
+    )
     shifts = _expand(session, [(p, c, location.timezone) for p, c in rows], start, end)
     for shift, clinician in session.execute(
         select(Shift, Clinician)
@@ -299,7 +299,7 @@ def shift_intervals(
             Shift.start_at < end,
             Shift.end_at > start,
         )
-    ).tuples():
+    ):
         shifts.append(_one_off(shift, clinician))
     return _sorted(shifts)
 
@@ -326,7 +326,7 @@ def clinician_shifts(
         select(ShiftPattern, Location.timezone)
         .join(Location, Location.id == ShiftPattern.location_id)
         .where(ShiftPattern.clinician_id == clinician.id)
-    ).tuples()
+    )
     shifts = _expand(session, [(p, clinician, zone) for p, zone in rows], start, end)
     for shift in session.scalars(
         select(Shift).where(
@@ -668,7 +668,7 @@ def stranded(
     )
     if end is not None:
         query = query.where(a.occupied_start < end + dt.timedelta(days=1))
-    visits = [availability.Visit(*row) for row in session.execute(query).tuples()]
+    visits = [availability.Visit(*row) for row in session.execute(query)]
     if not visits:
         return []
     first = min(v.occupied_start for v in visits)
@@ -725,7 +725,7 @@ def pick_nurse(
     )
     if exclude_appointment_id is not None:
         query = query.where(Appointment.id != exclude_appointment_id)
-    load: dict[int, int] = {nid: n for nid, n in session.execute(query).tuples() if nid is not None}
+    load: dict[int, int] = {nid: n for nid, n in session.execute(query) if nid is not None}
     best = min(on_shift, key=lambda s: (s.end < end, load.get(s.clinician_id, 0), s.clinician_id))
     return best.clinician_id
 

@@ -1,0 +1,208 @@
+"""Staffing rules and the rota on both databases: prescriber cover, nurse capacity, the start
+window, consultations' prescribers, DST weeks, clashes, refusals, and the grid fixes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from scheduler.models import Clinician, ShiftPattern
+from scheduler.services import availability, booking, staffing
+from scheduler.services.errors import ClinicianBusy, Conflict, ShiftInUse, StaffingInUse
+from scheduler.services.patients import PatientDetails
+from scheduler.services.settings import ClinicSettings
+from tests.factories import make_location, make_service
+from tests.test_staffing_support import rota
+
+LA = ZoneInfo("America/Los_Angeles")
+NY = ZoneInfo("America/New_York")
+DAY = dt.date(2026, 12, 2)  # a Wednesday
+SETTINGS = ClinicSettings(public_base_url="http://localhost", reminder_offsets=())
+
+
+def at(day: dt.date, hour: int, minute: int = 0, tz: ZoneInfo = LA) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(hour, minute), tzinfo=tz).astimezone(dt.UTC)
+
+
+def _book(session, loc, svc, start, now, n, *, clinician=None, staff=False):
+    request = booking.BookingRequest(
+        location=loc.slug,
+        service=svc.slug,
+        start=start,
+        patient=PatientDetails(f"Pat {n}", f"+1415555{n:04d}", f"p{n}@example.com", False),
+        clinician=clinician,
+        source="staff" if staff else "online",
+        allow_short_notice=staff,
+    )
+    return booking.book(session, request, now=now, settings=SETTINGS)
+
+
+def _starts(session, loc, svc, now, day=DAY, **kw):
+    return {s.start: s for s in availability.location_slots(session, loc, svc, day, 1, now, **kw)}
+
+
+@pytest.mark.parametrize(
+    "first_day", [dt.date(2026, 10, 29), dt.date(2027, 3, 11)], ids=["fall-back", "spring-forward"]
+)
+def test_pattern_shifts_stay_at_local_eight_to_six_across_dst(session, first_day):
+    loc = make_location(session)
+    rota(session, loc, prescribers=1, nurses=0, hours=(dt.time(8), dt.time(18)))
+    shifts = staffing.location_shifts(session, loc, first_day, first_day + dt.timedelta(days=6))
+    assert len(shifts) == 7
+    offsets = set()
+    for shift in shifts:
+        start, end = shift.start.astimezone(LA), shift.end.astimezone(LA)
+        assert (start.time(), end.time()) == (dt.time(8), dt.time(18))
+        assert shift.id == f"p{shift.id[1:].split(':')[0]}:{start.date().isoformat()}"
+        offsets.add(start.utcoffset())
+    assert len(offsets) == 2, "the week crosses the change"
+
+
+def test_infusions_need_a_prescriber_for_the_whole_occupied_interval(session, clock):
+    loc = make_location(session, hours=((dt.time(8), dt.time(18)),))
+    svc = make_service(session, [loc], duration=40, prep=10, recovery=10, step=15)
+    prescribers, nurses = rota(session, loc, prescribers=0, nurses=2)
+    doc = Clinician(name="Dr A", role="prescriber")
+    session.add(doc)
+    session.flush()
+    session.add(
+        ShiftPattern(
+            clinician_id=doc.id,
+            location_id=loc.id,
+            weekday=DAY.weekday(),
+            starts=dt.time(9),
+            ends=dt.time(13),
+        )
+    )
+    session.flush()
+    starts = _starts(session, loc, svc, clock.now)
+    assert at(DAY, 9, 15) in starts  # occupied 09:05-10:05
+    assert at(DAY, 9) not in starts  # prep 08:50 before the prescriber arrives
+    assert at(DAY, 12) in starts  # 11:50-12:50
+    assert at(DAY, 12, 15) not in starts  # 12:05-13:05 outlasts the prescriber
+    assert not any(s >= at(DAY, 12, 30) for s in starts)
+
+
+def test_nurse_capacity_and_start_window_count_every_instant(session, clock):
+    loc = make_location(session, chairs=8, hours=((dt.time(8), dt.time(18)),))
+    svc = make_service(session, [loc], duration=40, prep=10, recovery=10)
+    rota(session, loc, nurses=1, patients_per_nurse=2, starts_per_window=1, start_window_minutes=30)
+    starts = _starts(session, loc, svc, clock.now)
+    assert starts[at(DAY, 10)].free == 1  # the start window allows one
+    first = _book(session, loc, svc, at(DAY, 10), clock.now, 1)
+    assert first.nurse_id is not None
+    starts = _starts(session, loc, svc, clock.now)
+    for minute in (0, 15):
+        assert at(DAY, 10, minute) not in starts  # within 30 minutes of the 10:00 start
+    assert starts[at(DAY, 10, 30)].free == 1  # nurse room 1 left, window free again
+    _book(session, loc, svc, at(DAY, 10, 30), clock.now, 2)
+    starts = _starts(session, loc, svc, clock.now)
+    assert starts[at(DAY, 11)].free == 1  # 10:50-11:50 meets only the 10:30 visit
+    loc.starts_per_window = 10  # now the nurse alone limits
+    session.flush()
+    starts = _starts(session, loc, svc, clock.now)
+    assert at(DAY, 10, 45) not in starts  # 10:35-10:50 holds both patients: 1 nurse x 2 full
+    assert starts[at(DAY, 11)].free == 1
+    with pytest.raises(Exception) as exc:
+        _book(session, loc, svc, at(DAY, 10, 45), clock.now, 3)
+    assert getattr(exc.value, "code", "") == "slot_unavailable"
+
+
+def test_consultations_take_a_free_prescriber_one_patient_at_a_time(session, clock):
+    loc = make_location(session, rooms=3, hours=((dt.time(8), dt.time(18)),))
+    svc = make_service(
+        session,
+        [loc],
+        kind="consultation",
+        resource_kind="room",
+        duration=45,
+        prep=0,
+        recovery=0,
+        step=15,
+    )
+    (doc_a, doc_b), _ = rota(session, loc, prescribers=2, nurses=0)
+    slot = _starts(session, loc, svc, clock.now)[at(DAY, 10)]
+    assert slot.free == 2 and set(slot.clinicians) == {doc_a.id, doc_b.id}
+    appt = _book(session, loc, svc, at(DAY, 10), clock.now, 1, clinician=doc_b.id)
+    assert appt.clinician_id == doc_b.id
+    slot = _starts(session, loc, svc, clock.now)[at(DAY, 10)]
+    assert slot.free == 1 and slot.clinicians == (doc_a.id,)
+    assert at(DAY, 10) not in _starts(session, loc, svc, clock.now, clinician=doc_b.id)
+    with pytest.raises(Exception) as exc:
+        _book(session, loc, svc, at(DAY, 10), clock.now, 2, clinician=doc_b.id)
+    assert exc.value.code == "slot_unavailable"
+    other = _book(session, loc, svc, at(DAY, 10), clock.now, 3)
+    assert other.clinician_id == doc_a.id
+    assert at(DAY, 10) not in _starts(session, loc, svc, clock.now)
+
+
+def test_a_clinician_never_holds_two_overlapping_shifts_anywhere(session):
+    sf = make_location(session)
+    ny = make_location(session, timezone="America/New_York")
+    (doc,), _ = rota(session, sf, prescribers=1, nurses=0, hours=(dt.time(8), dt.time(18)))
+    with pytest.raises(ClinicianBusy):  # 13:00 NY is 10:00 in San Francisco
+        staffing.add_shift(session, ny, doc.id, at(DAY, 12, tz=NY), at(DAY, 14, tz=NY))
+    shift = staffing.add_shift(session, ny, doc.id, at(DAY, 6, tz=NY), at(DAY, 10, tz=NY))
+    assert shift.id.startswith("s")
+    with pytest.raises(ClinicianBusy):
+        staffing.add_shift(session, ny, doc.id, at(DAY, 9, tz=NY), at(DAY, 10, tz=NY))
+
+
+def test_removing_a_needed_shift_or_tightening_the_rules_is_refused_with_the_visits(session, clock):
+    loc = make_location(session, chairs=6, hours=((dt.time(8), dt.time(18)),))
+    svc = make_service(session, [loc], duration=40, prep=10, recovery=10)
+    (doc,), (nurse_a, nurse_b) = rota(session, loc, nurses=2, patients_per_nurse=1)
+    one = _book(session, loc, svc, at(DAY, 10), clock.now, 1)
+    two = _book(session, loc, svc, at(DAY, 10, 30), clock.now, 2)
+    shifts = staffing.location_shifts(session, loc, DAY, DAY)
+    doc_shift = next(s for s in shifts if s.clinician_id == doc.id)
+    with pytest.raises(ShiftInUse) as exc:
+        staffing.delete_shift(session, loc, doc_shift.id, now=clock.now)
+    assert exc.value.appointments == sorted([one.id, two.id])
+    nurse_shift = next(s for s in shifts if s.clinician_id == nurse_b.id)
+    with pytest.raises(ShiftInUse) as exc:
+        staffing.delete_shift(session, loc, nurse_shift.id, now=clock.now)
+    assert exc.value.appointments == sorted([one.id, two.id])  # overlap 10:20-10:50
+    with pytest.raises(StaffingInUse) as exc:
+        staffing.patch_staffing(
+            session, loc, {"start_window_minutes": 60, "starts_per_window": 1}, now=clock.now
+        )
+    assert exc.value.appointments == sorted([one.id, two.id])
+    staffing.patch_staffing(session, loc, {"patients_per_nurse": 3}, now=clock.now)
+    staffing.delete_shift(session, loc, nurse_shift.id, now=clock.now)  # 1 nurse x 3 is enough
+    assert nurse_shift.id not in {s.id for s in staffing.location_shifts(session, loc, DAY, DAY)}
+    with pytest.raises(Conflict) as block:
+        booking.create_block(
+            session, one.resource, at(DAY, 9), at(DAY, 12), reason="x", now=clock.now
+        )
+    assert block.value.appointments == [one.id]
+
+
+def test_a_long_infusion_is_offered_right_after_opening_and_staff_may_book_any_minute(
+    session, clock
+):
+    loc = make_location(session, hours=((dt.time(8), dt.time(12, 30)), (dt.time(13), dt.time(18))))
+    svc = make_service(session, [loc], duration=240, prep=15, recovery=15, step=30)
+    starts = sorted(_starts(session, loc, svc, clock.now))
+    assert starts[0] == at(DAY, 8, 15)  # occupied 08:00-12:30, off the 30-minute grid
+    appt = _book(session, loc, svc, at(DAY, 13, 17), clock.now, 1, staff=True)
+    assert appt.start_at == at(DAY, 13, 17)
+    with pytest.raises(Exception) as exc:
+        _book(session, loc, svc, at(DAY, 13, 20), clock.now, 2)  # online: the grid only
+    assert exc.value.code == "invalid"
+
+
+def test_hours_to_midnight_offer_and_book_a_late_start(session, clock):
+    from scheduler.services import settings_admin
+
+    loc = make_location(session, hours=())
+    settings_admin.set_hours(session, loc, {d: "16:00-24:00" for d in range(7)})
+    assert settings_admin.hours_text(loc)[0] == "16:00-24:00"
+    svc = make_service(session, [loc], duration=40, prep=10, recovery=10, step=15)
+    starts = _starts(session, loc, svc, clock.now)
+    assert at(DAY, 23) in starts
+    assert max(starts) == at(DAY, 23, 0)  # 23:15 + 50 minutes would pass midnight
+    appt = _book(session, loc, svc, at(DAY, 23), clock.now, 1)
+    assert appt.occupied_end == at(DAY + dt.timedelta(days=1), 0) - dt.timedelta(minutes=10)
