@@ -108,3 +108,92 @@ def _patient(session):
     session.add(patient)
     session.flush()
     return patient
+
+
+@pytest.mark.parametrize(
+    "first_day",
+    [dt.date(2026, 10, 29), dt.date(2027, 3, 11)],
+    ids=["fall-back", "spring-forward"],
+)
+def test_slot_at_matches_the_listing_every_minute_of_a_week_with_shifts_and_capacity(
+    session, first_day
+):
+    from scheduler.models import ShiftPattern
+    from tests.test_staffing_support import rota
+
+    now = dt.datetime.combine(first_day, dt.time(6), tzinfo=LA).astimezone(dt.UTC)
+    loc = make_location(session, chairs=4, rooms=0, hours=((dt.time(8), dt.time(18)),))
+    service = make_service(session, [loc], duration=40, prep=10, recovery=10, horizon_days=10)
+    (doc,), (nurse,) = rota(
+        session,
+        loc,
+        nurses=1,
+        patients_per_nurse=2,
+        starts_per_window=2,
+        hours=(dt.time(8), dt.time(13)),
+        start_window_minutes=20,
+    )
+    # An afternoon nurse and prescriber on some days only, arriving at 13:00 / 13:30.
+    for weekday in range(0, 7, 2):
+        session.add(
+            ShiftPattern(
+                clinician_id=doc.id,
+                location_id=loc.id,
+                weekday=weekday,
+                starts=dt.time(13, 30),
+                ends=dt.time(18),
+            )
+        )
+        session.add(
+            ShiftPattern(
+                clinician_id=nurse.id,
+                location_id=loc.id,
+                weekday=weekday,
+                starts=dt.time(13),
+                ends=dt.time(18),
+            )
+        )
+    from scheduler.models import Patient
+
+    for n, (day, hour, minute) in enumerate(
+        [(1, 9, 0), (1, 9, 15), (1, 9, 30), (2, 10, 0), (4, 14, 0)]
+    ):
+        start = dt.datetime.combine(
+            first_day + dt.timedelta(days=day), dt.time(hour, minute), tzinfo=LA
+        ).astimezone(dt.UTC)
+        session.add(
+            Appointment(
+                location_id=loc.id,
+                service_id=service.id,
+                resource_id=loc.resources[n % 4].id,
+                patient=Patient(name=f"P{n}", phone=f"+1415555010{n}", email=f"p{n}@example.com"),
+                start_at=start,
+                end_at=start + dt.timedelta(minutes=40),
+                occupied_start=start - dt.timedelta(minutes=10),
+                occupied_end=start + dt.timedelta(minutes=50),
+                duration_minutes=40,
+                prep_minutes=10,
+                recovery_minutes=10,
+                manage_token=f"tok{n}" * 10,
+                ics_uid=f"v{n}@test",
+            )
+        )
+    session.flush()
+    days = 7
+    offered = {
+        s.start: s
+        for s in availability.location_slots(
+            session, loc, service, first_day, days, now, include_full=True
+        )
+    }
+    assert any(s.free == 0 for s in offered.values()), "capacity fills some starts"
+    assert any(0 < s.free < 4 for s in offered.values()), "capacity limits below the chairs"
+    instant = dt.datetime.combine(first_day, dt.time(0), tzinfo=LA).astimezone(dt.UTC)
+    end = dt.datetime.combine(first_day + dt.timedelta(days=days), dt.time(0), tzinfo=LA)
+    checked = 0
+    while instant < end:
+        got = availability.slot_at(session, loc, service, instant, now)
+        assert got == offered.get(instant), instant
+        checked += got is not None
+        instant += dt.timedelta(minutes=1)
+    assert checked == len(offered)
