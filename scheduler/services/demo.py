@@ -10,7 +10,16 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scheduler.models import Location, OpeningHours, Resource, Service, StaffRole, StaffUser
+from scheduler.models import (
+    Clinician,
+    Location,
+    OpeningHours,
+    Resource,
+    Service,
+    ShiftPattern,
+    StaffRole,
+    StaffUser,
+)
 from scheduler.services import staff as staff_service
 
 ADMIN_EMAIL = "admin@chairside.example"
@@ -74,6 +83,47 @@ SERVICES = [
 CHAIRS = 6
 
 
+# Per location: one prescriber all day, two nurses at 1:4 (see the locations' rules: one start
+# per 10 minutes). At the first location the prescriber leaves at 13:00 on Wednesdays, so no
+# infusion is offered on Wednesday afternoons there.
+ROTA = (
+    (
+        ("Maya Chen", "prescriber", "MD"),
+        ("Sam Ortiz", "nurse", "RN"),
+        ("Priya Nair", "nurse", "RN"),
+    ),
+    (("Jon Weiss", "prescriber", "NP"), ("Ana Lima", "nurse", "RN"), ("Lee Park", "nurse", "RN")),
+)
+
+
+def _seed_rota(session: Session) -> None:
+    """Clinicians and weekly shifts for each demo location, once (a second run adds nothing)."""
+    for index, spec in enumerate(LOCATIONS):
+        location = session.scalars(select(Location).where(Location.slug == spec["slug"])).one()
+        if session.scalars(
+            select(ShiftPattern.id).where(ShiftPattern.location_id == location.id)
+        ).first():
+            continue
+        for name, role, title in ROTA[index % len(ROTA)]:
+            clinician = Clinician(name=name, role=role, title=title)
+            session.add(clinician)
+            session.flush()
+            for weekday in range(6):
+                ends = dt.time(18) if weekday < 5 else dt.time(14)
+                if index == 0 and role == "prescriber" and weekday == 2:
+                    ends = dt.time(13)  # Wednesday afternoon without a prescriber
+                session.add(
+                    ShiftPattern(
+                        clinician_id=clinician.id,
+                        location_id=location.id,
+                        weekday=weekday,
+                        starts=dt.time(8),
+                        ends=ends,
+                    )
+                )
+    session.flush()
+
+
 @dataclass
 class SeedResult:
     created: bool
@@ -87,7 +137,13 @@ def seed_demo(session: Session, hasher: PasswordHasher, now: dt.datetime) -> See
     for spec in LOCATIONS:
         location = session.scalars(select(Location).where(Location.slug == spec["slug"])).first()
         if location is None:
-            location = Location(**spec)
+            location = Location(
+                **spec,
+                staffing_rules=True,
+                patients_per_nurse=4,
+                starts_per_window=1,
+                start_window_minutes=10,
+            )
             session.add(location)
             for weekday in range(6):  # Monday to Saturday
                 closes = dt.time(18) if weekday < 5 else dt.time(14)
@@ -101,6 +157,7 @@ def seed_demo(session: Session, hasher: PasswordHasher, now: dt.datetime) -> See
                 location.resources.append(Resource(kind="chair", name=f"Chair {i}", position=i))
             location.resources.append(Resource(kind="room", name="Consult room", position=100))
     session.flush()
+    _seed_rota(session)
     locations = list(session.scalars(select(Location)))
     for service_spec in SERVICES:
         slug = service_spec["slug"]
