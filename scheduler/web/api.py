@@ -23,6 +23,7 @@ from scheduler.models import (
     Resource,
     ResourceBlock,
     Service,
+    ServiceKind,
     StaffRole,
     StaffUser,
 )
@@ -182,17 +183,49 @@ def location_availability(location: str) -> ResponseReturnValue:
     first = query.from_ or now().astimezone(tz).date()
     if not dt.date(2000, 1, 1) <= first <= dt.date(2200, 1, 1):
         raise BadRequest("That date is out of range.", {"from": "out of range"})
-    slots = availability.location_slots(db.session(), loc, service, first, query.days, now())
+    consultation = service.kind == ServiceKind.CONSULTATION
+    if query.clinician is not None and not consultation:
+        raise BadRequest(
+            "A clinician is chosen for consultations only.",
+            {"clinician": "only for a consultation"},
+        )
+    slots = availability.location_slots(
+        db.session(), loc, service, first, query.days, now(), clinician=query.clinician
+    )
     return jsonify(
         s.AvailabilityOut(
             location=loc.slug,
             service=service.slug,
             timezone=loc.timezone,
             slots=[
-                s.SlotOut(start=_local(x.start, tz), end=_local(x.end, tz), resources_free=x.free)
+                s.SlotOut(
+                    start=_local(x.start, tz),
+                    end=_local(x.end, tz),
+                    resources_free=x.free,
+                    clinicians=list(x.clinicians) if consultation else None,
+                )
                 for x in slots
             ],
-        ).model_dump()
+        ).model_dump(exclude_none=True)
+    )
+
+
+@route(
+    "/locations/<location>/clinicians",
+    summary="The prescribers a patient may choose for a service (nurses are not listed)",
+    query=s.ClinicianQuery,
+    response=list[s.PublicClinicianOut],
+    errors=(400, 404),
+)
+def location_clinicians(location: str) -> ResponseReturnValue:
+    query = parse_query(s.ClinicianQuery)
+    loc = booking.get_location(db.session(), location)
+    service = booking.get_service(db.session(), loc, query.service)
+    return jsonify(
+        [
+            s.PublicClinicianOut(id=c.id, name=c.name, role=c.role, title=c.title).model_dump()
+            for c in staffing.prescribers_at(db.session(), loc, service)
+        ]
     )
 
 
