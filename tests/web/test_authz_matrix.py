@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from scheduler.services import booking
+from scheduler.services import booking, staffing
 from tests.web.staff_support import DAY, LA, NY, at, book, make_clinic, sign_in
 
 ROLES = ("admin", "manager", "front_desk", "nurse")
@@ -32,6 +32,8 @@ class World:
     appts: dict[str, Any]
     blocks: dict[str, Any]
     chairs: dict[str, Any]
+    clinician: Any
+    shifts: dict[str, str]
 
 
 @pytest.fixture
@@ -50,8 +52,13 @@ def world(session, clock) -> World:
         )
         for key, tz in (("sf", LA), ("ny", NY))
     }
+    clinician = staffing.create_clinician(session, name="Nurse Float", role="nurse")
+    shifts = {
+        key: staffing.add_shift(session, loc, clinician.id, at(DAY, 6, tz=tz), at(DAY, 7, tz=tz)).id
+        for key, loc, tz in (("sf", clinic.sf, LA), ("ny", clinic.ny, NY))
+    }
     session.commit()
-    return World(clinic, appts, blocks, chairs)
+    return World(clinic, appts, blocks, chairs, clinician, shifts)
 
 
 def access(role: str, own: bool) -> bool:
@@ -91,6 +98,15 @@ def _block_data(w: World, loc: str) -> dict[str, Any]:
         "start": "15:00",
         "end": "16:00",
         "reason": "maintenance",
+    }
+
+
+def _api_shift(w: World, loc: str) -> dict[str, Any]:
+    tz = LA if loc == "sf" else NY
+    return {
+        "clinician": w.clinician.id,
+        "start": at(DAY, 19, tz=tz).isoformat(),
+        "end": at(DAY, 20, tz=tz).isoformat(),
     }
 
 
@@ -224,6 +240,63 @@ ENDPOINTS = [
         "DELETE",
         lambda w, loc: f"/api/v1/locations/{loc}/blocks/{w.blocks[loc].id}",
         204,
+        api=True,
+    ),
+    Endpoint(
+        "api shifts",
+        "GET",
+        lambda w, loc: f"/api/v1/locations/{loc}/shifts?from={DAY}&to={DAY}",
+        200,
+        api=True,
+    ),
+    Endpoint(
+        "api add shift",
+        "POST",
+        lambda w, loc: f"/api/v1/locations/{loc}/shifts",
+        201,
+        allowed=settings_access,
+        data=_api_shift,
+        api=True,
+    ),
+    Endpoint(
+        "api remove shift",
+        "DELETE",
+        lambda w, loc: f"/api/v1/locations/{loc}/shifts/{w.shifts[loc]}",
+        204,
+        allowed=settings_access,
+        api=True,
+    ),
+    Endpoint(
+        "api staffing",
+        "GET",
+        lambda w, loc: f"/api/v1/locations/{loc}/staffing",
+        200,
+        api=True,
+    ),
+    Endpoint(
+        "api change staffing",
+        "PATCH",
+        lambda w, loc: f"/api/v1/locations/{loc}/staffing",
+        200,
+        allowed=settings_access,
+        data=lambda w, loc: {"patients_per_nurse": 5},
+        api=True,
+    ),
+    Endpoint(
+        "api clinicians",
+        "GET",
+        lambda w, loc: "/api/v1/clinicians",
+        200,
+        allowed=lambda r, o: True,
+        api=True,
+    ),
+    Endpoint(
+        "api add clinician",
+        "POST",
+        lambda w, loc: "/api/v1/clinicians",
+        201,
+        allowed=lambda r, o: r in ("admin", "manager"),
+        data=lambda w, loc: {"name": "New Nurse", "role": "nurse"},
         api=True,
     ),
     Endpoint(
