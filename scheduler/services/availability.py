@@ -545,8 +545,28 @@ def busy_intervals(
     query = _BUSY
     if exclude_appointment_id is not None:
         query, params["exclude"] = _BUSY_EXCLUDING, exclude_appointment_id
-    for rid, s, e in session.execute(query, params):
+    for rid, s, e in session.execute(query, params).all():
         busy[rid].append((s, e))
+    return busy
+
+
+_b = ResourceBlock.__table__.c
+_BLOCKS = select(_b.resource_id, _b.start_at, _b.end_at).where(
+    _b.resource_id.in_(bindparam("ids", expanding=True)),
+    _b.start_at < bindparam("end"),
+    _b.end_at > bindparam("start"),
+)
+
+
+def block_intervals(
+    session: Session, resource_ids: Sequence[int], start: dt.datetime, end: dt.datetime
+) -> dict[int, list[Interval]]:
+    """The blocks meeting [start, end), per resource."""
+    busy: dict[int, list[Interval]] = {rid: [] for rid in resource_ids}
+    if resource_ids:
+        params = {"ids": list(resource_ids), "start": start, "end": end}
+        for rid, s, e in session.execute(_BLOCKS, params):
+            busy[rid].append((s, e))
     return busy
 
 
@@ -597,7 +617,14 @@ def _a_and_s() -> Select[Any]:
     a, svc = Appointment.__table__.c, Service.__table__.c
     return (
         select(
-            a.start_at, a.end_at, a.occupied_start, a.occupied_end, a.clinician_id, svc.kind, a.id
+            a.start_at,
+            a.end_at,
+            a.occupied_start,
+            a.occupied_end,
+            a.clinician_id,
+            svc.kind,
+            a.id,
+            a.resource_id,
         )
         .join_from(Appointment.__table__, Service.__table__, svc.id == a.service_id)
         .where(
@@ -624,8 +651,13 @@ def load_floor(
     end: dt.datetime,
     *,
     exclude_appointment_id: int | None = None,
+    busy: dict[int, list[Interval]] | None = None,
 ) -> Floor:
-    """The location's floor (shifts, consultations, infusions) for [start, end)."""
+    """The location's floor (shifts, consultations, infusions) for [start, end).
+
+    `busy` (resource id -> intervals), when given, also receives the occupied intervals of the
+    visits read, for the resources it has keys for: the listing reads each visit once.
+    """
     prescribers: dict[int, list[Interval]] = {}
     nurses: list[Interval] = []
     for shift in staffing.shift_intervals(session, location, start, end):
@@ -637,9 +669,12 @@ def load_floor(
     infusions: list[Interval] = []
     starts: list[dt.datetime] = []
     params = {"location_id": location.id, "start": start, "end": end}
-    for s, e, occ_s, occ_e, clinician_id, kind, appt_id in session.execute(_FLOOR_VISITS, params):
+    rows = session.execute(_FLOOR_VISITS, params).all()
+    for s, e, occ_s, occ_e, clinician_id, kind, appt_id, resource_id in rows:
         if appt_id == exclude_appointment_id:
             continue
+        if busy is not None and resource_id in busy:
+            busy[resource_id].append((occ_s, occ_e))
         if kind == ServiceKind.CONSULTATION:
             if clinician_id is not None:
                 consults.setdefault(clinician_id, []).append((s, e))
@@ -681,21 +716,25 @@ def location_slots(
     rules = service_rules(service, now, allow_short_notice=allow_short_notice)
     ids = bookable_resources(session, location, service)
     window_start, window_end, last_day = _window(first_day, days, tz)
-    busy = busy_intervals(
-        session,
-        ids,
-        window_start - rules.prep,
-        window_end + rules.recovery,
-        exclude_appointment_id=exclude_appointment_id,
-    )
     floor = None
     if needs_floor(location, rules) or clinician is not None:
+        # One read of the location's visits serves the floor and the resources' busy time.
         span = _floor_span(location, rules)
+        busy = block_intervals(session, ids, window_start - rules.prep, window_end + rules.recovery)
         floor = load_floor(
             session,
             location,
             window_start - rules.prep - span,
             window_end + rules.recovery + span,
+            exclude_appointment_id=exclude_appointment_id,
+            busy=busy,
+        )
+    else:
+        busy = busy_intervals(
+            session,
+            ids,
+            window_start - rules.prep,
+            window_end + rules.recovery,
             exclude_appointment_id=exclude_appointment_id,
         )
     return free_slots(
