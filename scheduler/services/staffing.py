@@ -19,10 +19,10 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -194,8 +194,52 @@ def _days(first: dt.date, last: dt.date) -> Iterable[dt.date]:
         day += dt.timedelta(days=1)
 
 
+class _Weekly(Protocol):
+    """A weekly pattern: the ORM row, or the plain row `shift_intervals` reads."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def location_id(self) -> int: ...
+    @property
+    def weekday(self) -> int: ...
+    @property
+    def starts(self) -> dt.time: ...
+    @property
+    def ends(self) -> dt.time: ...
+    @property
+    def valid_from(self) -> dt.date | None: ...
+    @property
+    def valid_until(self) -> dt.date | None: ...
+
+
+class _Person(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+
+
+class _PatternRow(NamedTuple):
+    id: int
+    location_id: int
+    weekday: int
+    starts: dt.time
+    ends: dt.time
+    valid_from: dt.date | None
+    valid_until: dt.date | None
+
+
+class _PersonRow(NamedTuple):
+    id: int
+    name: str
+    role: str
+
+
 def occurrence(
-    pattern: ShiftPattern, day: dt.date, tz: ZoneInfo
+    pattern: _Weekly, day: dt.date, tz: ZoneInfo
 ) -> tuple[dt.datetime, dt.datetime] | None:
     """The pattern's shift on local date `day` as UTC instants, or None if it does not fall then."""
     if day.weekday() != pattern.weekday:
@@ -219,7 +263,7 @@ def _local_days(start: dt.datetime, end: dt.datetime, tz: ZoneInfo) -> tuple[dt.
 
 def _expand(
     session: Session,
-    rows: Sequence[tuple[ShiftPattern, Clinician, str]],
+    rows: Sequence[tuple[_Weekly, _Person, str]],
     start: dt.datetime,
     end: dt.datetime,
 ) -> list[ShiftInterval]:
@@ -264,7 +308,7 @@ def _expand(
     return out
 
 
-def _one_off(shift: Shift, clinician: Clinician) -> ShiftInterval:
+def _one_off(shift: Shift, clinician: _Person) -> ShiftInterval:
     return ShiftInterval(
         id=f"s{shift.id}",
         clinician_id=clinician.id,
@@ -280,27 +324,49 @@ def _sorted(shifts: list[ShiftInterval]) -> list[ShiftInterval]:
     return sorted(shifts, key=lambda x: (x.start, x.role != ClinicianRole.PRESCRIBER, x.name, x.id))
 
 
+_P, _C, _S = ShiftPattern.__table__.c, Clinician.__table__.c, Shift.__table__.c
+# Plain columns (not ORM entities): availability reads the rota on every listing and booking.
+_LOCATION_PATTERNS = (
+    select(
+        _P.id,
+        _P.location_id,
+        _P.weekday,
+        _P.starts,
+        _P.ends,
+        _P.valid_from,
+        _P.valid_until,
+        _C.id,
+        _C.name,
+        _C.role,
+    )
+    .join_from(ShiftPattern.__table__, Clinician.__table__, _C.id == _P.clinician_id)
+    .where(_P.location_id == bindparam("location_id"), _C.active.is_(True))
+)
+_LOCATION_ONE_OFFS = (
+    select(_S.id, _S.location_id, _S.start_at, _S.end_at, _C.id, _C.name, _C.role)
+    .join_from(Shift.__table__, Clinician.__table__, _C.id == _S.clinician_id)
+    .where(
+        _S.location_id == bindparam("location_id"),
+        _C.active.is_(True),
+        _S.start_at < bindparam("end"),
+        _S.end_at > bindparam("start"),
+    )
+)
+
+
 def shift_intervals(
     session: Session, location: Location, start: dt.datetime, end: dt.datetime
 ) -> list[ShiftInterval]:
     """The shifts of active clinicians at `location` meeting [start, end), in time order."""
-    rows = session.execute(
-        select(ShiftPattern, Clinician)
-        .join(Clinician, Clinician.id == ShiftPattern.clinician_id)
-        .where(ShiftPattern.location_id == location.id, Clinician.active.is_(True))
-    )
-    shifts = _expand(session, [(p, c, location.timezone) for p, c in rows], start, end)
-    for shift, clinician in session.execute(
-        select(Shift, Clinician)
-        .join(Clinician, Clinician.id == Shift.clinician_id)
-        .where(
-            Shift.location_id == location.id,
-            Clinician.active.is_(True),
-            Shift.start_at < end,
-            Shift.end_at > start,
-        )
-    ):
-        shifts.append(_one_off(shift, clinician))
+    params = {"location_id": location.id, "start": start, "end": end}
+    rows = [
+        (_PatternRow(*row[:7]), _PersonRow(row[7], row[8], row[9]), location.timezone)
+        for row in session.execute(_LOCATION_PATTERNS, params).all()
+    ]
+    shifts = _expand(session, rows, start, end)
+    for shift_id, location_id, s, e, *person in session.execute(_LOCATION_ONE_OFFS, params).all():
+        cid, name, role = person
+        shifts.append(ShiftInterval(f"s{shift_id}", cid, name, role, location_id, s, e))
     return _sorted(shifts)
 
 
