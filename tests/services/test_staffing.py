@@ -206,3 +206,44 @@ def test_hours_to_midnight_offer_and_book_a_late_start(session, clock):
     assert max(starts) == at(DAY, 23, 0)  # 23:15 + 50 minutes would pass midnight
     appt = _book(session, loc, svc, at(DAY, 23), clock.now, 1)
     assert appt.occupied_end == at(DAY + dt.timedelta(days=1), 0) - dt.timedelta(minutes=10)
+
+
+def test_nurses_are_balanced_and_moves_check_the_same_rules(session, clock):
+    loc = make_location(session, chairs=6, hours=((dt.time(8), dt.time(18)),))
+    svc = make_service(session, [loc], duration=40, prep=10, recovery=10)
+    _, (nurse_a, nurse_b) = rota(session, loc, nurses=2, patients_per_nurse=1)
+    one = _book(session, loc, svc, at(DAY, 10), clock.now, 1)
+    two = _book(session, loc, svc, at(DAY, 10, 15), clock.now, 2)
+    assert {one.nurse_id, two.nurse_id} == {nurse_a.id, nurse_b.id}
+    three = _book(session, loc, svc, at(DAY, 14), clock.now, 3)
+    with pytest.raises(Exception) as exc:  # 10:30 meets both: two nurses x 1 are taken
+        booking.reschedule(session, three, at(DAY, 10, 30), now=clock.now, settings=SETTINGS)
+    assert exc.value.code == "slot_unavailable"
+    moved = booking.reschedule(session, three, at(DAY, 11, 15), now=clock.now, settings=SETTINGS)
+    assert moved.start_at == at(DAY, 11, 15) and moved.nurse_id is not None
+
+
+def test_leave_and_copy_week_change_single_days(session, clock):
+    loc = make_location(session)
+    (doc,), _ = rota(session, loc, nurses=0, hours=(dt.time(8), dt.time(18)))
+    removed = staffing.add_leave(session, doc, DAY, now=clock.now)
+    assert [s.id for s in removed] == [f"{removed[0].id.split(':')[0]}:{DAY.isoformat()}"]
+    assert staffing.location_shifts(session, loc, DAY, DAY) == []
+    extra = staffing.add_shift(session, loc, doc.id, at(DAY, 9), at(DAY, 12))
+    monday = dt.date(2026, 11, 30)
+    next_monday = monday + dt.timedelta(days=7)
+    # The pattern already puts the doctor there next week, but not the 09:00-12:00 extra.
+    with pytest.raises(ClinicianBusy), session.begin_nested():
+        staffing.copy_week(session, loc, monday, next_monday)
+    # Copy into a week where the pattern is no longer valid: every shift comes across.
+    for pattern in session.query(ShiftPattern).filter_by(clinician_id=doc.id):
+        pattern.valid_until = monday + dt.timedelta(days=6)
+    session.flush()
+    source = staffing.location_shifts(session, loc, monday, monday + dt.timedelta(days=6))
+    created = staffing.copy_week(session, loc, monday, next_monday)
+    assert len(created) == len(source) == 7
+    assert all(
+        c.start.astimezone(LA).time() == s.start.astimezone(LA).time()
+        for c, s in zip(created, source, strict=True)
+    )
+    assert extra.id not in {c.id for c in created}
