@@ -141,19 +141,29 @@ class Steps:
         return high
 
 
-def starts_room(
-    starts: Sequence[dt.datetime], start: dt.datetime, limit: int, window: dt.timedelta
-) -> int:
-    """How many more starts may go at `start` with at most `limit` in any `window` (sorted starts).
+class StartWindow:
+    """Infusion starts (sorted) against "at most `limit` in any `window`".
 
-    The fullest window holding `start` begins at `start` or at an earlier start less than one
-    window before it.
+    The fullest window holding a new start s begins at s or at an existing start less than one
+    window before it; each existing start's own window count is computed once.
     """
-    lo = bisect_right(starts, start - window)
-    fullest = bisect_left(starts, start + window) - bisect_left(starts, start)
-    for i in range(lo, bisect_right(starts, start)):
-        fullest = max(fullest, bisect_left(starts, starts[i] + window) - i)
-    return limit - fullest
+
+    def __init__(self, starts: Sequence[dt.datetime], window: dt.timedelta) -> None:
+        self.starts = sorted(starts)
+        self.window = window
+        self.counts = [bisect_left(self.starts, x + window) - i for i, x in enumerate(self.starts)]
+
+    def room(self, start: dt.datetime, limit: int) -> int:
+        """How many more starts may go at `start`."""
+        starts, window = self.starts, self.window
+        here = bisect_left(starts, start)
+        fullest = bisect_left(starts, start + window) - here
+        lo = bisect_right(starts, start - window)
+        hi = bisect_right(starts, start, lo=here)
+        if lo < hi:
+            # An earlier window also holds every start up to `start`: the counts cover them.
+            fullest = max(fullest, max(self.counts[lo:hi]))
+        return limit - fullest
 
 
 class _FloorIndex:
@@ -168,7 +178,7 @@ class _FloorIndex:
         self.room = Steps(
             [(s, e, ppn) for s, e in floor.nurses] + [(s, e, -1) for s, e in floor.infusions]
         )
-        self.starts = sorted(floor.starts)
+        self.window = StartWindow(floor.starts, floor.staffing.start_window)
 
     def prescribers_free(
         self, start: dt.datetime, end: dt.datetime, clinician: int | None
@@ -195,7 +205,7 @@ class _FloorIndex:
         if not self.cover.covers(occ_start, occ_end):
             return 0, ()
         nurses = self.room.min_over(occ_start, occ_end)
-        window = starts_room(self.starts, start, staffing.starts_per_window, staffing.start_window)
+        window = self.window.room(start, staffing.starts_per_window)
         return max(0, min(nurses, window)), ()
 
 
