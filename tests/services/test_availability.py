@@ -190,3 +190,42 @@ def test_overlap_predicate_is_half_open(a, b, expected):
         return local(DAY, h)
 
     assert overlaps(at(a[0]), at(a[1]), at(b[0]), at(b[1])) is expected
+
+
+def test_start_window_room_matches_a_brute_force_count():
+    import random
+
+    from scheduler.services.availability import StartWindow
+
+    rng = random.Random(11)
+    base = local(DAY, 8)
+    window = dt.timedelta(minutes=30)
+    for _ in range(200):
+        starts = sorted(base + dt.timedelta(minutes=5 * rng.randrange(0, 24)) for _ in range(6))
+        index = StartWindow(starts, window)
+        for minute in range(0, 130, 5):
+            new = base + dt.timedelta(minutes=minute)
+            fullest = max(
+                sum(1 for x in starts if t <= x < t + window)
+                for t in (new - window + dt.timedelta(minutes=m) for m in range(1, 31))
+            )
+            assert index.room(new, 3) == 3 - fullest, (starts, new)
+
+
+def test_staffing_limits_take_the_smallest_of_chairs_nurses_and_starts():
+    from scheduler.services.availability import Floor, Staffing
+
+    staffing = Staffing(rules=True, patients_per_nurse=2, starts_per_window=5)
+    floor = Floor(
+        staffing=staffing,
+        prescribers={7: [(local(DAY, 9), local(DAY, 13))]},
+        nurses=[(local(DAY, 9), local(DAY, 17))],
+        infusions=[(local(DAY, 9, 50), local(DAY, 10, 50))],
+        starts=[local(DAY, 10)],
+    )
+    result = {s.start: s.free for s in slots(DAY, resources=[1, 2, 3], floor=floor)}
+    assert result[local(DAY, 11)] == 2  # one nurse x 2, nobody in: the nurse limits
+    assert result[local(DAY, 10)] == 1  # meets the 09:50-10:50 visit
+    assert result[local(DAY, 12)] == 2  # ends 13:00, as the prescriber leaves
+    assert local(DAY, 12, 15) not in result  # ends 13:15, after the prescriber leaves
+    assert local(DAY, 13) not in result
