@@ -606,6 +606,10 @@ def _set_status(
         )
         if busy[appointment.resource_id]:
             raise SlotUnavailable("That chair has been booked or blocked in the meantime.")
+        if staffing.breaks_rules(session, appointment):
+            raise SlotUnavailable(
+                "The staff on shift cannot take this visit back: the time is full."
+            )
         if _patient_overlap(
             session,
             appointment.patient_id,

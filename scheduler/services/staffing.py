@@ -700,6 +700,68 @@ def patch_staffing(
     return after
 
 
+def _visits(
+    session: Session,
+    location: Location,
+    start: dt.datetime,
+    end: dt.datetime | None,
+    *,
+    exclude: int | None = None,
+) -> list[availability.Visit]:
+    """Active visits at the location occupying time after `start` (and within a day of `end`)."""
+    a = Appointment
+    query = (
+        select(
+            a.id,
+            a.start_at,
+            a.end_at,
+            a.occupied_start,
+            a.occupied_end,
+            a.clinician_id,
+            Service.kind,
+        )
+        .join(Service, Service.id == a.service_id)
+        .where(a.location_id == location.id, a.active.is_(True), a.occupied_end > start)
+    )
+    if end is not None:
+        query = query.where(a.occupied_start < end + dt.timedelta(days=1))
+    if exclude is not None:
+        query = query.where(a.id != exclude)
+    return [availability.Visit(*row) for row in session.execute(query)]
+
+
+def breaks_rules(session: Session, appointment: Appointment) -> bool:
+    """Would taking `appointment`'s time back (undoing a no-show or a check-in's cancel) break the
+    staffing rules for it or another visit? Taken under the day's lock, like a booking."""
+    location = appointment.location
+    if not location.staffing_rules:
+        return False
+    tz = ZoneInfo(location.timezone)
+    lock_day(session, location.id, appointment.start_at.astimezone(tz).date())
+    start = appointment.occupied_start - dt.timedelta(days=1)
+    end = appointment.occupied_end
+    others = _visits(session, location, start, end, exclude=appointment.id)
+    this = availability.Visit(
+        appointment.id,
+        appointment.start_at,
+        appointment.end_at,
+        appointment.occupied_start,
+        appointment.occupied_end,
+        appointment.clinician_id,
+        appointment.service.kind,
+    )
+    visits = [*others, this]
+    shifts = shift_intervals(
+        session,
+        location,
+        min(v.occupied_start for v in visits),
+        max(v.occupied_end for v in visits),
+    )
+    rules = _staffing(staffing_of(location))
+    before = availability.broken_visits(rules, shifts, others)
+    return bool(availability.broken_visits(rules, shifts, visits) - before)
+
+
 def stranded(
     session: Session,
     location: Location,
@@ -714,27 +776,7 @@ def stranded(
     """Ids of the visits still to come, meeting [start, end) (None: open-ended), that the change
     would break: the shift `without` removed, and/or the rules changed. Visits already breaking
     the rules before the change are not counted against it."""
-    a = Appointment
-    query = (
-        select(
-            a.id,
-            a.start_at,
-            a.end_at,
-            a.occupied_start,
-            a.occupied_end,
-            a.clinician_id,
-            Service.kind,
-        )
-        .join(Service, Service.id == a.service_id)
-        .where(
-            a.location_id == location.id,
-            a.active.is_(True),
-            a.occupied_end > max(now, start - dt.timedelta(days=1)),
-        )
-    )
-    if end is not None:
-        query = query.where(a.occupied_start < end + dt.timedelta(days=1))
-    visits = [availability.Visit(*row) for row in session.execute(query)]
+    visits = _visits(session, location, max(now, start - dt.timedelta(days=1)), end)
     if not visits:
         return []
     first = min(v.occupied_start for v in visits)

@@ -247,3 +247,16 @@ def test_leave_and_copy_week_change_single_days(session, clock):
         for c, s in zip(created, source, strict=True)
     )
     assert extra.id not in {c.id for c in created}
+
+
+def test_undoing_a_no_show_is_refused_when_the_nurse_room_was_taken(session, clock):
+    loc = make_location(session, chairs=6, hours=((dt.time(8), dt.time(18)),))
+    svc = make_service(session, [loc], duration=40, prep=10, recovery=10)
+    rota(session, loc, nurses=1, patients_per_nurse=1)
+    first = _book(session, loc, svc, at(DAY, 10), clock.now, 1)
+    booking.set_status(session, first, "no_show", now=clock.now, settings=SETTINGS)
+    _book(session, loc, svc, at(DAY, 10, 15), clock.now, 2)
+    with pytest.raises(Exception) as exc:
+        booking.set_status(session, first, "booked", now=clock.now, settings=SETTINGS)
+    assert exc.value.code == "slot_unavailable"
+    assert first.status == "no_show"
