@@ -355,17 +355,18 @@ def test_times_are_in_the_location_zone_whatever_the_browser_zone(
         assert page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone") == "Asia/Tokyo"
         assert "(EST)" in page.inner_text("#zone-note")
         first = page.locator(".times a").first
-        assert first.inner_text() == "8:15 AM"  # New York opens at 8:00; 10 min prep
-        assert first.get_attribute("aria-label") == "Tue 1 Dec, 8:15 AM EST"
+        # New York opens at 8:00; 10 min prep: the first start's prep begins at opening.
+        assert first.inner_text() == "8:10 AM"
+        assert first.get_attribute("aria-label") == "Tue 1 Dec, 8:10 AM EST"
         steps.shot("times-tokyo-browser")
         first.click()
         fill_details(page)
         page.get_by_role("button", name="Book this appointment").click()
         page.get_by_role("heading", name="You're booked").wait_for()
-        assert "Tue 1 Dec, 8:15 AM EST" in page.inner_text("main")
+        assert "Tue 1 Dec, 8:10 AM EST" in page.inner_text("main")
         steps.shot("booked-tokyo-browser")
         (appt,) = appointments(session)
-        assert appt.start_at == dt.datetime(2026, 12, 1, 13, 15, tzinfo=UTC)
+        assert appt.start_at == dt.datetime(2026, 12, 1, 13, 10, tzinfo=UTC)
     finally:
         context.close()
 
