@@ -7,15 +7,15 @@ rota. Appointments gain the consultation's prescriber and the infusion's nurse. 
 one clinician never overlap (PostgreSQL: exclusion constraint, btree_gist is already installed by
 0001). Opening hours may now close at midnight (stored as 00:00, entered as 24:00).
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
