@@ -719,12 +719,16 @@ def location_slots(
     include_full: bool = False,
     exclude_appointment_id: int | None = None,
     clinician: int | None = None,
+    resource_id: int | None = None,
 ) -> list[Slot]:
-    """Free slots for `service` at `location` over `days` local days from `first_day`."""
+    """Free slots for `service` at `location` over `days` local days from `first_day`; with
+    `resource_id`, as if that chair or room were the only one (staff booking one chair)."""
     session.flush()  # the Core statements below do not autoflush the caller's changes
     tz = ZoneInfo(location.timezone)
     rules = service_rules(service, now, allow_short_notice=allow_short_notice)
     ids = bookable_resources(session, location, service)
+    if resource_id is not None:
+        ids = [rid for rid in ids if rid == resource_id]
     window_start, window_end, last_day = _window(first_day, days, tz)
     floor = None
     if needs_floor(location, rules) or clinician is not None:
@@ -920,8 +924,9 @@ def nearest_slots(
             now,
             exclude_appointment_id=exclude_appointment_id,
             allow_short_notice=allow_short_notice,
+            resource_id=resource_id,
         )
-        if slot.start != target and (resource_id is None or resource_id in slot.free)
+        if slot.start != target
     ]
     slots.sort(key=lambda slot: (abs(slot.start - target), slot.start))
     return sorted(slots[:limit], key=lambda slot: slot.start)

@@ -445,9 +445,9 @@ class FreeTime:
     service: str  # slug
     date: str  # local YYYY-MM-DD
     time: str  # local HH:MM
-    resource: str  # id of the chair or room it fills in (the chosen one, else the first free)
+    resource: str  # id of the chosen chair or room; empty: the booking takes the first free one
     resource_name: str
-    free: int  # how many chairs or rooms are free then
+    free: int  # how many more bookings that start can take (chairs, nurses, start window)
     label: str  # "09:15", or "Wed 02 Dec 09:15" when the day differs from the one asked
 
 
@@ -478,26 +478,29 @@ def _free_times(
             resource_id=resource.id if resource else None,
         )
     else:
-        slots = [
-            s
-            for s in availability.location_slots(
-                db.session(), location, service, day, 1, now(), allow_short_notice=True
-            )
-            if resource is None or resource.id in s.free
-        ]
+        slots = availability.location_slots(
+            db.session(),
+            location,
+            service,
+            day,
+            1,
+            now(),
+            allow_short_notice=True,
+            resource_id=resource.id if resource else None,
+        )
     names = {r.id: r.name for r in location.resources}
     times = []
     for slot in slots:
         local_start = slot.start.astimezone(tz)
-        rid = resource.id if resource else slot.free[0]
         times.append(
             FreeTime(
                 service=service.slug,
                 date=local_start.date().isoformat(),
                 time=f"{local_start:%H:%M}",
-                resource=str(rid),
-                resource_name=names.get(rid, ""),
-                free=len(slot.free),
+                # Without a chosen chair the booking takes the first free one.
+                resource=str(resource.id) if resource else "",
+                resource_name=names[resource.id] if resource else "any chair",
+                free=slot.free,
                 label=f"{local_start:%H:%M}"
                 if local_start.date() == day
                 else f"{local_start:%a %d %b %H:%M}",
