@@ -16,7 +16,8 @@ def test_booking_round_trip(session, client):
     avail = client.get("/api/v1/locations/sf/availability?service=infusion&from=2026-12-01&days=1")
     assert avail.status_code == 200, avail.get_json()
     slots = avail.get_json()["slots"]
-    assert slots[0]["start"] == "2026-12-01T09:15:00-08:00"
+    # Opening 09:00 with 10 minutes of prep: the first start is the one whose prep opens the day.
+    assert slots[0]["start"] == "2026-12-01T09:10:00-08:00"
     body = {
         "location": "sf",
         "service": "infusion",
