@@ -64,12 +64,23 @@ def _register_blueprints(app: Flask) -> None:
         patient,
         security,
         staff,
+        staff_rota,
         staff_settings,
         webhooks,
     )
 
     app.register_blueprint(api.bp)
-    for module in (security, patient, auth, staff, staff_settings, webhooks, feeds, mail):
+    for module in (
+        security,
+        patient,
+        auth,
+        staff,
+        staff_settings,
+        staff_rota,
+        webhooks,
+        feeds,
+        mail,
+    ):
         module.init_app(app)
 
 

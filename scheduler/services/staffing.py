@@ -41,6 +41,7 @@ from scheduler.models import (
 from scheduler.services import availability
 from scheduler.services.errors import (
     ClinicianBusy,
+    Conflict,
     InvalidInput,
     NotFound,
     ShiftInUse,
@@ -848,3 +849,46 @@ def set_nurse(session: Session, appointment: Appointment, nurse_id: int | None) 
             raise InvalidInput("That is not an active nurse.", {"nurse": "not an active nurse"})
     appointment.nurse_id = nurse_id
     session.flush()
+
+
+def change_nurse(session: Session, appointment: Appointment, nurse_id: int | None) -> None:
+    """Staff pick the nurse who watches an infusion: a nurse on shift at the location from the
+    visit's start; with the rules on, one watching fewer than `patients_per_nurse` other
+    infusions at every instant of it. Taken under the day's lock, like a booking."""
+    if nurse_id is None or nurse_id == appointment.nurse_id:
+        set_nurse(session, appointment, nurse_id)
+        return
+    location = appointment.location
+    tz = ZoneInfo(location.timezone)
+    lock_day(session, location.id, appointment.start_at.astimezone(tz).date())
+    start, end = appointment.occupied_start, appointment.occupied_end
+    on_shift = [
+        s
+        for s in shift_intervals(session, location, start, end)
+        if s.clinician_id == nurse_id and s.role == ClinicianRole.NURSE and s.start <= start
+    ]
+    if not on_shift:
+        raise InvalidInput(
+            "That nurse is not on shift here when this visit starts.",
+            {"nurse": "not on shift then"},
+        )
+    if location.staffing_rules:
+        watched = availability.Steps(
+            (s, e, 1)
+            for s, e in session.execute(
+                select(Appointment.occupied_start, Appointment.occupied_end).where(
+                    Appointment.nurse_id == nurse_id,
+                    Appointment.active.is_(True),
+                    Appointment.id != appointment.id,
+                    Appointment.occupied_start < end,
+                    Appointment.occupied_end > start,
+                )
+            )
+        )
+        if watched.max_over(start, end) >= location.patients_per_nurse:
+            raise Conflict(
+                f"{on_shift[0].name} already watches {location.patients_per_nurse} patients"
+                " during this visit.",
+                {"nurse": "at capacity then"},
+            )
+    set_nurse(session, appointment, nurse_id)
