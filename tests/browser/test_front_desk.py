@@ -381,7 +381,13 @@ def _visit_at(desk: Desk, name: str) -> tuple[str, str]:
 def _drag(desk: Desk, name: str, chair: str, hour: str, minutes: int) -> None:
     """Drag a visit's box by its top edge onto `chair` at `hour` + `minutes`, as a mouse would."""
     page = desk.page
-    page.evaluate("() => window.scrollTo(0, 0)")
+    # The grid's 08:00 line near the top of the viewport (below the sticky chair names), so the
+    # visit and its target are both on screen whatever the calendar shows above the grid.
+    page.evaluate(
+        """() => { window.scrollTo(0, 0);
+        const top = document.querySelector('.hline[data-hour="08:00"]').getBoundingClientRect().top;
+        window.scrollBy(0, top - 150); }"""
+    )
     line = page.locator(f'.hline[data-hour="{hour}"]').bounding_box()
     column = page.locator(f'.colhead[data-column="{chair}"]').bounding_box()
     assert line and column
