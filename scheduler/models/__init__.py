@@ -264,6 +264,10 @@ class Service(Base):
     # Shown in calendar titles and SMS instead of the clinic default; empty keeps messages discreet.
     public_title: Mapped[str] = mapped_column(String(200), default="")
     reminder_offsets: Mapped[str] = mapped_column(String(100), default="")
+    # A prescriber's current clearance for this service comes first (infusions).
+    requires_clearance: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The least time between the starts of two such visits of one patient (0: no rule).
+    min_gap_hours: Mapped[int] = mapped_column(Integer, default=0)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
     locations: Mapped[list[Location]] = relationship(
@@ -272,13 +276,46 @@ class Service(Base):
 
 
 class Patient(Base):
+    """A person: several people may share one phone (a family) and stay separate.
+
+    `match_key` is how a booking finds them again: the normalized name and the birth date
+    (`services.patients.match_key`), unique per phone. Rows from before birth dates were asked
+    have an unknown date (`name|`); see `services.patients.find_or_create`.
+    """
+
     __tablename__ = "patients"
-    __table_args__ = (UniqueConstraint("phone", "email", "name"),)
+    __table_args__ = (
+        UniqueConstraint("phone", "match_key"),
+        # PostgreSQL: trigram indexes answer the staff search's substring matches.
+        Index(
+            "ix_patients_name_key_trgm",
+            "name_key",
+            postgresql_using="gin",
+            postgresql_ops={"name_key": "gin_trgm_ops"},
+        ),
+        Index(
+            "ix_patients_phone_trgm",
+            "phone",
+            postgresql_using="gin",
+            postgresql_ops={"phone": "gin_trgm_ops"},
+        ),
+        Index(
+            "ix_patients_email_trgm",
+            "email",
+            postgresql_using="gin",
+            postgresql_ops={"email": "gin_trgm_ops"},
+        ),
+        Index("ix_patients_date_of_birth", "date_of_birth"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     phone: Mapped[str] = mapped_column(String(20), index=True)  # E.164
     email: Mapped[str] = mapped_column(String(320))  # normalized, lower-case domain
+    date_of_birth: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    name_key: Mapped[str] = mapped_column(String(200), default="")  # accents, case, spaces out
+    match_key: Mapped[str] = mapped_column(String(240), default="")
+    notes: Mapped[str] = mapped_column(Text, default="")
     sms_consent: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -605,6 +642,9 @@ class AuditEntry(Base):
     appointment_id: Mapped[int | None] = mapped_column(
         ForeignKey("appointments.id", ondelete="SET NULL"), nullable=True
     )
+    patient_id: Mapped[int | None] = mapped_column(
+        ForeignKey("patients.id", ondelete="SET NULL"), nullable=True, index=True
+    )
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(200), default="")
     details: Mapped[str] = mapped_column(Text, default="")
@@ -619,3 +659,7 @@ from scheduler.models.rota import ClinicianRole as ClinicianRole  # noqa: E402
 from scheduler.models.rota import Shift as Shift  # noqa: E402
 from scheduler.models.rota import ShiftPattern as ShiftPattern  # noqa: E402
 from scheduler.models.rota import ShiftSkip as ShiftSkip  # noqa: E402
+
+# --- patients' clearances (and codes) live in their own module ---------------------------------
+
+from scheduler.models.people import Clearance as Clearance  # noqa: E402

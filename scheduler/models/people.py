@@ -1,0 +1,31 @@
+"""Patients' clinical gates: a prescriber's clearance for a service, until a date."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Date, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from scheduler.models import Base, Patient, Service, UTCDateTime, utcnow
+
+
+class Clearance(Base):
+    """A prescriber cleared `patient` for `service` up to and including the local date `until`."""
+
+    __tablename__ = "clearances"
+    __table_args__ = (Index("ix_clearances_patient_service", "patient_id", "service_id", "until"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"))
+    until: Mapped[dt.date] = mapped_column(Date)
+    recorded_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="SET NULL"), nullable=True
+    )
+    recorded_by_name: Mapped[str] = mapped_column(String(200), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    patient: Mapped[Patient] = relationship()
+    service: Mapped[Service] = relationship()
