@@ -64,6 +64,7 @@ class Config:
         self.SMTP_STARTTLS = _flag("SMTP_STARTTLS", True)
         self.MAIL_FROM = os.environ.get("MAIL_FROM", "appointments@chairside.example")
         self.REMINDER_OFFSETS = os.environ.get("REMINDER_OFFSETS", "48h,2h")
+        self.PATIENT_MIN_AGE_YEARS = int(os.environ.get("PATIENT_MIN_AGE_YEARS", "18") or 18)
         self.SCHEDULER_EMBEDDED_WORKER = _flag("SCHEDULER_EMBEDDED_WORKER", True)
         self.REMINDER_POLL_SECONDS = int(os.environ.get("REMINDER_POLL_SECONDS", "30"))
         self.REMINDER_BATCH_SIZE = int(os.environ.get("REMINDER_BATCH_SIZE", "100"))

@@ -11,7 +11,8 @@ phone's `name_key|` row (filling the date in) when no row has that birth date ye
 `scheduler.services.patients.find_or_create`.
 
 Services gain `requires_clearance` and `min_gap_hours`; `clearances` records a prescriber's
-clearance for a service until a date; audit entries may name a patient.
+clearance for a service until a date; a merged duplicate keeps its row as an alias of the
+record kept (`merged_into_id`); audit entries may name a patient.
 
 PostgreSQL: `pg_trgm` GIN indexes on the normalized name, the phone and the e-mail serve the
 staff search's substring matches (`LIKE '%fragment%'`); SQLite gets plain indexes.
@@ -111,6 +112,14 @@ def upgrade():
             batch_op.drop_constraint("uq_patients_phone", type_="unique")
             batch_op.create_unique_constraint("uq_patients_phone", ["phone", "match_key"])
             batch_op.create_index("ix_patients_date_of_birth", ["date_of_birth"])
+            batch_op.add_column(sa.Column("merged_into_id", sa.Integer(), nullable=True))
+            batch_op.create_foreign_key(
+                "fk_patients_merged_into_id_patients",
+                "patients",
+                ["merged_into_id"],
+                ["id"],
+                ondelete="SET NULL",
+            )
         with op.batch_alter_table("audit_entries") as batch_op:
             batch_op.add_column(sa.Column("patient_id", sa.Integer(), nullable=True))
             batch_op.create_foreign_key(
@@ -187,6 +196,8 @@ def downgrade():
             raise RuntimeError("two patients share phone, e-mail and name: merge them first")
         with op.batch_alter_table("patients") as batch_op:
             batch_op.drop_index("ix_patients_date_of_birth")
+            batch_op.drop_constraint("fk_patients_merged_into_id_patients", type_="foreignkey")
+            batch_op.drop_column("merged_into_id")
             batch_op.drop_constraint("uq_patients_phone", type_="unique")
             batch_op.create_unique_constraint("uq_patients_phone", ["phone", "email", "name"])
             batch_op.drop_column("notes")

@@ -316,6 +316,10 @@ class Patient(Base):
     name_key: Mapped[str] = mapped_column(String(200), default="")  # accents, case, spaces out
     match_key: Mapped[str] = mapped_column(String(240), default="")
     notes: Mapped[str] = mapped_column(Text, default="")
+    # A merged duplicate stays as an alias of the record kept, so its spelling still finds them.
+    merged_into_id: Mapped[int | None] = mapped_column(
+        ForeignKey("patients.id", ondelete="SET NULL"), nullable=True
+    )
     sms_consent: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -35,6 +35,7 @@ from scheduler.models import (
     Appointment,
     AppointmentStatus,
     Location,
+    Patient,
     Resource,
     ResourceBlock,
     Service,
@@ -42,7 +43,7 @@ from scheduler.models import (
     StaffUser,
     service_locations,
 )
-from scheduler.services import availability, notifications, staffing
+from scheduler.services import availability, notifications, patients, staffing
 from scheduler.services.availability import Slot, overlaps
 from scheduler.services.errors import (
     Conflict,
@@ -51,7 +52,7 @@ from scheduler.services.errors import (
     SlotUnavailable,
     TooLate,
 )
-from scheduler.services.patients import PatientDetails, upsert, validate_details
+from scheduler.services.patients import PatientDetails, validate_details
 from scheduler.services.settings import ClinicSettings
 
 UTC = dt.UTC
@@ -69,6 +70,7 @@ class BookingRequest:
     resource_id: int | None = None  # staff may ask for one chair
     require_email: bool = True  # staff booking by phone may leave it empty (online and API: not)
     clinician: int | None = None  # a consultation's prescriber, if the patient chose one
+    override_clearance: bool = False  # staff may book an uncleared patient (the view audits it)
 
 
 def get_location(session: Session, slug: str) -> Location:
@@ -326,7 +328,12 @@ def book(
     session: Session, request: BookingRequest, *, now: dt.datetime, settings: ClinicSettings
 ) -> Appointment:
     """Book the request on a free resource of the right kind, or raise a DomainError."""
-    details = validate_details(request.patient, require_email=request.require_email)
+    details = validate_details(
+        request.patient,
+        require_email=request.require_email,
+        today=now.date(),
+        min_age_years=settings.patient_min_age_years,
+    )
     session.flush()  # the Core statements below do not autoflush the caller's changes
     try:
         return _book(session, request, details, now, settings)
@@ -339,6 +346,52 @@ def book(
         raise
 
 
+def _require_birth_date(details: PatientDetails, service: Service) -> None:
+    """A service that needs clearance needs to know who the patient is: their birth date."""
+    if service.requires_clearance and details.date_of_birth is None:
+        raise InvalidInput(
+            "Your date of birth is needed for this service.", {"date_of_birth": "required"}
+        )
+
+
+def _patient_for(
+    session: Session,
+    details: PatientDetails,
+    location: Location,
+    service: Service,
+    start: dt.datetime,
+    request: BookingRequest,
+    now: dt.datetime,
+) -> Patient:
+    """The (locked) patient, once their clearance and spacing allow this visit."""
+    patient = patients.find_or_create(session, details, now)
+    patients.check_visit(
+        session,
+        patient.id,
+        location,
+        service,
+        start,
+        override_clearance=request.override_clearance,
+    )
+    return patient
+
+
+def _check_move(
+    session: Session, appointment: Appointment, start: dt.datetime, *, override_clearance: bool
+) -> None:
+    """A move keeps the patient's clearance and spacing rules (the patient locked first)."""
+    patients.lock_patient(session, appointment.patient_id)
+    patients.check_visit(
+        session,
+        appointment.patient_id,
+        appointment.location,
+        appointment.service,
+        start,
+        exclude_appointment_id=appointment.id,
+        override_clearance=override_clearance,
+    )
+
+
 def _book(
     session: Session,
     request: BookingRequest,
@@ -347,6 +400,7 @@ def _book(
     settings: ClinicSettings,
 ) -> Appointment:
     location, service, resources = _offer(session, request.location, request.service)
+    _require_birth_date(details, service)
     start = _as_utc(request.start)
     if len(request.note) > 2000:
         raise InvalidInput("The note is too long.", {"note": "at most 2000 characters"})
@@ -362,7 +416,7 @@ def _book(
         clinician=request.clinician,
     )
     candidates = _candidates(slot, request.resource_id)
-    patient = upsert(session, details, now)
+    patient = _patient_for(session, details, location, service, slot.start, request, now)
     if not _is_postgresql(session) and _patient_overlap(
         session, patient.id, slot.start, slot.end, None
     ):
@@ -487,6 +541,7 @@ def reschedule(
     settings: ClinicSettings,
     by_staff: bool = False,
     resource_id: int | None = None,
+    override_clearance: bool = False,
 ) -> Appointment:
     """Move the appointment (same row and token) to `new_start`, atomically."""
     start = _as_utc(new_start)
@@ -514,6 +569,7 @@ def reschedule(
         candidates = (appointment.resource_id,) + tuple(
             c for c in candidates if c != appointment.resource_id
         )
+    _check_move(session, appointment, slot.start, override_clearance=override_clearance)
     if _patient_overlap(session, appointment.patient_id, slot.start, slot.end, appointment.id):
         raise _PATIENT_OVERLAP
     _place(session, appointment, candidates, slot)
@@ -618,6 +674,8 @@ def _set_status(
             appointment.id,
         ):
             raise _PATIENT_OVERLAP
+        # Taking a visit back keeps the spacing rule (its clearance was checked when booked).
+        _check_move(session, appointment, appointment.start_at, override_clearance=True)
     try:
         with session.begin_nested():
             appointment.status = target

@@ -65,3 +65,17 @@ class ShiftInUse(Conflict):
 
 class StaffingInUse(Conflict):
     code = "staffing_in_use"
+
+
+class NotCleared(DomainError):
+    """The service needs a prescriber's current clearance, and the patient has none."""
+
+    code = "not_cleared"
+    http_status = 409
+
+
+class TooSoon(DomainError):
+    """Closer to another visit of the patient than the services' minimum gap."""
+
+    code = "too_soon"
+    http_status = 409

@@ -33,6 +33,7 @@ class ClinicSettings:
     reminder_offsets: tuple[dt.timedelta, ...] = field(
         default=(dt.timedelta(hours=48), dt.timedelta(hours=2))
     )
+    patient_min_age_years: int = 18
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ClinicSettings:
@@ -41,6 +42,7 @@ class ClinicSettings:
             public_base_url=str(config.get("PUBLIC_BASE_URL", cls.public_base_url)).rstrip("/"),
             mail_from=config.get("MAIL_FROM", cls.mail_from),
             reminder_offsets=parse_offsets(config.get("REMINDER_OFFSETS", "48h,2h")),
+            patient_min_age_years=int(config.get("PATIENT_MIN_AGE_YEARS", 18)),
         )
 
     def manage_url(self, token: str) -> str:

@@ -162,6 +162,8 @@ def _service_out(service: Service) -> dict[str, Any]:
         duration_minutes=service.duration_minutes,
         description=service.description,
         what_to_bring=service.what_to_bring,
+        requires_clearance=service.requires_clearance,
+        min_gap_hours=service.min_gap_hours,
     ).model_dump()
 
 
@@ -255,12 +257,19 @@ def create_appointment() -> ResponseReturnValue:
         service=body.service,
         start=body.start,
         patient=PatientDetails(
-            body.patient.name, body.patient.phone, body.patient.email, body.sms_consent
+            body.patient.name,
+            body.patient.phone,
+            body.patient.email,
+            body.sms_consent,
+            body.patient.date_of_birth,
         ),
         note=body.note,
         clinician=body.clinician,
     )
-    appt = booking.book(db.session(), book, now=now(), settings=settings())
+    try:
+        appt = booking.book(db.session(), book, now=now(), settings=settings())
+    except InvalidInput as exc:
+        raise _patient_fields(exc) from exc
     response = jsonify(appointment_out(appt))
     response.status_code = 201
     if key:
@@ -283,6 +292,18 @@ def create_appointment() -> ResponseReturnValue:
             raise
     db.session.commit()
     return response
+
+
+PATIENT_FIELDS = frozenset({"name", "phone", "email", "date_of_birth"})
+
+
+def _patient_fields(exc: InvalidInput) -> InvalidInput:
+    """The patient's fields also under their body path (`patient.date_of_birth`); the bare
+    names stay for v1 clients."""
+    fields = dict(exc.fields)
+    for name in PATIENT_FIELDS & set(exc.fields):
+        fields[f"patient.{name}"] = exc.fields[name]
+    return InvalidInput(exc.message, fields)
 
 
 def _replay(key: str, digest: str) -> ResponseReturnValue | None:

@@ -16,6 +16,7 @@ class PatientIn(_In):
     name: str = Field(min_length=1, max_length=200)
     phone: str = Field(min_length=1, max_length=40)
     email: str = Field(min_length=3, max_length=320)
+    date_of_birth: dt.date | None = None  # YYYY-MM-DD; required for services that need clearance
 
 
 class AppointmentIn(_In):
@@ -70,6 +71,8 @@ class ServiceOut(BaseModel):
     duration_minutes: int
     description: str
     what_to_bring: str
+    requires_clearance: bool = False
+    min_gap_hours: int = 0
 
 
 class SlotOut(BaseModel):
