@@ -12,6 +12,7 @@ from flask.cli import AppGroup
 from sqlalchemy.exc import SQLAlchemyError
 
 from scheduler.extensions import db
+from scheduler.models import StaffRole
 from scheduler.services import demo
 from scheduler.services import staff as staff_service
 from scheduler.services.errors import DomainError
@@ -84,9 +85,7 @@ def seed_demo_command() -> None:
 @click.command("create-staff")
 @click.option("--email", required=True)
 @click.option("--name", required=True)
-@click.option(
-    "--role", type=click.Choice(["admin", "manager", "front_desk", "nurse"]), required=True
-)
+@click.option("--role", type=click.Choice([role.value for role in StaffRole]), required=True)
 @click.option("--location", "locations", multiple=True, help="location slug; repeat for several")
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
 @click.option("--token/--no-token", default=False, help="also issue an API token")

@@ -62,6 +62,8 @@ def make_service(
     horizon_days: int = 60,
     late_cancel_hours: int = 24,
     name: str | None = None,
+    requires_clearance: bool = False,
+    min_gap_hours: int = 0,
 ) -> Service:
     n = next(_seq)
     service = Service(
@@ -76,6 +78,8 @@ def make_service(
         min_notice_minutes=notice_minutes,
         horizon_days=horizon_days,
         late_cancel_hours=late_cancel_hours,
+        requires_clearance=requires_clearance,
+        min_gap_hours=min_gap_hours,
         locations=list(locations),
     )
     session.add(service)

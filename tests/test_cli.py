@@ -129,12 +129,12 @@ def test_fresh_sqlite_upgrades_seeds_and_serves(tmp_path):
         base = f"http://127.0.0.1:{port}/api/v1"
         slot = requests.get(
             f"{base}/locations/sf-mission/availability",
-            params={"service": "infusion", "days": 14},
+            params={"service": "initial-consultation", "days": 14},
             timeout=10,
         ).json()["slots"][0]
         body = {
             "location": "sf-mission",
-            "service": "infusion",
+            "service": "initial-consultation",  # infusions need a clearance first
             "start": slot["start"],
             "patient": {"name": "Ada", "phone": "+14155550142", "email": "ada@example.com"},
             "sms_consent": True,

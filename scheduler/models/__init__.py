@@ -120,6 +120,7 @@ class StaffRole(enum.StrEnum):
     MANAGER = "manager"
     FRONT_DESK = "front_desk"
     NURSE = "nurse"
+    PRESCRIBER = "prescriber"  # a prescriber's own account: records clearances
 
 
 service_locations = Table(

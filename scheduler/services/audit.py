@@ -24,6 +24,7 @@ def record(
     at: dt.datetime,
     location_id: int | None = None,
     appointment_id: int | None = None,
+    patient_id: int | None = None,
     target: str = "",
     details: Mapping[str, Any] | None = None,
 ) -> AuditEntry:
@@ -35,6 +36,7 @@ def record(
         staff_name=actor.name if actor is not None else "system",
         location_id=location_id,
         appointment_id=appointment_id,
+        patient_id=patient_id,
         action=action,
         target=target[:200],
         details=json.dumps(clean, default=str, sort_keys=True) if clean else "",
@@ -60,6 +62,20 @@ def for_appointment(session: Session, appointment_id: int) -> list[AuditEntry]:
             select(AuditEntry)
             .where(AuditEntry.appointment_id == appointment_id)
             .order_by(AuditEntry.at, AuditEntry.id)
+        )
+    )
+
+
+def for_patient(
+    session: Session, patient_id: int, appointment_ids: Collection[int]
+) -> list[AuditEntry]:
+    """Entries about the patient, and about those of their visits the reader may see."""
+    condition: ColumnElement[bool] = AuditEntry.patient_id == patient_id
+    if appointment_ids:
+        condition = or_(condition, AuditEntry.appointment_id.in_(list(appointment_ids)))
+    return list(
+        session.scalars(
+            select(AuditEntry).where(condition).order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
         )
     )
 

@@ -65,6 +65,9 @@ SERVICES = [
         "slot_step_minutes": 15,
         "description": "A 40-minute infusion in a private reclining chair, then a short rest.",
         "what_to_bring": "Comfortable clothes. You will need someone to drive you home.",
+        # After a consultation and a prescriber's clearance; never two on one day.
+        "requires_clearance": True,
+        "min_gap_hours": 20,
     },
     {
         "slug": "long-infusion",
@@ -77,6 +80,8 @@ SERVICES = [
         "slot_step_minutes": 30,
         "description": "A four-hour infusion. Snacks and blankets are provided.",
         "what_to_bring": "Something to read or listen to. You will need someone to drive you home.",
+        "requires_clearance": True,
+        "min_gap_hours": 20,
     },
 ]
 

@@ -52,7 +52,7 @@ from scheduler.services.errors import Forbidden, InvalidInput, NotCleared, NotFo
 DEFAULT_REGION = "US"
 EARLIEST_BIRTH_DATE = dt.date(1900, 1, 1)
 # Who may record a clearance: a prescriber's own staff account, or a manager or admin for them.
-CLEARANCE_ROLES = frozenset({"prescriber", StaffRole.MANAGER, StaffRole.ADMIN})
+CLEARANCE_ROLES = frozenset({StaffRole.PRESCRIBER, StaffRole.MANAGER, StaffRole.ADMIN})
 
 
 @dataclass(frozen=True)

@@ -792,3 +792,7 @@ def patch_staffing(location: str) -> ResponseReturnValue:
         )
     db.session.commit()
     return jsonify(s.StaffingOut(**after).model_dump())
+
+
+# The patient endpoints live in their own module on this blueprint.
+from scheduler.web import api_patients as api_patients  # noqa: E402

@@ -234,3 +234,66 @@ class StaffAppointmentOut(BaseModel):
     location: str
     service: str
     resource: ResourceOut
+
+
+# --- patients -------------------------------------------------------------------------------------
+
+
+class PatientsQuery(_In):
+    q: str = Field(min_length=1, max_length=100)
+
+
+class PatientSummaryOut(BaseModel):
+    id: int
+    name: str
+    date_of_birth: dt.date | None
+    phone: str
+    email: str
+
+
+class PatientAppointmentOut(BaseModel):
+    id: int
+    status: str
+    start: str
+    end: str
+    location: str
+    service: str
+
+
+class ClearanceOut(BaseModel):
+    id: int
+    service: str
+    until: dt.date
+    recorded_by: str
+    note: str
+    created_at: str
+
+
+class PatientRecordOut(PatientSummaryOut):
+    notes: str
+    sms_consent: bool
+    sms_opted_out: bool
+    appointments: list[PatientAppointmentOut]
+    clearances: list[ClearanceOut]
+
+
+class ClearancesIn(_In):
+    services: list[str] = Field(min_length=1, max_length=20)
+    until: dt.date
+    note: str = Field(default="", max_length=2000)
+
+
+class ClearancesOut(BaseModel):
+    clearances: list[ClearanceOut]
+
+
+class MergeIn(_In):
+    duplicate: int = Field(ge=1, le=2**31 - 1)
+
+
+class PatientPatchIn(_In):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    phone: str | None = Field(default=None, min_length=1, max_length=40)
+    email: str | None = Field(default=None, min_length=3, max_length=320)
+    date_of_birth: dt.date | None = None
+    notes: str | None = Field(default=None, max_length=5000)

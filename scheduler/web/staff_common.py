@@ -24,7 +24,13 @@ STATUS_LABELS = {
     "no_show": "No-show",
     "cancelled": "Cancelled",
 }
-ROLE_LABELS = {"admin": "Admin", "manager": "Manager", "front_desk": "Front desk", "nurse": "Nurse"}
+ROLE_LABELS = {
+    "admin": "Admin",
+    "manager": "Manager",
+    "front_desk": "Front desk",
+    "nurse": "Nurse",
+    "prescriber": "Prescriber",
+}
 
 
 class PageError(Exception):

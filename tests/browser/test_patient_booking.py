@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from scheduler.models import Appointment
+from scheduler.models import Appointment, Service
 from scheduler.services import booking
 from scheduler.services.demo import seed_demo
 from scheduler.services.patients import PatientDetails
@@ -59,6 +59,9 @@ LOW_CONTRAST = """() => {
 @pytest.fixture
 def demo(session: Any) -> None:
     seed_demo(session, HASHER, DEFAULT_NOW)
+    # These walks are about the steps, not clearance (test_patient_clearance.py has that).
+    for service in session.scalars(select(Service)):
+        service.requires_clearance = False
     session.commit()
 
 
