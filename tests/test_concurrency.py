@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -186,3 +187,118 @@ def test_nurse_capacity_is_a_count_serialized_per_location_and_day(server, sessi
     rows = session.scalars(select(Appointment).where(Appointment.active.is_(True))).all()
     assert len(rows) == 2
     assert all(r.nurse_id is not None for r in rows)
+
+
+def _cleared_patient(session, clock, service_slug: str, person: dict) -> int:
+    """A patient (by their details) with a clearance for the service, committed."""
+    from scheduler.models import Clearance, Service
+    from scheduler.services.patients import PatientDetails, find_or_create, validate_details
+
+    details = validate_details(
+        PatientDetails(person["name"], person["phone"], person["email"], False)
+    )
+    details = PatientDetails(
+        details.name,
+        details.phone,
+        details.email,
+        False,
+        dt.date.fromisoformat(person["date_of_birth"]),
+    )
+    patient = find_or_create(session, details, clock.now)
+    service = session.scalars(select(Service).where(Service.slug == service_slug)).one()
+    patient_id = patient.id  # read before commit: afterwards it would open a transaction
+    session.add(Clearance(patient_id=patient_id, service_id=service.id, until=dt.date(2027, 6, 30)))
+    session.commit()
+    return patient_id
+
+
+PERSON = {
+    "name": "Walt Whitman",
+    "phone": "+14155550142",
+    "email": "walt@example.com",
+    "date_of_birth": "1980-04-02",
+}
+
+
+def test_one_patient_racing_for_same_day_infusions_gets_exactly_one(server, session, clock):
+    """Ten requests from one cleared patient for infusions at ten different times of one day,
+    chairs free for all: the patient's row lock (PostgreSQL) or the write lock (SQLite)
+    serializes them, so exactly one books and nine are told it is too soon."""
+    loc = make_location(session, slug="sf", chairs=4, rooms=0, hours=((dt.time(7), dt.time(20)),))
+    make_service(session, [loc], slug="inf", requires_clearance=True, min_gap_hours=20)
+    session.commit()
+    _cleared_patient(session, clock, "inf", PERSON)
+    starts = [f"2026-12-01T{h:02d}:00:00-08:00" for h in range(8, 18)]
+    bodies = [
+        {"location": "sf", "service": "inf", "start": start, "patient": PERSON} for start in starts
+    ]
+    statuses = _burst(server, bodies)
+    assert sorted(statuses) == [201] + [409] * 9, statuses
+    session.expire_all()
+    rows = session.scalars(select(Appointment).where(Appointment.active.is_(True))).all()
+    assert len(rows) == 1
+
+
+def _merge_while_booking(
+    server: str, token: str, kept: int, dup: int, twin: dict, day: int
+) -> tuple[int, int]:
+    barrier = threading.Barrier(2)
+
+    def do_merge() -> int:
+        barrier.wait()
+        return requests.post(
+            f"{server}/api/v1/patients/{kept}/merge",
+            json={"duplicate": dup},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        ).status_code
+
+    def do_book() -> int:
+        barrier.wait()
+        body = {
+            "location": "sf",
+            "service": "plain",
+            "start": f"2026-12-0{day}T14:00:00-08:00",
+            "patient": twin,
+        }
+        return requests.post(f"{server}/api/v1/appointments", json=body, timeout=60).status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        merged, made = pool.submit(do_merge), pool.submit(do_book)
+        return merged.result(), made.result()
+
+
+def test_merge_under_a_concurrent_booking_loses_nothing(server, session, clock):
+    """Staff merge a typo twin while that twin books: whichever goes first, every visit ends
+    on the kept record and none is lost."""
+    from scheduler.models import Patient
+
+    loc = make_location(session, slug="sf", chairs=4, rooms=0)
+    make_service(session, [loc], slug="plain", duration=30, prep=0, recovery=0)
+    _, token = make_staff(session, role="front_desk", locations=[loc], now=clock.now)
+    session.commit()
+    booked = 0
+    for round_ in range(4):
+        twin = {**PERSON, "name": f"Walter Whitman{'e' * round_}"}
+        # Both people have a visit already (so both are the staff member's patients).
+        for who, hour in ((PERSON, 9), (twin, 10)):
+            body = {
+                "location": "sf",
+                "service": "plain",
+                "start": f"2026-12-0{round_ + 2}T{hour:02d}:00:00-08:00",
+                "patient": who,
+            }
+            assert requests.post(f"{server}/api/v1/appointments", json=body, timeout=60).ok
+            booked += 1
+        session.expire_all()
+        kept = session.scalars(select(Patient.id).where(Patient.name == PERSON["name"])).one()
+        dup = session.scalars(select(Patient.id).where(Patient.name == twin["name"])).one()
+        session.rollback()  # a read holds SQLite's write lock (BEGIN IMMEDIATE) until it ends
+        assert _merge_while_booking(server, token, kept, dup, twin, round_ + 2) == (200, 201)
+        booked += 1
+        session.expire_all()
+        owners = session.scalars(select(Appointment.patient_id).distinct()).all()
+        kept_ids = session.scalars(select(Patient.id).where(Patient.merged_into_id.is_(None))).all()
+        assert set(owners) <= set(kept_ids)
+        assert session.scalar(select(func.count()).select_from(Appointment)) == booked
+        session.rollback()
