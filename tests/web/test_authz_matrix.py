@@ -78,6 +78,12 @@ class Endpoint:
     allowed: Callable[[str, bool], bool] = access
     data: Callable[[World, str], dict[str, Any]] | None = None
     api: bool = False
+    # What a refusal answers; patients of another location are not found (404), not forbidden.
+    denied: Callable[[str, bool], int] = lambda role, own: 403
+
+
+def _not_found_elsewhere(role: str, own: bool) -> int:
+    return 403 if own else 404
 
 
 def _book_data(w: World, loc: str) -> dict[str, Any]:
@@ -356,6 +362,41 @@ ENDPOINTS = [
         data=lambda w, loc: {"status": "checked_in"},
         api=True,
     ),
+    Endpoint(
+        "api patient search",
+        "GET",
+        lambda w, loc: "/api/v1/patients?q=patient",
+        200,
+        allowed=lambda r, o: True,
+        api=True,
+    ),
+    Endpoint(
+        "api patient",
+        "GET",
+        lambda w, loc: f"/api/v1/patients/{w.appts[loc].patient_id}",
+        200,
+        denied=_not_found_elsewhere,
+        api=True,
+    ),
+    Endpoint(
+        "api patient edit",
+        "PATCH",
+        lambda w, loc: f"/api/v1/patients/{w.appts[loc].patient_id}",
+        200,
+        data=lambda w, loc: {"notes": "prefers mornings"},
+        denied=_not_found_elsewhere,
+        api=True,
+    ),
+    Endpoint(
+        "api clearance",
+        "POST",
+        lambda w, loc: f"/api/v1/patients/{w.appts[loc].patient_id}/clearances",
+        201,
+        allowed=lambda r, o: r == "admin" or (r == "manager" and o),
+        data=lambda w, loc: {"services": ["infusion"], "until": "2027-06-30"},
+        denied=_not_found_elsewhere,
+        api=True,
+    ),
 ]
 
 
@@ -378,7 +419,7 @@ def test_role_at_own_and_other_location(client, world, role, ep):
         assert sign_in(client, user.email).status_code == 302
     for loc, own in (("sf", True), ("ny", False)):
         r = _call(client, ep, world, loc, headers)
-        expected = ep.ok if ep.allowed(role, own) else 403
+        expected = ep.ok if ep.allowed(role, own) else ep.denied(role, own)
         assert r.status_code == expected, (role, loc, ep.name, r.get_data(as_text=True)[:300])
         if role != "admin":
             body = r.get_data(as_text=True)
