@@ -495,9 +495,13 @@ def _insert(
     raise SlotUnavailable("That time has just been taken. Please choose another.")
 
 
+def inside_change_window(service: Service, start: dt.datetime, now: dt.datetime) -> bool:
+    """A visit at `start` is inside the late-cancel window: no online cancel or change."""
+    return start - now < dt.timedelta(hours=service.late_cancel_hours)
+
+
 def _require_patient_window(appointment: Appointment, now: dt.datetime, action: str) -> None:
-    window = dt.timedelta(hours=appointment.service.late_cancel_hours)
-    if appointment.start_at - now < window:
+    if inside_change_window(appointment.service, appointment.start_at, now):
         phone = appointment.location.phone
         call = f" Please call the clinic on {phone}." if phone else " Please call the clinic."
         raise TooLate(

@@ -37,16 +37,18 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 from scheduler.extensions import csrf, db, limiter
 from scheduler.models import Appointment, AppointmentStatus, Location, Service, ServiceKind
-from scheduler.services import availability, booking, idempotency, invites
+from scheduler.services import availability, booking, idempotency, invites, patients
 from scheduler.services.availability import Slot
 from scheduler.services.clock import NonexistentLocalTime, local_to_utc
 from scheduler.services.errors import (
     Conflict,
     DomainError,
     InvalidInput,
+    NotCleared,
     NotFound,
     SlotUnavailable,
     TooLate,
+    TooSoon,
 )
 from scheduler.services.patients import PatientDetails
 from scheduler.web.common import now, settings
@@ -61,8 +63,13 @@ limiter.limit(token_page_limit)(manage_bp)
 
 SUBMISSION_SCOPE = "patient-booking-form"
 START_FORMAT = "%Y-%m-%dT%H:%M"  # a local wall time at the location, as carried in URLs and forms
-DETAIL_FIELDS = ("name", "phone", "email", "note")
-FIELD_LABELS = {"name": "full name", "phone": "mobile number", "email": "e-mail address"}
+DETAIL_FIELDS = ("name", "phone", "email", "date_of_birth", "note")
+FIELD_LABELS = {
+    "name": "full name",
+    "phone": "mobile number",
+    "email": "e-mail address",
+    "date_of_birth": "date of birth",
+}
 FIELD_HINTS = {
     "phone": "Enter a valid mobile number, like (415) 555-0123.",
     "email": "Enter a valid e-mail address, like name@example.com.",
@@ -432,9 +439,7 @@ def details(location: str, service: str) -> ResponseReturnValue:
                 location=loc.slug,
                 service=svc.slug,
                 start=start,
-                patient=PatientDetails(
-                    form["name"], form["phone"], form["email"], bool(form["sms_consent"])
-                ),
+                patient=_patient_details(form),
                 note=form["note"],
             ),
             now=now(),
@@ -448,7 +453,10 @@ def details(location: str, service: str) -> ResponseReturnValue:
     except SlotUnavailable as exc:
         db.session.rollback()
         return _details_page(loc, svc, None, start, form, {}, exc.message, 409, submission)
-    except (InvalidInput, Conflict) as exc:
+    except NotCleared:
+        db.session.rollback()
+        return _consultation_first(loc, svc)
+    except (InvalidInput, Conflict, TooSoon) as exc:
         db.session.rollback()
         errors = _field_errors(exc)
         # A problem with the time itself (passed, overlapping another visit) offers others.
@@ -459,6 +467,41 @@ def details(location: str, service: str) -> ResponseReturnValue:
         abort(404)
     flash("booked", "event")
     return redirect(url_for("manage.show", token=appt.manage_token), 303)
+
+
+def _patient_details(form: dict[str, str]) -> PatientDetails:
+    """The form's details; the patient pages always ask for the birth date."""
+    raw = form["date_of_birth"].strip()
+    try:
+        dob = patients.parse_birth_date(raw) if raw else None
+    except InvalidInput:
+        dob = None
+    if dob is None:
+        problem = "required" if not raw else "enter your date of birth, like 1980-04-02"
+        # Name every field that needs correcting at once, the birth date among them.
+        fields = {"date_of_birth": problem}
+        try:
+            patients.validate_details(
+                PatientDetails(form["name"], form["phone"], form["email"]),
+            )
+        except InvalidInput as exc:
+            fields = {**exc.fields, **fields}
+        raise InvalidInput("Some details need correcting.", fields)
+    return PatientDetails(
+        form["name"], form["phone"], form["email"], bool(form["sms_consent"]), dob
+    )
+
+
+def _consultation_first(location: Location, service: Service) -> ResponseReturnValue:
+    """Not an error: an infusion needs a prescriber's clearance, so a consultation comes first."""
+    consultation = patients.consultation_for(db.session(), location)
+    return render_template(
+        "patient/consultation_first.html",
+        location=location,
+        service=service,
+        consultation=consultation,
+        step=5,
+    )
 
 
 def _details_page(
@@ -501,6 +544,9 @@ def _details_page(
                 service=service.slug,
                 day=(wanted or now()).astimezone(tz).date().isoformat(),
             ),
+            late=start is not None and booking.inside_change_window(service, start, now()),
+            phone=display_phone(location.phone) if location.phone else "",
+            phone_uri=f"tel:{location.phone}" if location.phone else "",
             step=5,
         ),
         status,
@@ -535,8 +581,7 @@ def _changeable(appt: Appointment) -> tuple[bool, bool]:
     """(can change online, too late to change online) for a booked appointment."""
     if appt.status != AppointmentStatus.BOOKED or appt.start_at <= now():
         return False, False
-    window = dt.timedelta(hours=appt.service.late_cancel_hours)
-    too_late = appt.start_at - now() < window
+    too_late = booking.inside_change_window(appt.service, appt.start_at, now())
     return not too_late, too_late
 
 

@@ -17,7 +17,12 @@ from tests.factories import make_location, make_service
 
 UTC = dt.UTC
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-PATIENT = {"name": "Robin Example", "phone": "(415) 555-0123", "email": "robin@example.com"}
+PATIENT = {
+    "name": "Robin Example",
+    "phone": "(415) 555-0123",
+    "email": "robin@example.com",
+    "date_of_birth": "1980-04-02",
+}
 
 
 @pytest.fixture
