@@ -118,6 +118,7 @@ def fill_details(page: Any) -> None:
     page.get_by_label("Full name").fill(NAME)
     page.get_by_label("Mobile number").fill(PHONE)
     page.get_by_label("E-mail address").fill(EMAIL)
+    page.get_by_label("Date of birth").fill("1980-04-02")
     page.get_by_label("Text me reminders before my appointment").check()
 
 
@@ -285,6 +286,9 @@ def test_keyboard_only_booking(page, live_server, session, demo, output_dir):
     page.keyboard.press("Control+A")
     page.keyboard.type(EMAIL)
     page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "date_of_birth"
+    page.keyboard.type("04021980")  # the date field's month, day and year, in turn
+    _tab_to(page, "^Text me reminders")  # Tab also steps through the date's parts
     page.keyboard.press("Space")  # the SMS consent checkbox
     assert page.is_checked("#sms_consent")
     _tab_to(page, "Book this appointment")
