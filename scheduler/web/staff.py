@@ -38,6 +38,7 @@ from scheduler.services.clock import NonexistentLocalTime, local_to_utc
 from scheduler.services.errors import Conflict, DomainError, SlotUnavailable
 from scheduler.services.patients import PatientDetails
 from scheduler.web import formatting
+from scheduler.web import staff_patients
 from scheduler.web.auth import current_staff
 from scheduler.web.common import json_error, now, settings
 from scheduler.web.formatting import local
@@ -550,6 +551,7 @@ def book_form(slug: str) -> ResponseReturnValue:
         "time": request.args.get("time", ""),
         "resource": request.args.get("resource", ""),
         "service": request.args.get("service", ""),
+        **staff_patients.prefill(request.args.get("patient", "")),
     }
     return _render_book(location, values, None, 200)
 
@@ -561,10 +563,21 @@ def book_submit(slug: str) -> ResponseReturnValue:
     tz = ZoneInfo(location.timezone)
     values = {
         k: form_value(k, 2000)
-        for k in ("service", "date", "time", "resource", "name", "phone", "email", "note")
+        for k in (
+            "service",
+            "date",
+            "time",
+            "resource",
+            "name",
+            "phone",
+            "email",
+            "date_of_birth",
+            "note",
+        )
     }
     start: dt.datetime | None = None
     resource: Resource | None = None
+    override = request.form.get("override_clearance") == "on"
     try:
         day = parse_date(values["date"])
         if day is None:
@@ -584,12 +597,14 @@ def book_submit(slug: str) -> ResponseReturnValue:
                     values["phone"],
                     values["email"],
                     request.form.get("sms_consent") == "on",
+                    parse_date(values["date_of_birth"], "date_of_birth"),
                 ),
                 note=values["note"],
                 source="staff",
                 allow_short_notice=True,
                 resource_id=resource.id if resource else None,
                 require_email=False,  # a patient booking by phone may have none
+                override_clearance=override,
             ),
             now=now(),
             settings=settings(),
@@ -602,7 +617,10 @@ def book_submit(slug: str) -> ResponseReturnValue:
         if refused_time and start is not None:
             nearest = _free_times(location, values["service"], day, resource, near=start)
         return _render_book(location, values, exc, status, nearest=nearest)
-    _audit_visit(appt, "booked", {"service": appt.service.slug, **_describe(appt)})
+    details = {"service": appt.service.slug, **_describe(appt)}
+    if override and appt.service.requires_clearance:
+        details["override_clearance"] = "yes: booked without a current clearance"
+    _audit_visit(appt, "booked", details)
     db.session.commit()
     flash(
         f"Booked {appt.patient.name} in {appt.resource.name} at "

@@ -1,0 +1,150 @@
+"""Staff patient pages: search from every page, the record, edit, clearance, merge, and
+booking from a found patient (override of clearance audited), on both databases."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from scheduler.models import Appointment, AuditEntry, Clearance, Patient, Service
+from tests.web.staff_support import DAY, NY, at, book, make_clinic, sign_in
+
+
+@pytest.fixture
+def app_config(app_config: dict[str, Any]) -> dict[str, Any]:
+    return {**app_config, "WTF_CSRF_ENABLED": False}
+
+
+@pytest.fixture
+def clinic(session, clock):
+    clinic = make_clinic(session)
+    book(session, clinic.sf, clinic.infusion, at(DAY, 10), clock.now, 1, "Sf Patient")
+    book(session, clinic.ny, clinic.infusion, at(DAY, 10, tz=NY), clock.now, 2, "Ny Patient")
+    session.commit()
+    return clinic
+
+
+def text(r) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", r.get_data(as_text=True)).split())
+
+
+def pid(session, name: str) -> int:
+    found = session.scalars(select(Patient.id).where(Patient.name == name)).one()
+    session.rollback()
+    return found
+
+
+def test_every_staff_page_has_the_patient_search_box(client, clinic):
+    sign_in(client, clinic.users["front_desk"].email)
+    for path in ("/staff/", f"/staff/sf/calendar?date={DAY}", "/staff/patients"):
+        assert 'id="patient-search"' in client.get(path).get_data(as_text=True), path
+
+
+@pytest.mark.parametrize("q", ["sf patient", "555-0001", "pat1@example", "Sf"])
+def test_search_finds_own_patients_only(client, clinic, q):
+    sign_in(client, clinic.users["front_desk"].email)
+    page = text(client.get("/staff/patients", query_string={"q": q}))
+    assert "Sf Patient" in page and "Ny Patient" not in page
+
+
+def test_the_record_shows_visits_clearances_and_opt_out_and_hides_other_locations(
+    client, session, clinic
+):
+    sf_id, ny_id = pid(session, "Sf Patient"), pid(session, "Ny Patient")
+    sign_in(client, clinic.users["front_desk"].email)
+    page = text(client.get(f"/staff/patients/{sf_id}"))
+    assert "Sf Patient" in page and "Tue 01 Dec 2026 10:00 PST" in page
+    assert "No clearance recorded." in page and "Reminders on" in page
+    r = client.get(f"/staff/patients/{ny_id}")
+    assert r.status_code == 404 and "Ny Patient" not in r.get_data(as_text=True)
+
+
+def test_a_manager_records_a_clearance_and_the_record_shows_its_expiry(client, session, clinic):
+    session.get(Service, clinic.infusion.id).requires_clearance = True
+    session.commit()
+    sf_id = pid(session, "Sf Patient")
+    sign_in(client, clinic.users["manager"].email)
+    r = client.post(
+        f"/staff/patients/{sf_id}/clearances",
+        data={"services": ["infusion"], "until": "2027-03-31", "note": "seen"},
+    )
+    assert r.status_code == 303
+    page = text(client.get(f"/staff/patients/{sf_id}"))
+    assert "2027-03-31" in page and "patient.cleared" in page
+    assert session.scalars(select(Clearance.until)).one().isoformat() == "2027-03-31"
+
+
+def test_front_desk_cannot_record_a_clearance(client, session, clinic):
+    session.get(Service, clinic.infusion.id).requires_clearance = True
+    session.commit()
+    sf_id = pid(session, "Sf Patient")
+    sign_in(client, clinic.users["front_desk"].email)
+    assert 'id="clearance-form"' not in client.get(f"/staff/patients/{sf_id}").get_data(
+        as_text=True
+    )
+    r = client.post(
+        f"/staff/patients/{sf_id}/clearances",
+        data={"services": ["infusion"], "until": "2027-03-31"},
+    )
+    assert r.status_code == 403
+    assert session.scalars(select(Clearance)).all() == []
+
+
+def test_edit_and_merge_from_the_record(client, session, clinic, clock):
+    twin = book(session, clinic.sf, clinic.consult, at(DAY, 14), clock.now, 1, "Sf Patiant")
+    session.commit()
+    kept, dup = pid(session, "Sf Patient"), twin.patient_id
+    session.rollback()
+    sign_in(client, clinic.users["front_desk"].email)
+    r = client.post(
+        f"/staff/patients/{kept}",
+        data={
+            "name": "Sf Patient",
+            "phone": "+14155550001",
+            "email": "pat1@example.com",
+            "date_of_birth": "1970-01-01",
+            "notes": "prefers chair 2",
+        },
+    )
+    assert r.status_code == 303
+    r = client.post(f"/staff/patients/{kept}/merge", data={"duplicate": str(dup)})
+    assert r.status_code == 303
+    session.expire_all()
+    assert set(session.scalars(select(Appointment.patient_id))) >= {kept}
+    assert dup not in set(session.scalars(select(Appointment.patient_id)))
+    actions = session.scalars(select(AuditEntry.action).where(AuditEntry.patient_id == kept)).all()
+    assert {"patient.edited", "patient.merged"} <= set(actions)
+    session.rollback()
+    page = text(client.get(f"/staff/patients/{kept}"))
+    assert "1970-01-01" in page and "prefers chair 2" in page and "14:00" in page
+    r = client.post(f"/staff/patients/{kept}/merge", data={"duplicate": "abc"})
+    assert r.status_code == 422
+
+
+def test_booking_starts_from_a_found_patient_and_an_override_is_audited(client, session, clinic):
+    session.get(Service, clinic.infusion.id).requires_clearance = True
+    session.commit()
+    sf_id = pid(session, "Sf Patient")
+    sign_in(client, clinic.users["front_desk"].email)
+    form = client.get(f"/staff/sf/book?patient={sf_id}").get_data(as_text=True)
+    assert 'value="Sf Patient"' in form and 'value="+14155550001"' in form
+    data = {
+        "service": "infusion",
+        "date": "2026-12-03",
+        "time": "11:00",
+        "name": "Sf Patient",
+        "phone": "+14155550001",
+        "email": "pat1@example.com",
+        "date_of_birth": "1970-01-01",
+    }
+    r = client.post("/staff/sf/book", data=data)
+    assert r.status_code == 409 and "Initial consultation" in text(r)
+    r = client.post("/staff/sf/book", data={**data, "override_clearance": "on"})
+    assert r.status_code == 303
+    entry = session.scalars(
+        select(AuditEntry).where(AuditEntry.action.like("%booked%")).order_by(AuditEntry.id.desc())
+    ).first()
+    assert "override_clearance" in entry.details
