@@ -40,7 +40,13 @@ def main() -> None:
             svc = make_service(session, [loc], slug="inf", duration=40, prep=10, recovery=10)
             chairs = [r.id for r in loc.resources]
             patients = [
-                Patient(name=f"Past {i}", phone="+14155550000", email="past@example.com")
+                Patient(
+                    name=f"Past {i}",
+                    phone="+14155550000",
+                    email="past@example.com",
+                    name_key=f"past {i}",
+                    match_key=f"past {i}|",  # one phone, several people: a key each
+                )
                 for i in range(len(chairs))
             ]
             session.add_all(patients)

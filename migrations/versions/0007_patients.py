@@ -68,14 +68,14 @@ def upgrade():
     if is_pg:
         op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
 
-    with op.batch_alter_table("services") as batch_op:
-        batch_op.add_column(
-            sa.Column("requires_clearance", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
-        batch_op.add_column(
-            sa.Column("min_gap_hours", sa.Integer(), nullable=False, server_default="0")
-        )
-
+    # Plain ADD COLUMN (a batch would rebuild `services`, which other tables reference).
+    op.add_column(
+        "services",
+        sa.Column("requires_clearance", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+    op.add_column(
+        "services", sa.Column("min_gap_hours", sa.Integer(), nullable=False, server_default="0")
+    )
     op.add_column("patients", sa.Column("date_of_birth", sa.Date(), nullable=True))
     op.add_column(
         "patients", sa.Column("name_key", sa.String(200), nullable=False, server_default="")
@@ -204,6 +204,7 @@ def downgrade():
             batch_op.drop_column("match_key")
             batch_op.drop_column("name_key")
             batch_op.drop_column("date_of_birth")
-    with op.batch_alter_table("services") as batch_op:
-        batch_op.drop_column("min_gap_hours")
-        batch_op.drop_column("requires_clearance")
+    with _sqlite_foreign_keys_off():
+        with op.batch_alter_table("services") as batch_op:
+            batch_op.drop_column("min_gap_hours")
+            batch_op.drop_column("requires_clearance")
