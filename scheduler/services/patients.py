@@ -430,6 +430,23 @@ def record_clearances(
     return made
 
 
+def clearance_ends(
+    session: Session, appointments: Sequence[Appointment]
+) -> dict[int, dt.date | None]:
+    """For each visit of a service that needs clearance: the last date its patient is cleared
+    for that service (None: never cleared), keyed by appointment id; in one query."""
+    wanted = [a for a in appointments if a.service.requires_clearance]
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(Clearance.patient_id, Clearance.service_id, func.max(Clearance.until))
+        .where(Clearance.patient_id.in_({a.patient_id for a in wanted}))
+        .group_by(Clearance.patient_id, Clearance.service_id)
+    ).all()
+    ends = {(pid, sid): until for pid, sid, until in rows}
+    return {a.id: ends.get((a.patient_id, a.service_id)) for a in wanted}
+
+
 def clearances_of(session: Session, patient_id: int) -> list[Clearance]:
     return list(
         session.scalars(

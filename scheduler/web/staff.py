@@ -33,7 +33,7 @@ from scheduler.models import (
     ResourceBlock,
     StaffRole,
 )
-from scheduler.services import audit, availability, booking, calendar_view, sms_replies
+from scheduler.services import audit, availability, booking, calendar_view, patients, sms_replies
 from scheduler.services.clock import NonexistentLocalTime, local_to_utc
 from scheduler.services.errors import Conflict, DomainError, SlotUnavailable
 from scheduler.services.patients import PatientDetails
@@ -196,6 +196,15 @@ def calendar(slug: str) -> ResponseReturnValue:
         today=_today(location),
         resources=calendar_view.location_resources(db.session(), location),
         can_settings=can_edit_settings(current_staff(), location),
+        clearance_ends=patients.clearance_ends(
+            db.session(),
+            [
+                b.appointment
+                for c in (grid.columns if grid else [])
+                for b in c.boxes
+                if b.appointment is not None
+            ],
+        ),
     )
 
 

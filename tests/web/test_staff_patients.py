@@ -3,6 +3,7 @@ booking from a found patient (override of clearance audited), on both databases.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -148,3 +149,21 @@ def test_booking_starts_from_a_found_patient_and_an_override_is_audited(client, 
         select(AuditEntry).where(AuditEntry.action.like("%booked%")).order_by(AuditEntry.id.desc())
     ).first()
     assert "override_clearance" in entry.details
+
+
+def test_the_calendar_shows_clearance_expiry_on_visits_that_need_it(client, session, clinic):
+    sf_id = pid(session, "Sf Patient")
+    session.get(Service, clinic.infusion.id).requires_clearance = True
+    session.add(
+        Clearance(
+            patient_id=sf_id,
+            service_id=clinic.infusion.id,
+            until=dt.date(2027, 3, 31),
+        )
+    )
+    session.commit()
+    sign_in(client, clinic.users["front_desk"].email)
+    page = text(client.get(f"/staff/sf/calendar?date={DAY}"))
+    assert "Cleared to 31 Mar 2027" in page
+    sign_in(client, clinic.users["admin"].email)
+    assert "Not cleared" in text(client.get(f"/staff/ny/calendar?date={DAY}"))
