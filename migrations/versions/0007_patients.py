@@ -10,6 +10,8 @@ none is matched automatically, and staff merge them. A booking with a birth date
 phone's `name_key|` row (filling the date in) when no row has that birth date yet; see
 `scheduler.services.patients.find_or_create`.
 
+`visit_codes` holds the "my visits" one-time codes (hashed), per phone.
+
 Services gain `requires_clearance` and `min_gap_hours`; `clearances` records a prescriber's
 clearance for a service until a date; a merged duplicate keeps its row as an alias of the
 record kept (`merged_into_id`); audit entries may name a patient.
@@ -173,9 +175,24 @@ def upgrade():
     op.create_index(
         "ix_clearances_patient_service", "clearances", ["patient_id", "service_id", "until"]
     )
+    op.create_table(
+        "visit_codes",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("phone", sa.String(20), nullable=False),
+        sa.Column("code_hash", sa.String(64), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("window_start", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("sends", sa.Integer(), nullable=False),
+        sa.Column("last_sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_visit_codes"),
+        sa.UniqueConstraint("phone", name="uq_visit_codes_phone"),
+    )
 
 
 def downgrade():
+    op.drop_table("visit_codes")
     op.drop_index("ix_clearances_patient_service", table_name="clearances")
     op.drop_table("clearances")
     for column in ("name_key", "phone", "email"):

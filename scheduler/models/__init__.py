@@ -668,3 +668,4 @@ from scheduler.models.rota import ShiftSkip as ShiftSkip  # noqa: E402
 # --- patients' clearances (and codes) live in their own module ---------------------------------
 
 from scheduler.models.people import Clearance as Clearance  # noqa: E402
+from scheduler.models.people import VisitCode as VisitCode  # noqa: E402

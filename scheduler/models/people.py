@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Date, ForeignKey, Index, String, Text
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from scheduler.models import Base, Patient, Service, UTCDateTime, utcnow
@@ -29,3 +29,23 @@ class Clearance(Base):
 
     patient: Mapped[Patient] = relationship()
     service: Mapped[Service] = relationship()
+
+
+class VisitCode(Base):
+    """The one-time code a patient asks for to see their visits ("my visits"), per phone.
+
+    Only a hash of the code is kept. Sends are rate-limited per phone; wrong codes count up to
+    a lock (`locked_until`).
+    """
+
+    __tablename__ = "visit_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phone: Mapped[str] = mapped_column(String(20), unique=True)  # E.164
+    code_hash: Mapped[str] = mapped_column(String(64), default="")
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    window_start: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    sends: Mapped[int] = mapped_column(Integer, default=0)  # in the hour from window_start
+    last_sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
