@@ -10,6 +10,10 @@ chair's exclusive lock, so a block and a booking never both win. On SQLite every
 starts with BEGIN IMMEDIATE (see scheduler.db), so the check and the write run under the one
 write lock.
 
+Every booking and move also keeps the patient's own rules (a prescriber's clearance, the
+minimum gap between visits: `patients.check_visit`), checked with the patient's row locked so
+concurrent requests for one person take turns.
+
 Booking a new visit is the hot path: it reads and writes with a handful of prebuilt Core
 statements (see `_offer`, `_insert`) and hands ORM objects for those rows to the rest.
 """
