@@ -27,6 +27,8 @@ class AppointmentIn(_In):
     sms_consent: bool = False
     note: str = Field(default="", max_length=2000)
     clinician: int | None = Field(default=None, ge=1)
+    # Staff (with their API token) may book a patient without a current clearance; audited.
+    override_clearance: bool = False
 
 
 class RescheduleIn(_In):

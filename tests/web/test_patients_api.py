@@ -348,3 +348,25 @@ def test_merge_refuses_self_and_unknown(client, session, clinic):
         f"/api/v1/patients/{pid}/merge", json={"duplicate": 999}, headers=auth(clinic["front"])
     )
     assert r.status_code == 404
+
+
+def test_staff_may_book_an_uncleared_patient_with_an_explicit_override(client, session, clinic):
+    body = {
+        "location": "sf",
+        "service": "inf",
+        "start": "2026-12-02T10:00:00-08:00",
+        "patient": person(),
+        "override_clearance": True,
+    }
+    r = client.post("/api/v1/appointments", json=body)
+    assert r.status_code == 401 and "override_clearance" in r.json["error"]["fields"]
+    r = client.post("/api/v1/appointments", json=body, headers=auth(clinic["ny"]))
+    assert r.status_code == 403
+    r = client.post("/api/v1/appointments", json=body, headers=auth(clinic["front"]))
+    assert r.status_code == 201, r.json
+    entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "appointment.booked"))
+    assert '"override_clearance": true' in entry.one().details
+    # Spacing still holds with the override.
+    body["start"] = "2026-12-02T15:00:00-08:00"
+    r = client.post("/api/v1/appointments", json=body, headers=auth(clinic["front"]))
+    assert (r.status_code, r.json["error"]["code"]) == (409, "too_soon")
