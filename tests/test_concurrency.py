@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -32,6 +33,11 @@ def server(app, db_url, clock):
     httpd.shutdown()
     thread.join(5)
     with served.app_context():
+        # A request thread may still be handing its connection back after its response went
+        # out (a loaded machine): wait for it, or dispose() would orphan an open connection.
+        deadline = time.monotonic() + 5
+        while db.engine.pool.checkedout() and time.monotonic() < deadline:
+            time.sleep(0.05)
         db.engine.dispose()
 
 
