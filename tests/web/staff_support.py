@@ -70,7 +70,7 @@ def make_clinic(session: Session) -> Clinic:
     )
     users: dict[str, StaffUser] = {}
     tokens: dict[str, str] = {}
-    for role in ("admin", "manager", "front_desk", "nurse"):
+    for role in ("admin", "manager", "front_desk", "nurse", "prescriber"):
         user, token = make_staff(
             session,
             role=role,

@@ -17,7 +17,7 @@ import pytest
 from scheduler.services import booking, staffing
 from tests.web.staff_support import DAY, LA, NY, at, book, make_clinic, sign_in
 
-ROLES = ("admin", "manager", "front_desk", "nurse")
+ROLES = ("admin", "manager", "front_desk", "nurse", "prescriber")
 OTHER_NAMES = ("New York Flatiron", "Ny Patient")
 
 
@@ -419,7 +419,7 @@ ENDPOINTS = [
         "POST",
         lambda w, loc: f"/api/v1/patients/{w.appts[loc].patient_id}/clearances",
         201,
-        allowed=lambda r, o: r == "admin" or (r == "manager" and o),
+        allowed=lambda r, o: r == "admin" or (r in ("manager", "prescriber") and o),
         data=lambda w, loc: {"services": ["infusion"], "until": "2027-06-30"},
         denied=_not_found_elsewhere,
         api=True,
