@@ -1,4 +1,4 @@
-"""Migration 0007 keeps every patient and appointment, and gives old rows match keys."""
+"""Migration 0009 keeps every patient and appointment, and gives old rows match keys."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def legacy_url(request, tmp_path):
 def test_old_rows_are_kept_and_keyed(legacy_url):
     app = create_app(TestConfig(legacy_url))
     with app.app_context():
-        upgrade(revision="0006")
+        upgrade(revision="0008")  # the head before patients
         with db.engine.begin() as conn:
             conn.execute(
                 text(

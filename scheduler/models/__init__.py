@@ -655,8 +655,10 @@ class AuditEntry(Base):
     details: Mapped[str] = mapped_column(Text, default="")
 
 
-# --- rota (clinicians and shifts) lives in its own module ------------------------------------------
+# --- models in modules of their own: people (clearances, visit codes), rota (clinicians, shifts) --
 
+from scheduler.models.people import Clearance as Clearance  # noqa: E402
+from scheduler.models.people import VisitCode as VisitCode  # noqa: E402
 from scheduler.models.rota import (  # noqa: E402  (rota's models need the ones above)
     Clinician as Clinician,
 )
@@ -664,8 +666,3 @@ from scheduler.models.rota import ClinicianRole as ClinicianRole  # noqa: E402
 from scheduler.models.rota import Shift as Shift  # noqa: E402
 from scheduler.models.rota import ShiftPattern as ShiftPattern  # noqa: E402
 from scheduler.models.rota import ShiftSkip as ShiftSkip  # noqa: E402
-
-# --- patients' clearances (and codes) live in their own module ---------------------------------
-
-from scheduler.models.people import Clearance as Clearance  # noqa: E402
-from scheduler.models.people import VisitCode as VisitCode  # noqa: E402

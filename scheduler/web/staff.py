@@ -37,8 +37,7 @@ from scheduler.services import audit, availability, booking, calendar_view, pati
 from scheduler.services.clock import NonexistentLocalTime, local_to_utc
 from scheduler.services.errors import Conflict, DomainError, SlotUnavailable
 from scheduler.services.patients import PatientDetails
-from scheduler.web import formatting
-from scheduler.web import staff_patients
+from scheduler.web import formatting, staff_patients
 from scheduler.web.auth import current_staff
 from scheduler.web.common import json_error, now, settings
 from scheduler.web.formatting import local

@@ -23,8 +23,8 @@ SQLite cannot drop the old unique constraint without rebuilding `patients`, whic
 reference; the rebuild runs with foreign keys off (a pragma SQLite ignores inside a
 transaction), checked with `PRAGMA foreign_key_check` before foreign keys are on again.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0009
+Revises: 0008
 """
 
 import contextlib
@@ -33,8 +33,8 @@ import unicodedata
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
