@@ -349,7 +349,7 @@ def test_book_by_phone_from_a_clicked_free_time_without_email(desk, clinic_day, 
     form.get_by_label("Mobile phone").fill("(415) 555-0177")
     page.locator("#free-times").get_by_role("link", name=re.compile(r"^12:15, Chair 2")).click()
     assert form.get_by_label("Service").input_value() == "infusion"
-    assert form.get_by_label("Date").input_value() == DAY.isoformat()
+    assert form.get_by_label("Date", exact=True).input_value() == DAY.isoformat()
     assert form.get_by_label("Time").input_value() == "12:15"
     assert form.get_by_label("Chair or room").locator("option:checked").inner_text() == "Chair 2"
     assert form.get_by_label("Patient name").input_value() == "Phone Caller"
