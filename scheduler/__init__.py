@@ -60,6 +60,7 @@ def _register_blueprints(app: Flask) -> None:
         api,
         auth,
         feeds,
+        inputs,
         mail,
         patient,
         patient_visits,
@@ -71,6 +72,7 @@ def _register_blueprints(app: Flask) -> None:
         webhooks,
     )
 
+    inputs.init_app(app)  # first: its id converter applies to the rules registered below
     app.register_blueprint(api.bp)
     for module in (
         security,
@@ -95,8 +97,11 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> ResponseReturnValue:
         if request.path.startswith("/api/"):
-            code = (exc.name or "error").lower().replace(" ", "_")
-            return json_error(exc.code or 500, code, exc.description or exc.name or "Error")
+            code = getattr(exc, "error_code", None) or (exc.name or "error").lower().replace(
+                " ", "_"
+            )
+            message = exc.description or exc.name or "Error"
+            return json_error(exc.code or 500, code, message, getattr(exc, "fields", None))
         return exc
 
     @app.errorhandler(Exception)

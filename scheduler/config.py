@@ -91,6 +91,8 @@ class Config:
         ):
             setattr(self, name, os.environ.get(name, default))
         self.AVAILABILITY_MAX_DAYS = int(os.environ.get("AVAILABILITY_MAX_DAYS", "62"))
+        # Request bodies over this many bytes are refused with 413 before they are read.
+        self.MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", "") or 1024 * 1024)
         self.RATELIMIT_ENABLED = _flag("RATELIMIT_ENABLED", True)
         # memory:// counts per process; several web processes share limits through Redis
         # (redis://host:6379/0).

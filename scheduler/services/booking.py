@@ -183,6 +183,12 @@ def _as_utc(start: dt.datetime) -> dt.datetime:
         raise InvalidInput("That time is out of range.", {"start": "out of range"}) from exc
 
 
+def require_future(start: dt.datetime, now: dt.datetime) -> None:
+    """A visit is booked or moved only to a time still ahead."""
+    if start <= now:
+        raise InvalidInput("That time has passed.", {"start": "is in the past"})
+
+
 def _slot_for(
     session: Session,
     location: Location,
@@ -203,8 +209,7 @@ def _slot_for(
     whole minute that fits, not only the grid. Every limit (chairs, prescribers, nurse capacity,
     the start window) is checked by `availability.slot_at` under the location's day lock.
     """
-    if start <= now:
-        raise InvalidInput("That time has passed.", {"start": "is in the past"})
+    require_future(start, now)
     slot = availability.slot_at(
         session,
         location,

@@ -49,3 +49,13 @@ def is_ambiguous(day: dt.date, wall: dt.time, tz: ZoneInfo) -> bool:
     return (
         naive.replace(tzinfo=tz, fold=0).utcoffset() != naive.replace(tzinfo=tz, fold=1).utcoffset()
     )
+
+
+# The dates the scheduler accepts from anyone (API, pages, query strings): far enough either way
+# for birthdays and long plans, near enough that a day's arithmetic never leaves Python's range.
+EARLIEST_DATE = dt.date(1900, 1, 1)
+LATEST_DATE = dt.date(2200, 12, 31)
+
+
+def in_supported_range(day: dt.date) -> bool:
+    return EARLIEST_DATE <= day <= LATEST_DATE

@@ -47,9 +47,10 @@ M = TypeVar("M", bound=BaseModel)
 def route(rule: str, method: str = "GET", **spec: Any) -> Callable[[Callable[..., Any]], Any]:
     """Register a view with Flask and its description with the OpenAPI registry."""
     path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule)
+    ids = tuple(re.findall(r"<int:([a-z_]+)>", rule))
 
     def decorator(view: Callable[..., Any]) -> Any:
-        registry.add(Operation(method=method, path=f"/api/v1{path}", **spec))
+        registry.add(Operation(method=method, path=f"/api/v1{path}", int_params=ids, **spec))
         return bp.route(rule, methods=[method])(view)
 
     return decorator
@@ -69,11 +70,12 @@ def _fields(exc: ValidationError) -> dict[str, str]:
 
 
 def parse_body(model: type[M]) -> M:
+    # A body sent as JSON that does not parse was already refused (400 bad_request, web.inputs).
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
         raise InvalidInput("The body must be a JSON object.", {"body": "must be a JSON object"})
     try:
-        return model.model_validate(payload)
+        return model.model_validate(payload, context={"now": now()})
     except ValidationError as exc:
         raise InvalidInput("Some fields are invalid.", _fields(exc)) from exc
 
@@ -184,8 +186,6 @@ def location_availability(location: str) -> ResponseReturnValue:
     service = booking.get_service(db.session(), loc, query.service)
     tz = ZoneInfo(loc.timezone)
     first = query.from_ or now().astimezone(tz).date()
-    if not dt.date(2000, 1, 1) <= first <= dt.date(2200, 1, 1):
-        raise BadRequest("That date is out of range.", {"from": "out of range"})
     consultation = service.kind == ServiceKind.CONSULTATION
     if query.clinician is not None and not consultation:
         raise BadRequest(
@@ -273,7 +273,8 @@ def create_appointment() -> ResponseReturnValue:
     try:
         appt = booking.book(db.session(), book, now=now(), settings=settings())
     except InvalidInput as exc:
-        raise _patient_fields(exc) from exc
+        # One naming scheme for the body's fields: the patient's are `patient.phone`, etc.
+        raise InvalidInput(exc.message, _body_fields(exc.fields)) from exc
     if staff is not None:
         audit.record(
             db.session(),
@@ -332,16 +333,11 @@ class Unauthorized(DomainError):
     http_status = 401
 
 
-PATIENT_FIELDS = frozenset({"name", "phone", "email", "date_of_birth"})
+PATIENT_FIELDS = frozenset(s.PatientIn.model_fields)
 
 
-def _patient_fields(exc: InvalidInput) -> InvalidInput:
-    """The patient's fields also under their body path (`patient.date_of_birth`); the bare
-    names stay for v1 clients."""
-    fields = dict(exc.fields)
-    for name in PATIENT_FIELDS & set(exc.fields):
-        fields[f"patient.{name}"] = exc.fields[name]
-    return InvalidInput(exc.message, fields)
+def _body_fields(fields: dict[str, str]) -> dict[str, str]:
+    return {f"patient.{k}" if k in PATIENT_FIELDS else k: v for k, v in fields.items()}
 
 
 def _replay(key: str, digest: str) -> ResponseReturnValue | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -32,6 +33,7 @@ from scheduler.web.common import now
 
 bp = Blueprint("auth", __name__, url_prefix="/staff")
 
+_LOCAL_STAFF_PATH = re.compile(r"/staff(?:[/?#][\x21-\x5b\x5d-\x7e]*)?")
 LOCKOUT_ATTEMPTS = 5
 LOCKOUT_MINUTES = 15
 
@@ -102,15 +104,11 @@ def _load_user(user_id: str) -> SignedIn | None:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site paths under /staff; anything else goes to the staff home."""
-    if target:
+    """Only same-site paths under /staff (no host, backslash, space or control character, which
+    could end the header or be read as another host); anything else goes to the staff home."""
+    if target and _LOCAL_STAFF_PATH.fullmatch(target):
         parts = urlsplit(target)
-        if (
-            not parts.scheme
-            and not parts.netloc
-            and target.startswith("/staff")
-            and "\\" not in target
-        ):
+        if not parts.scheme and not parts.netloc:
             return target
     return url_for("staff.home")
 

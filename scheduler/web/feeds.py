@@ -72,6 +72,7 @@ _OPS = (
         path="/api/v1/locations/{location}/feeds/{feed_id}",
         summary="Revoke a calendar feed",
         status=204,
+        int_params=("feed_id",),
         auth=True,
         errors=(401, 403, 404),
     ),

@@ -8,6 +8,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from scheduler.web.inputs import MAX_ID
+
 
 @dataclass
 class Operation:
@@ -22,6 +24,7 @@ class Operation:
     errors: tuple[int, ...] = ()
     headers: tuple[str, ...] = ()
     content_type: str = "application/json"
+    int_params: tuple[str, ...] = ()  # path parameters that are row ids (Flask's <int:...>)
 
 
 @dataclass
@@ -79,7 +82,8 @@ def _operation(op: Operation) -> dict[str, Any]:
     out: dict[str, Any] = {"summary": op.summary, "operationId": _operation_id(op)}
     params: list[dict[str, Any]] = []
     for name in _path_params(op.path):
-        params.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
+        kind: dict[str, Any] = _ID_SCHEMA if name in op.int_params else {"type": "string"}
+        params.append({"name": name, "in": "path", "required": True, "schema": kind})
     if op.query is not None:
         query_schema = op.query.model_json_schema()
         required = set(query_schema.get("required", []))
@@ -115,7 +119,7 @@ def _operation(op: Operation) -> dict[str, Any]:
             "description": "OK",
             "content": {"application/json": {"schema": schema}},
         }
-    for status in op.errors:
+    for status in sorted({*op.errors, *_common_errors(op)}):
         responses[str(status)] = {
             "description": "Error",
             "content": {"application/json": {"schema": _ref(ErrorBody)}},
@@ -132,6 +136,17 @@ def _operation(op: Operation) -> dict[str, Any]:
     if op.auth:
         out["security"] = [{"bearer": []}]
     return out
+
+
+# Ids are positive 32-bit integers; a larger one is simply not found (404).
+_ID_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+
+
+def _common_errors(op: Operation) -> tuple[int, ...]:
+    """What any endpoint may answer: 400 for unreadable input (malformed JSON, a control
+    character in a parameter), 413 for a body over the size limit, 429 when rate limited and
+    503 while the database is unreachable."""
+    return (400, 413, 429, 503) if op.body is not None else (400, 429, 503)
 
 
 def _path_params(path: str) -> list[str]:

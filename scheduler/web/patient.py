@@ -39,7 +39,7 @@ from scheduler.extensions import csrf, db, limiter
 from scheduler.models import Appointment, AppointmentStatus, Location, Service, ServiceKind
 from scheduler.services import availability, booking, idempotency, invites, patients
 from scheduler.services.availability import Slot
-from scheduler.services.clock import NonexistentLocalTime, local_to_utc
+from scheduler.services.clock import NonexistentLocalTime, in_supported_range, local_to_utc
 from scheduler.services.errors import (
     Conflict,
     DomainError,
@@ -52,6 +52,7 @@ from scheduler.services.errors import (
 )
 from scheduler.services.patients import PatientDetails
 from scheduler.web.common import now, settings
+from scheduler.web.inputs import RejectedInput, day_in_range
 from scheduler.web.security import booking_limit, browse_limit, token_page_limit
 
 bp = Blueprint("patient", __name__)
@@ -123,23 +124,28 @@ def parse_start(raw: str | None, tz: ZoneInfo) -> dt.datetime | None:
     """A local wall time from a URL or form to a UTC instant; None when it is not a real time."""
     try:
         local = dt.datetime.strptime((raw or "").strip(), START_FORMAT)
+        if not in_supported_range(local.date()):
+            return None
         return local_to_utc(local.date(), local.time(), tz)
     except (ValueError, NonexistentLocalTime):
         return None
 
 
 def parse_day(raw: str) -> dt.date:
+    """A day from the URL: not a date is a 404, a date out of range a 400."""
     try:
-        return dt.date.fromisoformat(raw)
+        day = dt.date.fromisoformat(raw)
     except ValueError:
         abort(404)
+    return day_in_range(day, "day")
 
 
 def parse_month(raw: str | None) -> dt.date | None:
     try:
-        return dt.datetime.strptime(raw or "", "%Y-%m").date()
+        month = dt.datetime.strptime(raw or "", "%Y-%m").date()
     except ValueError:
         return None
+    return day_in_range(month, "month")
 
 
 # --- view models ----------------------------------------------------------------------------------
@@ -795,6 +801,13 @@ def _error_page(exc: HTTPException) -> ResponseReturnValue:
             "Go back, reload the page and submit it again.",
             back_url=url_for("patient.locations"),
         ), 400
+    if isinstance(exc, RejectedInput):
+        return render_template(
+            "patient/error.html",
+            title="Something was not right",
+            message=f"{exc.description} Please go back and try again.",
+            back_url=url_for("patient.locations"),
+        ), code
     if isinstance(exc, BadRequest):
         return render_template(
             "patient/error.html",
@@ -802,6 +815,13 @@ def _error_page(exc: HTTPException) -> ResponseReturnValue:
             message="We could not read that request. Please go back and try again.",
             back_url=url_for("patient.locations"),
         ), 400
+    if code == 413:
+        return render_template(
+            "patient/error.html",
+            title="Too much to read",
+            message="That request was too large. Please go back and try again.",
+            back_url=url_for("patient.locations"),
+        ), 413
     return exc
 
 

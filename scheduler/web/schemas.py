@@ -3,9 +3,54 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from scheduler.services import booking
+from scheduler.services.clock import EARLIEST_DATE, LATEST_DATE, in_supported_range
+from scheduler.services.errors import InvalidInput
+from scheduler.services.patients import normalize_email, normalize_phone
+
+RANGE = f"between {EARLIEST_DATE} and {LATEST_DATE}"
+
+
+def _day_in_range(value: dt.date) -> dt.date:
+    if not in_supported_range(value):
+        raise PydanticCustomError("date_range", "must be " + RANGE)
+    return value
+
+
+def _instant_in_range(value: dt.datetime) -> dt.datetime:
+    _day_in_range(value.date())
+    return value
+
+
+# Every date and instant the API reads is inside the supported range (else 4xx naming it).
+Day = Annotated[dt.date, AfterValidator(_day_in_range), Field(description="YYYY-MM-DD, " + RANGE)]
+Instant = Annotated[
+    AwareDatetime,
+    AfterValidator(_instant_in_range),
+    Field(description="ISO 8601 with a UTC offset, " + RANGE),
+]
+
+
+def _service_check(field: str, check: object, value: str) -> str:
+    """Run a service's normalizer so its verdict comes in the same round as the rest."""
+    try:
+        check(value)  # type: ignore[operator]
+    except InvalidInput as exc:
+        raise PydanticCustomError(field, exc.fields.get(field, "is not valid")) from exc
+    return value
 
 
 class _In(BaseModel):
@@ -18,11 +63,21 @@ class PatientIn(_In):
     email: str = Field(min_length=3, max_length=320)
     date_of_birth: dt.date | None = None  # YYYY-MM-DD; required for services that need clearance
 
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str) -> str:
+        return _service_check("phone", normalize_phone, value)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        return _service_check("email", normalize_email, value)
+
 
 class AppointmentIn(_In):
     location: str = Field(min_length=1, max_length=64)
     service: str = Field(min_length=1, max_length=64)
-    start: AwareDatetime
+    start: Instant
     patient: PatientIn
     sms_consent: bool = False
     note: str = Field(default="", max_length=2000)
@@ -30,15 +85,26 @@ class AppointmentIn(_In):
     # Staff (with their API token) may book a patient without a current clearance; audited.
     override_clearance: bool = False
 
+    @field_validator("start")
+    @classmethod
+    def _future(cls, value: dt.datetime, info: ValidationInfo) -> dt.datetime:
+        now = (info.context or {}).get("now")
+        if now is not None:
+            try:
+                booking.require_future(value, now)
+            except InvalidInput as exc:
+                raise PydanticCustomError("start", exc.fields["start"]) from exc
+        return value
+
 
 class RescheduleIn(_In):
-    start: AwareDatetime
+    start: Instant
 
 
 class BlockIn(_In):
     resource: str = Field(min_length=1, max_length=100)
-    start: AwareDatetime
-    end: AwareDatetime
+    start: Instant
+    end: Instant
     reason: str = Field(default="", max_length=500)
 
 
@@ -49,13 +115,13 @@ class StatusIn(_In):
 
 class AvailabilityQuery(_In):
     service: str = Field(min_length=1, max_length=64)
-    from_: dt.date | None = Field(default=None, alias="from")
+    from_: Day | None = Field(default=None, alias="from")
     days: int = Field(default=7, ge=1)
     clinician: int | None = Field(default=None, ge=1)
 
 
 class CalendarQuery(_In):
-    date: dt.date | None = None
+    date: Day | None = None
 
 
 class LocationOut(BaseModel):

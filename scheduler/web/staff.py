@@ -41,6 +41,7 @@ from scheduler.web import formatting, staff_patients
 from scheduler.web.auth import current_staff
 from scheduler.web.common import json_error, now, settings
 from scheduler.web.formatting import local
+from scheduler.web.inputs import query_id
 from scheduler.web.staff_common import (
     ROLE_LABELS,
     STATUS_LABELS,
@@ -104,9 +105,10 @@ def _today(location: Location) -> dt.date:
 def _resource_of(location: Location, raw: str | None, field: str = "resource") -> Resource | None:
     if not raw:
         return None
-    if not raw.isdigit():
+    resource_id = query_id(raw)
+    if resource_id is None:
         raise PageError("Choose a chair or room.", {field: "unknown"})
-    resource = db.session.get(Resource, int(raw))
+    resource = db.session.get(Resource, resource_id)
     if resource is None or resource.location_id != location.id:
         raise PageError("Choose a chair or room of this location.", {field: "unknown"})
     return resource

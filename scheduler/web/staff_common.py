@@ -14,8 +14,10 @@ from werkzeug.exceptions import HTTPException
 
 from scheduler.extensions import db
 from scheduler.models import Closure, Location, Resource, ResourceBlock, StaffRole, StaffUser
+from scheduler.services.clock import in_supported_range
 from scheduler.services.errors import DomainError
 from scheduler.web.auth import current_staff, staff_login_required
+from scheduler.web.inputs import DATE_RANGE_MESSAGE, RejectedInput
 
 STATUS_LABELS = {
     "booked": "Booked",
@@ -89,10 +91,6 @@ def can_edit_settings(staff: StaffUser, location: Location) -> bool:
 # --- parsing --------------------------------------------------------------------------------------
 
 
-# Pages compute local day and week bounds around a date: far-off years would overflow them.
-DATE_RANGE = (dt.date(1900, 1, 1), dt.date(2199, 12, 31))
-
-
 def parse_date(value: str | None, field: str = "date") -> dt.date | None:
     if not value:
         return None
@@ -100,8 +98,8 @@ def parse_date(value: str | None, field: str = "date") -> dt.date | None:
         day = dt.date.fromisoformat(value.strip())
     except ValueError as exc:
         raise PageError("Enter the date as YYYY-MM-DD.", {field: "not a date"}, 400) from exc
-    if not DATE_RANGE[0] <= day <= DATE_RANGE[1]:
-        raise PageError("Choose a date between 1900 and 2199.", {field: "out of range"}, 400)
+    if not in_supported_range(day):  # day and week bounds of a far-off year would overflow
+        raise PageError("That date is out of range.", {field: DATE_RANGE_MESSAGE}, 400)
     return day
 
 
@@ -134,6 +132,16 @@ def install_pages(bp: Blueprint) -> None:
     @bp.errorhandler(404)
     def _not_found_page(exc: HTTPException) -> ResponseReturnValue:
         return render_template("staff/error.html", message="There is nothing here."), 404
+
+    @bp.errorhandler(RejectedInput)
+    def _rejected_page(exc: RejectedInput) -> ResponseReturnValue:
+        page = render_template("staff/error.html", message=exc.description, fields=exc.fields)
+        return page, exc.code or 400
+
+    @bp.errorhandler(413)
+    def _too_large_page(exc: HTTPException) -> ResponseReturnValue:
+        message = "That form was too large to read."
+        return render_template("staff/error.html", message=message), 413
 
     @bp.errorhandler(PageError)
     def _page_error(exc: PageError) -> ResponseReturnValue:

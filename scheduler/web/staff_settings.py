@@ -35,6 +35,7 @@ from scheduler.services import staff as staff_service
 from scheduler.services.errors import DomainError, InvalidInput
 from scheduler.web.auth import current_staff, hasher
 from scheduler.web.common import now
+from scheduler.web.inputs import query_ids
 from scheduler.web.staff_common import (
     ROLE_LABELS,
     PageError,
@@ -389,7 +390,7 @@ def _service_values(service: Service) -> dict[str, Any]:
 def _posted_service() -> dict[str, Any]:
     values: dict[str, Any] = {k: form_value(k, 2000) for k in SERVICE_FIELDS}
     values["active"] = request.form.get("active") == "on"
-    values["locations"] = {int(x) for x in request.form.getlist("locations") if x.isdigit()}
+    values["locations"] = query_ids(request.form.getlist("locations"))
     return values
 
 
@@ -463,7 +464,7 @@ def _posted_staff() -> dict[str, Any]:
         "name": form_value("name", 200),
         "role": form_value("role", 16),
         "active": request.form.get("active") == "on",
-        "locations": {int(x) for x in request.form.getlist("locations") if x.isdigit()},
+        "locations": query_ids(request.form.getlist("locations")),
         # Never echoed back into the page nor logged.
         "password": request.form.get("password", "")[:1000],
     }

@@ -13,6 +13,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from scheduler.extensions import csrf, db
 from scheduler.services import sms_replies
 from scheduler.web.common import now, settings
+from scheduler.web.inputs import query_id
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks/twilio")
 
@@ -63,7 +64,7 @@ def inbound_sms() -> Response:
 @bp.post("/status")
 def status_callback() -> Response:
     _require_signature()
-    reminder_id = request.args.get("r", type=int)
+    reminder_id = query_id(request.args.get("r"))
     sms_replies.record_status(
         db.session(),
         message_sid=request.form.get("MessageSid") or request.form.get("SmsSid") or "",

@@ -229,10 +229,10 @@ GOOD = {
         ({"start": f"{DAY}T20:00:00-08:00"}, 422, "start"),  # after closing
         ({"start": "2027-06-01T10:00:00-07:00"}, 422, "start"),  # beyond the horizon
         ({"start": "2026-11-30T08:30:00-08:00"}, 422, "start"),  # inside minimum notice
-        ({"patient": {**GOOD["patient"], "phone": "12"}}, 422, "phone"),
-        ({"patient": {**GOOD["patient"], "phone": "+1 555 0100"}}, 422, "phone"),
-        ({"patient": {**GOOD["patient"], "email": "not-an-email"}}, 422, "email"),
-        ({"patient": {**GOOD["patient"], "email": "a@b"}}, 422, "email"),
+        ({"patient": {**GOOD["patient"], "phone": "12"}}, 422, "patient.phone"),
+        ({"patient": {**GOOD["patient"], "phone": "+1 555 0100"}}, 422, "patient.phone"),
+        ({"patient": {**GOOD["patient"], "email": "not-an-email"}}, 422, "patient.email"),
+        ({"patient": {**GOOD["patient"], "email": "a@b"}}, 422, "patient.email"),
         ({"patient": {"phone": "+14155550199", "email": "p@example.com"}}, 422, "patient.name"),
         ({"patient": None}, 422, "patient"),
         ({"start": None}, 422, "start"),
@@ -252,11 +252,17 @@ def test_bad_input_names_the_field(client, session, clinic, change, status, fiel
     assert active_count(session) == 0
 
 
-@pytest.mark.parametrize("raw", ["", "[]", "not json", '"a string"'])
+@pytest.mark.parametrize("raw", ["", "[]", '"a string"'])
 def test_a_body_that_is_not_an_object_is_a_clear_422(client, clinic, raw):
     r = client.post("/api/v1/appointments", data=raw, content_type="application/json")
     assert r.status_code == 422
     assert "body" in r.get_json()["error"]["fields"]
+
+
+def test_a_body_that_is_not_json_is_400_bad_request(client, clinic):
+    r = client.post("/api/v1/appointments", data="not json", content_type="application/json")
+    assert r.status_code == 400
+    assert r.get_json()["error"]["code"] == "bad_request"
 
 
 @pytest.mark.parametrize(
