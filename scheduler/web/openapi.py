@@ -142,11 +142,16 @@ def _operation(op: Operation) -> dict[str, Any]:
 _ID_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 
 
-def _common_errors(op: Operation) -> tuple[int, ...]:
+def _common_errors(op: Operation) -> set[int]:
     """What any endpoint may answer: 400 for unreadable input (malformed JSON, a control
-    character in a parameter), 413 for a body over the size limit, 429 when rate limited and
-    503 while the database is unreachable."""
-    return (400, 413, 429, 503) if op.body is not None else (400, 429, 503)
+    character in a parameter), 404 for a path naming nothing, 413 for a body over the size
+    limit, 429 when rate limited and 503 while the database is unreachable."""
+    common = {400, 429, 503}
+    if _path_params(op.path):
+        common.add(404)
+    if op.body is not None:
+        common.add(413)
+    return common
 
 
 def _path_params(path: str) -> list[str]:
