@@ -246,13 +246,14 @@ def create_appointment() -> ResponseReturnValue:
     key = request.headers.get("Idempotency-Key", "").strip()
     if len(key) > 200:
         raise InvalidInput("Idempotency-Key is too long.", {"Idempotency-Key": "at most 200"})
-    body = parse_body(s.AppointmentIn)
     digest = idempotency.request_hash(request.get_json(silent=True)) if key else ""
     if key:
+        # Replay before validating: a retry after the start has passed still gets the booking.
         idempotency.lock(db.session(), "appointments", key)
         replay = _replay(key, digest)
         if replay is not None:
             return replay
+    body = parse_body(s.AppointmentIn)
     book = booking.BookingRequest(
         location=body.location,
         service=body.service,

@@ -136,6 +136,25 @@ def test_far_dates_on_staff_pages_are_4xx_pages_naming_the_field(client, clinic,
     _page_4xx(client.post("/staff/settings/locations/sf/closures", data=form), "first_day")
 
 
+@pytest.mark.parametrize("edge", ["1900-01-01", "2200-12-31"])
+def test_the_edges_of_the_supported_range_are_served(client, clinic, edge):
+    staff = _bearer(clinic)
+    r = client.get(f"/api/v1/locations/sf/availability?service=infusion&from={edge}&days=62")
+    assert r.status_code == 200, r.get_json()
+    r = client.get(f"/api/v1/locations/sf/calendar?date={edge}", headers=staff)
+    assert r.status_code == 200, r.get_json()
+    assert client.get(f"/book/sf/infusion/{edge}").status_code == 200
+    assert client.get(f"/book/sf/infusion?month={edge[:7]}").status_code == 200
+    _admin(client, clinic)
+    chair = clinic.sf.resources[0].id
+    for url in (
+        f"/staff/sf/calendar?date={edge}",
+        f"/staff/sf/calendar?date={edge}&view=week&resource={chair}",
+        f"/staff/sf/summary?date={edge}",
+    ):
+        assert client.get(url).status_code == 200, url
+
+
 # --- 2. ids past the integer range ----------------------------------------------------------------
 
 
@@ -364,3 +383,13 @@ def test_quoted_path_segments_with_nul_are_refused_on_every_surface(client, clin
     ):
         r = client.get(url)
         assert r.status_code in (400, 404), (url, r.status_code)
+
+
+def test_a_retry_after_the_start_has_passed_still_replays_the_booking(client, clinic, clock):
+    headers = {"Idempotency-Key": "retry-after-start"}
+    first = client.post("/api/v1/appointments", json=BOOKING, headers=headers)
+    assert first.status_code == 201, first.get_json()
+    clock.advance(days=3)  # the visit's start is now in the past
+    again = client.post("/api/v1/appointments", json=BOOKING, headers=headers)
+    assert again.status_code == 201
+    assert again.get_json() == first.get_json()
