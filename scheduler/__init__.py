@@ -97,11 +97,8 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> ResponseReturnValue:
         if request.path.startswith("/api/"):
-            code = getattr(exc, "error_code", None) or (exc.name or "error").lower().replace(
-                " ", "_"
-            )
-            message = exc.description or exc.name or "Error"
-            return json_error(exc.code or 500, code, message, getattr(exc, "fields", None))
+            code = (exc.name or "error").lower().replace(" ", "_")
+            return json_error(exc.code or 500, code, exc.description or exc.name or "Error")
         return exc
 
     @app.errorhandler(Exception)

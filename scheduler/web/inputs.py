@@ -18,12 +18,14 @@ import datetime as dt
 import re
 from typing import Any
 
-from flask import Flask, abort, request
+from flask import Flask, abort, render_template, request
 from flask.json.provider import DefaultJSONProvider
+from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
 from scheduler.services.clock import EARLIEST_DATE, LATEST_DATE, in_supported_range
+from scheduler.web.common import json_error
 
 MAX_ID = 2**31 - 1  # the id columns are 32-bit integers on PostgreSQL
 MAX_JSON_DEPTH = 32
@@ -178,8 +180,20 @@ def _check_request() -> None:
         _check_json(payload)
 
 
+def _rejected(exc: RejectedInput) -> ResponseReturnValue:
+    """The answer where a blueprint has no error page of its own (patient pages show theirs)."""
+    status = exc.code or 400
+    message = exc.description or "Bad request"
+    if request.path.startswith("/api/"):
+        return json_error(status, exc.error_code, message, exc.fields)
+    if request.path.startswith("/staff"):
+        return render_template("staff/error.html", message=message, fields=exc.fields), status
+    return exc
+
+
 def init_app(app: Flask) -> None:
     """Install before any blueprint registers its rules (the converter applies to them)."""
     app.url_map.converters["int"] = IdConverter
     app.json = GuardedJSON(app)
     app.before_request(_check_request)
+    app.register_error_handler(RejectedInput, _rejected)

@@ -17,7 +17,7 @@ from scheduler.models import Closure, Location, Resource, ResourceBlock, StaffRo
 from scheduler.services.clock import in_supported_range
 from scheduler.services.errors import DomainError
 from scheduler.web.auth import current_staff, staff_login_required
-from scheduler.web.inputs import DATE_RANGE_MESSAGE, RejectedInput
+from scheduler.web.inputs import DATE_RANGE_MESSAGE
 
 STATUS_LABELS = {
     "booked": "Booked",
@@ -132,11 +132,6 @@ def install_pages(bp: Blueprint) -> None:
     @bp.errorhandler(404)
     def _not_found_page(exc: HTTPException) -> ResponseReturnValue:
         return render_template("staff/error.html", message="There is nothing here."), 404
-
-    @bp.errorhandler(RejectedInput)
-    def _rejected_page(exc: RejectedInput) -> ResponseReturnValue:
-        page = render_template("staff/error.html", message=exc.description, fields=exc.fields)
-        return page, exc.code or 400
 
     @bp.errorhandler(413)
     def _too_large_page(exc: HTTPException) -> ResponseReturnValue:

@@ -245,6 +245,8 @@ def test_nul_in_page_forms_and_urls_is_refused_and_nothing_is_stored(client, ses
     _page_4xx(client.get("/book/s%00f/infusion"))
     _page_4xx(client.get(f"/book/sf/infusion/details?start={DAY}T10:00%00"))
     assert _count(session, Patient) == 0
+    r = client.post("/staff/sign-in", data={"email": "admin@clinic.example\x00", "password": "x"})
+    _page_4xx(r, "email")
     _admin(client, clinic)
     _page_4xx(client.get(f"/staff/sf/calendar?date={DAY}%00"), "date")
     staff_form = {"service": "infusion", "date": str(DAY), "time": "10:00", "resource": ""}
