@@ -143,10 +143,10 @@ _ID_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": MAX_ID
 
 
 def _common_errors(op: Operation) -> set[int]:
-    """What any endpoint may answer: 400 for unreadable input (malformed JSON, a control
-    character in a parameter), 404 for a path naming nothing, 413 for a body over the size
-    limit, 429 when rate limited and 503 while the database is unreachable."""
-    common = {400, 429, 503}
+    """Refused input, whatever the operation: 400 for unreadable input (malformed JSON, a
+    control character in a parameter), 404 for a path naming nothing, 413 for a body over the
+    size limit. (429 and 503 are added below with their Retry-After.)"""
+    common = {400}
     if _path_params(op.path):
         common.add(404)
     if op.body is not None:
