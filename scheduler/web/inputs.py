@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, abort, render_template, request
@@ -149,25 +150,28 @@ def _check_json(payload: Any) -> None:
         raise reject("Some fields contain characters that are not allowed.", bad, status=422)
 
 
+def _bad_fields(
+    pairs: Iterable[tuple[str, str]], pattern: re.Pattern[str], where: str
+) -> dict[str, str]:
+    """Each field (by name; `where` when the name itself is bad) with a control character."""
+    bad: dict[str, str] = {}
+    for key, value in pairs:
+        if _text_problem(key, pattern):
+            bad.setdefault(where, "has a field name with a control character")
+        elif _text_problem(value, pattern):
+            bad.setdefault(key, "contains a control character")
+    return bad
+
+
 def _check_request() -> None:
     if _text_problem(request.path, _CONTROL):
         # No slug, token or id has one: the page does not exist (each surface's own 404).
         abort(404)
-    fields: dict[str, str] = {}
-    for key, value in request.args.items(multi=True):
-        if _text_problem(key, _CONTROL) or _text_problem(value, _CONTROL):
-            fields.setdefault(
-                key if not _text_problem(key, _CONTROL) else "query", "contains a control character"
-            )
-    for header in _HEADERS:
-        if _text_problem(request.headers.get(header, ""), _CONTROL):
-            fields[header] = "contains a control character"
+    fields = _bad_fields(request.args.items(multi=True), _CONTROL, "query")
+    headers = ((name, request.headers.get(name, "")) for name in _HEADERS)
+    fields |= _bad_fields(headers, _CONTROL, "headers")
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        for key, value in request.form.items(multi=True):
-            if _text_problem(key) or _text_problem(value):
-                fields.setdefault(
-                    key if not _text_problem(key) else "form", "contains a control character"
-                )
+        fields |= _bad_fields(request.form.items(multi=True), _CONTROL_IN_TEXT, "form")
     if fields:
         raise reject("Some fields contain characters that are not allowed.", fields)
     if request.is_json and request.get_data(cache=True):
