@@ -349,7 +349,7 @@ def _back_to(appt: Appointment, *, anchor: bool = True) -> str:
     if form_value("view", 10) == "week":
         args["view"] = "week"
         raw = form_value("resource", 20)
-        if raw.isdigit():
+        if query_id(raw) is not None:
             args["resource"] = raw
     if anchor:
         args["_anchor"] = f"appt-{appt.id}"
