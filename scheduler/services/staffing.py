@@ -39,6 +39,7 @@ from scheduler.models import (
     end_of_day,
 )
 from scheduler.services import availability
+from scheduler.services.clock import in_supported_range
 from scheduler.services.errors import (
     ClinicianBusy,
     Conflict,
@@ -517,8 +518,9 @@ def add_pattern(
     return pattern
 
 
-_PATTERN_ID = re.compile(r"^p(\d{1,12}):(\d{4}-\d{2}-\d{2})$")
-_ONE_OFF_ID = re.compile(r"^s(\d{1,12})$")
+# Nine digits at most: every id fits the 32-bit integer columns (a longer one is unknown).
+_PATTERN_ID = re.compile(r"^p(\d{1,9}):(\d{4}-\d{2}-\d{2})$")
+_ONE_OFF_ID = re.compile(r"^s(\d{1,9})$")
 
 
 def find_shift(
@@ -532,6 +534,8 @@ def find_shift(
             day = dt.date.fromisoformat(match.group(2))
         except ValueError:
             raise missing from None
+        if not in_supported_range(day):
+            raise missing
         pattern = session.get(ShiftPattern, int(match.group(1)))
         if pattern is None or pattern.location_id != location.id:
             raise missing

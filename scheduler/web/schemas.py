@@ -20,6 +20,7 @@ from scheduler.services import booking
 from scheduler.services.clock import EARLIEST_DATE, LATEST_DATE, in_supported_range
 from scheduler.services.errors import InvalidInput
 from scheduler.services.patients import normalize_email, normalize_phone
+from scheduler.web.inputs import MAX_ID
 
 RANGE = f"between {EARLIEST_DATE} and {LATEST_DATE}"
 
@@ -42,6 +43,10 @@ Instant = Annotated[
     AfterValidator(_instant_in_range),
     Field(description="ISO 8601 with a UTC offset, " + RANGE),
 ]
+
+
+# A row id: what the integer columns can hold (a larger one names nothing: 4xx, not a 500).
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 def _service_check(field: str, check: object, value: str) -> str:
@@ -81,7 +86,7 @@ class AppointmentIn(_In):
     patient: PatientIn
     sms_consent: bool = False
     note: str = Field(default="", max_length=2000)
-    clinician: int | None = Field(default=None, ge=1)
+    clinician: Id | None = None
     # Staff (with their API token) may book a patient without a current clearance; audited.
     override_clearance: bool = False
 
@@ -117,7 +122,7 @@ class AvailabilityQuery(_In):
     service: str = Field(min_length=1, max_length=64)
     from_: Day | None = Field(default=None, alias="from")
     days: int = Field(default=7, ge=1)
-    clinician: int | None = Field(default=None, ge=1)
+    clinician: Id | None = None
 
 
 class CalendarQuery(_In):
@@ -269,14 +274,14 @@ class ClinicianQuery(_In):
 
 
 class ShiftsQuery(_In):
-    from_: dt.date = Field(alias="from")
-    to: dt.date
+    from_: Day = Field(alias="from")
+    to: Day
 
 
 class ShiftIn(_In):
-    clinician: int = Field(ge=1)
-    start: AwareDatetime
-    end: AwareDatetime
+    clinician: Id
+    start: Instant
+    end: Instant
 
 
 class StaffingIn(_In):

@@ -104,6 +104,12 @@ def test_far_dates_on_the_api_are_4xx_naming_the_field(client, clinic, far):
     token = client.post("/api/v1/appointments", json=BOOKING).get_json()["manage_token"]
     r = client.post(f"/api/v1/manage/{token}/reschedule", json={"start": start})
     _api_error(r, 422, "start")
+    r = client.get(f"/api/v1/locations/sf/shifts?from={far}&to={far}", headers=staff)
+    _api_error(r, 400, "from")
+    shift = {"clinician": 1, "start": start, "end": f"{far}T11:00:00-08:00"}
+    _api_error(client.post("/api/v1/locations/sf/shifts", json=shift, headers=staff), 422, "start")
+    r = client.delete(f"/api/v1/locations/sf/shifts/p1:{far}", headers=staff)
+    _api_error(r, 404)
 
 
 @pytest.mark.parametrize("far", FAR_DATES)
@@ -165,6 +171,17 @@ def test_ids_past_the_integer_range_are_404(client, clinic, big):
     _api_error(r, 404)
     _api_error(client.delete(f"/api/v1/locations/sf/feeds/{big}", headers=staff), 404)
     _api_error(client.delete(f"/api/v1/locations/sf/blocks/{big}", headers=staff), 404)
+    for shift_id in (f"s{big}", f"p{big}:{DAY}"):
+        r = client.delete(f"/api/v1/locations/sf/shifts/{shift_id}", headers=staff)
+        _api_error(r, 404)
+    r = client.get(f"/api/v1/locations/sf/availability?service=consult&clinician={big}")
+    _api_error(r, 400, "clinician")
+    r = client.post("/api/v1/appointments", json={**BOOKING, "clinician": int(big)})
+    _api_error(r, 422, "clinician")
+    shift = {"clinician": int(big), "start": f"{DAY}T10:00:00-08:00"}
+    shift |= {"end": f"{DAY}T11:00:00-08:00"}
+    r = client.post("/api/v1/locations/sf/shifts", json=shift, headers=staff)
+    _api_error(r, 422, "clinician")
     _admin(client, clinic)
     for method, url in (
         ("GET", f"/staff/appointments/{big}"),
