@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from scheduler import logs, paths
@@ -94,8 +95,23 @@ def _register_errors(app: Flask) -> None:
     from scheduler.web import outage
     from scheduler.web.common import json_error
 
+    def _path_exists(methods: Iterable[str]) -> bool:
+        """Whether this request's path matches a rule for any of `methods`."""
+        adapter = app.url_map.bind_to_environ(request.environ)
+        for method in methods:
+            try:
+                adapter.match(method=method)
+            except HTTPException:
+                continue
+            return True
+        return False
+
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> ResponseReturnValue:
+        if isinstance(exc, MethodNotAllowed) and not _path_exists(exc.valid_methods or ()):
+            # Werkzeug answers 405 when another method's rule matched the path's shape even
+            # though its converter refused the value (an id out of range): that is a 404.
+            exc = NotFound()
         if request.path.startswith("/api/"):
             code = (exc.name or "error").lower().replace(" ", "_")
             return json_error(exc.code or 500, code, exc.description or exc.name or "Error")

@@ -174,6 +174,8 @@ def test_ids_past_the_integer_range_are_404(client, clinic, big):
     for shift_id in (f"s{big}", f"p{big}:{DAY}"):
         r = client.delete(f"/api/v1/locations/sf/shifts/{shift_id}", headers=staff)
         _api_error(r, 404)
+    # A path with rules for several methods (GET and PATCH a patient) is still a 404, not 405.
+    _api_error(client.patch(f"/api/v1/patients/{big}", json={}, headers=staff), 404)
     r = client.get(f"/api/v1/locations/sf/availability?service=consult&clinician={big}")
     _api_error(r, 400, "clinician")
     r = client.post("/api/v1/appointments", json={**BOOKING, "clinician": int(big)})
