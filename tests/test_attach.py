@@ -29,12 +29,12 @@ def test_a_row_read_leaves_the_sessions_own_object_and_its_changes(session):
     assert loc.name == "Renamed, not yet flushed"
 
 
-def test_an_upsert_refreshes_the_sessions_own_object(session, clock):
+def test_finding_a_patient_refreshes_the_sessions_own_object(session, clock):
     details = patients.PatientDetails("Pat One", "+14155550101", "pat@example.com", True)
-    first = patients.upsert(session, details, clock.now)
+    first = patients.find_or_create(session, details, clock.now)
     session.commit()
     assert first.sms_consent is True
-    again = patients.upsert(
+    again = patients.find_or_create(
         session,
         patients.PatientDetails(details.name, details.phone, details.email, False),
         clock.now,

@@ -299,6 +299,7 @@ def seed_due_reminders(
                     "name": f"Bulk Patient {i}",
                     "phone": f"+1628{2000000 + i:07d}",
                     "email": f"bulk{i}-{tag}@example.com",
+                    "match_key": f"bulk patient {i} {tag}|",  # unique per seeding
                     "sms_consent": True,
                 }
                 for i in range(n)
