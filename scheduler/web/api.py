@@ -28,10 +28,19 @@ from scheduler.models import (
     StaffRole,
     StaffUser,
 )
-from scheduler.services import audit, availability, booking, idempotency, invites, staffing
+from scheduler.services import (
+    audit,
+    availability,
+    booking,
+    idempotency,
+    invites,
+    reports,
+    staffing,
+)
 from scheduler.services import staff as staff_service
 from scheduler.services.errors import DomainError, Forbidden, InvalidInput, NotFound
 from scheduler.services.patients import PatientDetails
+from scheduler.web import reports as web_reports
 from scheduler.web import schemas as s
 from scheduler.web import security
 from scheduler.web.common import json_error, now, settings
@@ -834,3 +843,30 @@ def patch_staffing(location: str) -> ResponseReturnValue:
 
 # The patient endpoints live in their own module on this blueprint.
 from scheduler.web import api_patients as api_patients  # noqa: E402
+
+
+@route(
+    "/locations/<location>/utilisation",
+    summary="Chairs (open vs booked) and nurses (capacity vs load) per weekday x local hour, "
+    "no-show and late-cancel rates, for local dates from..to; Accept: text/csv gives the cells",
+    query=s.UtilisationQuery,
+    response=s.UtilisationOut,
+    also=("text/csv",),
+    auth=True,
+    errors=(400, 401, 403, 422),
+)
+@staff_required
+def utilisation(location: str) -> ResponseReturnValue:
+    loc = _staff_location(location)
+    query = parse_query(s.UtilisationQuery)
+    report = reports.utilisation(db.session(), loc, query.from_, query.to, now=now())
+    if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
+        return web_reports.csv_response(report, loc.slug)
+    return jsonify(
+        s.UtilisationOut(
+            timezone=report.timezone,
+            cells=[s.UtilisationCellOut(**dataclasses.asdict(c)) for c in report.cells],
+            no_show_rate=report.no_show_rate,
+            late_cancel_rate=report.late_cancel_rate,
+        ).model_dump()
+    )

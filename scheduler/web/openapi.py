@@ -25,6 +25,7 @@ class Operation:
     headers: tuple[str, ...] = ()
     content_type: str = "application/json"
     int_params: tuple[str, ...] = ()  # path parameters that are row ids (Flask's <int:...>)
+    also: tuple[str, ...] = ()  # other media types of the same response (Accept), as text
 
 
 @dataclass
@@ -117,7 +118,10 @@ def _operation(op: Operation) -> dict[str, Any]:
             schema = {"type": "array", "items": schema}
         responses[str(op.status)] = {
             "description": "OK",
-            "content": {"application/json": {"schema": schema}},
+            "content": {
+                "application/json": {"schema": schema},
+                **{media: {"schema": {"type": "string"}} for media in op.also},
+            },
         }
     for status in sorted({*op.errors, *_common_errors(op)}):
         responses[str(status)] = {

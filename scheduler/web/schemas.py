@@ -370,3 +370,26 @@ class PatientPatchIn(_In):
     email: str | None = Field(default=None, min_length=3, max_length=320)
     date_of_birth: dt.date | None = None
     notes: str | None = Field(default=None, max_length=5000)
+
+
+class UtilisationQuery(_In):
+    from_: dt.date = Field(alias="from", description="first local date")
+    to: dt.date = Field(description="last local date (inclusive; at most 92 days after from)")
+
+
+class UtilisationCellOut(BaseModel):
+    weekday: int = Field(description="0 = Monday")
+    hour: int = Field(description="local hour, 0-23")
+    open_chair_minutes: int
+    booked_chair_minutes: int
+    nurse_capacity_minutes: int
+    nurse_load_minutes: int
+
+
+class UtilisationOut(BaseModel):
+    timezone: str
+    cells: list[UtilisationCellOut]
+    no_show_rate: float | None = Field(description="no-shows / visits due in the range")
+    late_cancel_rate: float | None = Field(
+        description="cancellations inside the late-cancel window / visits starting in the range"
+    )

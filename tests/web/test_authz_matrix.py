@@ -143,6 +143,15 @@ ENDPOINTS = [
         200,
     ),
     Endpoint("summary", "GET", lambda w, loc: f"/staff/{loc}/summary?date={DAY}", 200),
+    Endpoint(
+        "utilisation", "GET", lambda w, loc: f"/staff/{loc}/utilisation?from={DAY}&to={DAY}", 200
+    ),
+    Endpoint(
+        "utilisation csv",
+        "GET",
+        lambda w, loc: f"/staff/{loc}/utilisation.csv?from={DAY}&to={DAY}",
+        200,
+    ),
     Endpoint("book form", "GET", lambda w, loc: f"/staff/{loc}/book", 200),
     Endpoint("book", "POST", lambda w, loc: f"/staff/{loc}/book", 303, data=_book_data),
     Endpoint("block form", "GET", lambda w, loc: f"/staff/{loc}/blocks/new", 200),
@@ -346,6 +355,13 @@ ENDPOINTS = [
         lambda w, loc: f"/api/v1/locations/{loc}/shifts/{w.shifts[loc]}",
         204,
         allowed=settings_access,
+        api=True,
+    ),
+    Endpoint(
+        "api utilisation",
+        "GET",
+        lambda w, loc: f"/api/v1/locations/{loc}/utilisation?from={DAY}&to={DAY}",
+        200,
         api=True,
     ),
     Endpoint(
