@@ -31,9 +31,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text
+from sqlalchemy import TextClause, func, select, text
 from sqlalchemy.orm import Session
 
 from scheduler.models import (
@@ -202,57 +203,89 @@ def opening_intervals(
     return _merge(out)
 
 
-# PostgreSQL: each visit meets the steps generate_series lists from the one its start falls in.
-_PG_MINUTES = text(
-    """
-    SELECT (extract(isodow FROM b AT TIME ZONE :tz) - 1)::int AS weekday,
-           extract(hour FROM b AT TIME ZONE :tz)::int AS hour,
-           coalesce(sum(extract(epoch FROM least(a.occupied_end, b + :step)
-                                    - greatest(a.occupied_start, b)))
-                    FILTER (WHERE r.kind = 'chair'), 0) AS booked,
-           coalesce(sum(extract(epoch FROM least(a.occupied_end, b + :step)
-                                    - greatest(a.occupied_start, b)))
-                    FILTER (WHERE s.kind <> 'consultation'), 0) AS load
+# The visits as seconds from the range's start, clipped to it, with what they count for.
+_VISITS = """
+    SELECT {greatest}({epoch_start} - :t0, 0) AS s,
+           {least}({epoch_end} - :t0, :span) AS e,
+           CASE WHEN r.kind = 'chair' THEN 1 ELSE 0 END AS chair,
+           CASE WHEN s.kind <> 'consultation' THEN 1 ELSE 0 END AS infusion
     FROM appointments a
     JOIN resources r ON r.id = a.resource_id
     JOIN services s ON s.id = a.service_id
-    CROSS JOIN LATERAL generate_series(
-        date_bin(:step, greatest(a.occupied_start, :start), :start),
-        least(a.occupied_end, :end) - interval '1 microsecond',
-        :step) AS b
     WHERE a.location_id = :location_id AND a.active
       AND a.start_at >= :reach_start AND a.start_at < :reach_end
       AND a.occupied_start < :end AND a.occupied_end > :start
       AND (r.kind = 'chair' OR s.kind <> 'consultation')
-    GROUP BY 1, 2
+"""
+# A sweep in SQL: each visit is two events (+1 at its start, -1 at its end) grouped by the step
+# they fall in. A step's seconds are those running at its start times the step, plus each
+# event's share of the step: delta x (end of step - event). Two rows per visit, not one per
+# visit and hour.
+_STEPS = """
+    v AS ({visits}),
+    ev AS (
+        SELECT s AS x, 1 AS d, chair, infusion FROM v
+        UNION ALL
+        SELECT e AS x, -1 AS d, chair, infusion FROM v
+    ),
+    per AS (
+        SELECT {floor}(x / :step) AS i,
+               sum(d * chair) AS chair_d,
+               sum(d * chair * (({floor}(x / :step) + 1) * :step - x)) AS chair_w,
+               sum(d * infusion) AS infusion_d,
+               sum(d * infusion * (({floor}(x / :step) + 1) * :step - x)) AS infusion_w
+        FROM ev WHERE x < :span GROUP BY 1
+    )
+"""
+# PostgreSQL: the steps themselves from generate_series, labelled in the location's zone, the
+# running count by a window over them, grouped by local weekday and hour.
+_PG_MINUTES = text(
+    "WITH"
+    + _STEPS.format(
+        visits=_VISITS.format(
+            greatest="greatest",
+            least="least",
+            epoch_start="extract(epoch FROM a.occupied_start)",
+            epoch_end="extract(epoch FROM a.occupied_end)",
+        ),
+        floor="floor",
+    )
+    + """,
+    b AS (
+        SELECT t, n - 1 AS i
+        FROM generate_series(CAST(:start AS timestamptz), CAST(:end AS timestamptz) - :step_iv,
+                             :step_iv) WITH ORDINALITY AS g(t, n)
+    ),
+    run AS (
+        SELECT b.t,
+               coalesce(sum(per.chair_d) OVER w, 0) - coalesce(per.chair_d, 0) AS chairs_at,
+               coalesce(per.chair_w, 0) AS chair_w,
+               coalesce(sum(per.infusion_d) OVER w, 0) - coalesce(per.infusion_d, 0) AS inf_at,
+               coalesce(per.infusion_w, 0) AS infusion_w
+        FROM b LEFT JOIN per ON per.i = b.i
+        WINDOW w AS (ORDER BY b.i)
+    )
+    SELECT (extract(isodow FROM t AT TIME ZONE :tz) - 1)::int AS weekday,
+           extract(hour FROM t AT TIME ZONE :tz)::int AS hour,
+           sum(chairs_at * :step + chair_w) AS booked,
+           sum(inf_at * :step + infusion_w) AS load
+    FROM run GROUP BY 1, 2
     """
 )
-
-# SQLite: seconds since the range's start; a recursive CTE numbers the steps each visit meets.
-_SQLITE_MINUTES = text(
-    """
-    WITH RECURSIVE v(s, e, chair, infusion) AS (
-        SELECT max(unixepoch(a.occupied_start), :t0) - :t0,
-               min(unixepoch(a.occupied_end), :t1) - :t0,
-               r.kind = 'chair', s.kind <> 'consultation'
-        FROM appointments a
-        JOIN resources r ON r.id = a.resource_id
-        JOIN services s ON s.id = a.service_id
-        WHERE a.location_id = :location_id AND a.active
-          AND a.start_at >= :reach_start AND a.start_at < :reach_end
-          AND a.occupied_start < :end AND a.occupied_end > :start
-          AND (r.kind = 'chair' OR s.kind <> 'consultation')
-    ),
-    h(i, s, e, chair, infusion) AS (
-        SELECT s / :step, s, e, chair, infusion FROM v
-        UNION ALL
-        SELECT i + 1, s, e, chair, infusion FROM h WHERE (i + 1) * :step < e
+# SQLite (no zones; integer seconds, so / is floor): the events per step; the running count
+# and the labels are added in Python.
+_SQLITE_STEPS = text(
+    "WITH"
+    + _STEPS.format(
+        visits=_VISITS.format(
+            greatest="max",
+            least="min",
+            epoch_start="unixepoch(a.occupied_start)",
+            epoch_end="unixepoch(a.occupied_end)",
+        ),
+        floor="",
     )
-    SELECT i,
-           sum(chair * (min(e, (i + 1) * :step) - max(s, i * :step))),
-           sum(infusion * (min(e, (i + 1) * :step) - max(s, i * :step)))
-    FROM h GROUP BY i
-    """
+    + "SELECT i, chair_d, chair_w, infusion_d, infusion_w FROM per"
 )
 
 
@@ -261,38 +294,53 @@ def _sqlite_text(instant: dt.datetime) -> str:
     return instant.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _visit_seconds(
-    session: Session, location: Location, g: _Grid
-) -> dict[tuple[int, int], tuple[float, float]]:
-    """(booked chair seconds, infusion seconds) per (weekday, hour), summed in SQL."""
-    out: dict[tuple[int, int], tuple[float, float]] = {}
-    if session.get_bind().dialect.name == "postgresql":
-        params = {
+def visits_query(location: Location, g: _Grid, dialect: str) -> tuple[TextClause, dict[str, Any]]:
+    """The booked/load statement for `dialect` and its parameters (also run by the benchmark)."""
+    common: dict[str, Any] = {
+        "t0": int(g.start.timestamp()),
+        "span": int((g.end - g.start).total_seconds()),
+        "step": int(g.step.total_seconds()),
+        "location_id": location.id,
+    }
+    if dialect == "postgresql":
+        return _PG_MINUTES, {
+            **common,
             "tz": location.timezone,
-            "step": g.step,
+            "step_iv": g.step,
             "start": g.start,
             "end": g.end,
             "reach_start": g.start - REACH,
             "reach_end": g.end + REACH,
-            "location_id": location.id,
         }
-        for weekday, hour, booked, load in session.execute(_PG_MINUTES, params):
-            out[(weekday, hour)] = (float(booked), float(load))
-        return out
-    params_lite = {
-        "t0": int(g.start.timestamp()),
-        "t1": int(g.end.timestamp()),
-        "step": int(g.step.total_seconds()),
+    return _SQLITE_STEPS, {
+        **common,
         "start": _sqlite_text(g.start),
         "end": _sqlite_text(g.end),
         "reach_start": _sqlite_text(g.start - REACH),
         "reach_end": _sqlite_text(g.end + REACH),
-        "location_id": location.id,
     }
-    for i, booked, load in session.execute(_SQLITE_MINUTES, params_lite):
-        key = g.labels[i]
+
+
+def _visit_seconds(
+    session: Session, location: Location, g: _Grid
+) -> dict[tuple[int, int], tuple[float, float]]:
+    """(booked chair seconds, infusion seconds) per (weekday, hour), summed in SQL."""
+    dialect = session.get_bind().dialect.name
+    statement, params = visits_query(location, g, dialect)
+    out: dict[tuple[int, int], tuple[float, float]] = {}
+    if dialect == "postgresql":
+        for weekday, hour, booked, load in session.execute(statement, params):
+            out[(weekday, hour)] = (float(booked), float(load))
+        return out
+    per = {row[0]: row[1:] for row in session.execute(statement, params)}
+    step = params["step"]
+    chairs = infusions = 0
+    for i, key in enumerate(g.labels):
+        chair_d, chair_w, infusion_d, infusion_w = per.get(i, (0, 0, 0, 0))
         was = out.get(key, (0.0, 0.0))
-        out[key] = (was[0] + (booked or 0), was[1] + (load or 0))
+        out[key] = (was[0] + chairs * step + chair_w, was[1] + infusions * step + infusion_w)
+        chairs += chair_d
+        infusions += infusion_d
     return out
 
 
