@@ -87,6 +87,8 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="postgresql")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--days", type=int, default=500, help="days of visits (x 2,000 rows)")
+    parser.add_argument("--explain", action="store_true", help="print the PostgreSQL plan")
+    parser.add_argument("--profile", action="store_true", help="print the report's profile")
     args = parser.parse_args()
 
     from sqlalchemy import text
@@ -222,6 +224,18 @@ def main() -> None:
                 else:
                     cur.execute(str(compiled), positional)
                 cur.fetchall()
+
+            if pg and args.explain:
+                cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + str(compiled), agg_params)
+                print("\n".join(row[0] for row in cur.fetchall()))
+
+            if args.profile:
+                import cProfile
+                import pstats
+
+                profiler = cProfile.Profile()
+                profiler.runcall(report)
+                pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
 
             t_report = p50(report, args.runs)
             t_fetch = p50(raw_fetch, args.runs)

@@ -217,7 +217,7 @@ _VISITS = """
       AND a.occupied_start < :end AND a.occupied_end > :start
       AND (r.kind = 'chair' OR s.kind <> 'consultation')
 """
-# A sweep in SQL: each visit is two events (+1 at its start, -1 at its end) grouped by the step
+# A sweep in SQL over whole seconds (so x / :step is the step's number): each visit is two events (+1 at its start, -1 at its end) grouped by the step
 # they fall in. A step's seconds are those running at its start times the step, plus each
 # event's share of the step: delta x (end of step - event). Two rows per visit, not one per
 # visit and hour.
@@ -229,11 +229,11 @@ _STEPS = """
         SELECT e AS x, -1 AS d, chair, infusion FROM v
     ),
     per AS (
-        SELECT {floor}(x / :step) AS i,
+        SELECT (x / :step) AS i,
                sum(d * chair) AS chair_d,
-               sum(d * chair * (({floor}(x / :step) + 1) * :step - x)) AS chair_w,
+               sum(d * chair * (((x / :step) + 1) * :step - x)) AS chair_w,
                sum(d * infusion) AS infusion_d,
-               sum(d * infusion * (({floor}(x / :step) + 1) * :step - x)) AS infusion_w
+               sum(d * infusion * (((x / :step) + 1) * :step - x)) AS infusion_w
         FROM ev WHERE x < :span GROUP BY 1
     )
 """
@@ -245,10 +245,10 @@ _PG_MINUTES = text(
         visits=_VISITS.format(
             greatest="greatest",
             least="least",
-            epoch_start="extract(epoch FROM a.occupied_start)",
-            epoch_end="extract(epoch FROM a.occupied_end)",
+            # Whole seconds as int8 (date_part is double precision, extract numeric: slower).
+            epoch_start="date_part('epoch', a.occupied_start)::int8",
+            epoch_end="date_part('epoch', a.occupied_end)::int8",
         ),
-        floor="floor",
     )
     + """,
     b AS (
@@ -272,7 +272,7 @@ _PG_MINUTES = text(
     FROM run GROUP BY 1, 2
     """
 )
-# SQLite (no zones; integer seconds, so / is floor): the events per step; the running count
+# SQLite (no zones): the events per step; the running count
 # and the labels are added in Python.
 _SQLITE_STEPS = text(
     "WITH"
@@ -283,7 +283,6 @@ _SQLITE_STEPS = text(
             epoch_start="unixepoch(a.occupied_start)",
             epoch_end="unixepoch(a.occupied_end)",
         ),
-        floor="",
     )
     + "SELECT i, chair_d, chair_w, infusion_d, infusion_w FROM per"
 )
