@@ -52,15 +52,13 @@ def _appt(
     patient = Patient(
         name=f"Pat {n}", phone="+14155550100", email="p@example.com", match_key=f"pat {n}"
     )
-    session.add(patient)
-    session.flush()
     begin = start - dt.timedelta(minutes=svc.prep_minutes)
     end = start + dt.timedelta(minutes=svc.duration_minutes)
     appt = Appointment(
         location_id=loc.id,
         resource_id=res.id,
         service_id=svc.id,
-        patient_id=patient.id,
+        patient=patient,
         start_at=start,
         end_at=end,
         occupied_start=begin,

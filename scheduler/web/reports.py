@@ -59,11 +59,11 @@ class HeatRow:
     cells: list[HeatCell]
 
 
-def _heat(used: int, available: int, unit: str) -> HeatCell:
+def _heat(used: int, available: int, unit: str, nothing: str) -> HeatCell:
     if available == 0:
         if used == 0:
-            return HeatCell("–", "closed", "none")
-        return HeatCell(f"{used} min", f"{used} {unit} with none available", "over")
+            return HeatCell("–", nothing, "none")
+        return HeatCell(f"{used} min", f"{used} {unit}, {nothing}", "over")
     share = used / available
     level = "over" if share > 1 else f"heat{min(5, int(share * 5 + 0.9999))}"
     return HeatCell(f"{round(share * 100)}%", f"{used} of {available} {unit}", level)
@@ -78,9 +78,18 @@ def heatmap(report: reports.Utilisation, kind: str) -> list[HeatRow]:
         for weekday in range(7):
             c = by_key[(weekday, hour)]
             if kind == "chairs":
-                cells.append(_heat(c.booked_chair_minutes, c.open_chair_minutes, "chair-min"))
+                cells.append(
+                    _heat(c.booked_chair_minutes, c.open_chair_minutes, "chair-min", "closed")
+                )
             else:
-                cells.append(_heat(c.nurse_load_minutes, c.nurse_capacity_minutes, "patient-min"))
+                cells.append(
+                    _heat(
+                        c.nurse_load_minutes,
+                        c.nurse_capacity_minutes,
+                        "patient-min",
+                        "no nurse on shift",
+                    )
+                )
         if any(cell.level != "none" for cell in cells):
             rows.append(HeatRow(f"{hour:02d}:00", cells))
     return rows
