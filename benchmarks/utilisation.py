@@ -160,7 +160,9 @@ def main() -> None:
             print(f"inserted {total:,} appointments in {time.perf_counter() - started:.1f} s")
 
             loc_id = locs[0].id
-            first = (now - dt.timedelta(days=60)).date()  # crosses 2 November (fall back)
+            # 90 days across the end of summer time (2 November 2025), inside the visits.
+            first = max(base.date() + dt.timedelta(days=1), dt.date(2025, 10, 1))
+            first = min(first, (base + dt.timedelta(days=args.days - 90)).date())
             last = first + dt.timedelta(days=89)
             db.session.remove()
 
