@@ -127,6 +127,7 @@ def _staff_pages(v: dict[str, Any]) -> list[str]:
         f"/staff/sf/day-sheet?date={DAY}",
         f"/staff/sf/summary?date={DAY}",
         f"/staff/sf/rota?date={DAY}",
+        f"/staff/sf/utilisation?from={DAY}&to={DAY}",
         f"/staff/appointments/{v['visit']}",
         f"/staff/sf/book?date={DAY}",
         f"/staff/sf/blocks/new?date={DAY}",

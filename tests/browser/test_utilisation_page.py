@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ def _axe(page: Any) -> list[str]:
 def test_heatmaps_range_csv_and_axe(browser, live_server, session, output_dir):
     clinic = make_clinic(session)
     f = seed_fortnight(session, "America/New_York", dt.date(2026, 10, 26))
-    slug, email = f.location.slug, clinic.users["admin"].email
+    slug, name, email = f.location.slug, f.location.name, clinic.users["admin"].email
     session.commit()
     session.close()  # SQLite: no transaction (and write lock) left open for the live server
     context = browser.new_context(
@@ -58,10 +59,10 @@ def test_heatmaps_range_csv_and_axe(browser, live_server, session, output_dir):
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_url(f"{live_server.url}/staff/")
-        page.get_by_role("link", name="Utilisation").click()
-        page.wait_for_url("**/utilisation")
+        # One link per location in the staff nav, named with it.
+        page.get_by_role("link", name=re.compile(rf"^Utilisation\W+{name}$")).click()
+        page.wait_for_url(f"**/staff/{slug}/utilisation")
         # Pick the fortnight with the range picker.
-        page.goto(f"{live_server.url}/staff/{slug}/utilisation")
         page.get_by_label("From").fill("2026-10-26")
         page.get_by_label("To").fill("2026-11-08")
         page.get_by_role("button", name="Show").click()
