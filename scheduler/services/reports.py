@@ -20,10 +20,13 @@ Figures, in minutes, per cell:
 - nurse_load_minutes: the occupied time of active infusions (every service that is not a
   consultation): the patient-minutes the nurses are watching.
 
-Booked and load minutes are summed in SQL: on PostgreSQL each visit is joined to the steps it
-meets (generate_series from date_bin) and grouped by the local weekday and hour; SQLite has no
-zones, so a recursive CTE gives each visit's step numbers, grouped by step, and the steps are
-labelled here. Opening hours and shifts are few and are added up here.
+Booked and load minutes are summed in SQL by a sweep: each visit becomes two events (+1 at its
+occupied start, -1 at its end, clipped to the range) grouped by the step they fall in, so the
+work grows with the visits, not with visits x hours. On PostgreSQL the steps come from
+generate_series, are labelled in the location's zone (AT TIME ZONE), a window adds up the running
+count, and the result is grouped by local weekday and hour: 168 rows come back. SQLite has no
+zones: it returns the events per step, and the running count and the labels are added here.
+Opening hours and shifts are few and are added up here. Whole seconds, rounded to minutes.
 """
 
 from __future__ import annotations
