@@ -269,6 +269,13 @@ class Service(Base):
     requires_clearance: Mapped[bool] = mapped_column(Boolean, default=False)
     # The least time between the starts of two such visits of one patient (0: no rule).
     min_gap_hours: Mapped[int] = mapped_column(Integer, default=0)
+    # The patient needs an adult to take them home: the booking asks for the escort.
+    escort_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Pre-visit instructions (0 / False: none): shown on the confirmation page, in the invite
+    # and in the day-before text.
+    fasting_hours: Mapped[int] = mapped_column(Integer, default=0)
+    arrive_early_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    no_driving: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
     locations: Mapped[list[Location]] = relationship(
@@ -378,6 +385,12 @@ class Appointment(Base):
     )
     cancel_reason: Mapped[str] = mapped_column(String(500), default="")
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Who takes the patient home (services with escort_required); None: not given.
+    escort_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    escort_phone: Mapped[str | None] = mapped_column(String(20), nullable=True)  # E.164
+    ride_confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When staff asked for the "ready" text to the escort (once per visit).
+    escort_notified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -562,14 +575,24 @@ class ReminderStatus(enum.StrEnum):
     SKIPPED = "skipped"  # its time had passed, no consent, opted out, or visit changed
 
 
+class ReminderKind(enum.StrEnum):
+    REMINDER = "reminder"  # "your visit is on ...; reply C"
+    DAY_BEFORE = "day_before"  # instructions; "reply YES to confirm the visit and your ride"
+    ESCORT_READY = "escort_ready"  # to the escort: the patient is ready to be picked up
+
+
 class Reminder(Base):
-    """One SMS reminder for one appointment, due at an instant; the worker claims and sends it."""
+    """One SMS about one appointment, due at an instant; the worker claims and sends it.
+
+    `to_phone` is the number it goes to (the patient's, or the escort's for `escort_ready`);
+    replies from a number refer to the latest text sent to it (`sms_replies`)."""
 
     __tablename__ = "reminders"
     __table_args__ = (
         Index("ix_reminders_status_next_attempt", "status", "next_attempt_at"),
         Index("ix_reminders_appointment", "appointment_id"),
         Index("ix_reminders_provider_sid", "provider_sid"),
+        Index("ix_reminders_to_phone_sent", "to_phone", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -577,6 +600,8 @@ class Reminder(Base):
     # The visit's start when this reminder was planned: the worker sends only if it still holds.
     appointment_start_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     offset_minutes: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16), default=ReminderKind.REMINDER)
+    to_phone: Mapped[str] = mapped_column(String(20), default="")
     due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)  # after quiet hours
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)  # due_at, later on retry
     status: Mapped[str] = mapped_column(String(16), default=ReminderStatus.PENDING)
@@ -617,6 +642,10 @@ class SmsInbound(Base):
     message_sid: Mapped[str] = mapped_column(String(64), unique=True)
     phone: Mapped[str] = mapped_column(String(20), index=True)
     action: Mapped[str] = mapped_column(String(16))  # confirm|opt_out|opt_in|help|unknown
+    # The text this reply answered (the latest sent to the number within the reply window).
+    reminder_id: Mapped[int | None] = mapped_column(
+        ForeignKey("reminders.id", ondelete="SET NULL"), nullable=True
+    )
     appointment_id: Mapped[int | None] = mapped_column(
         ForeignKey("appointments.id", ondelete="SET NULL"), nullable=True, index=True
     )

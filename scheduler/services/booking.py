@@ -613,9 +613,14 @@ def cancel(
     return _set_status(session, appointment, AppointmentStatus.CANCELLED, now, settings, reason)
 
 
-def confirm(session: Session, appointment: Appointment, now: dt.datetime) -> Appointment:
-    """The patient confirmed (by SMS reply): recorded on the appointment, nothing else changes."""
+def confirm(
+    session: Session, appointment: Appointment, now: dt.datetime, *, ride: bool = False
+) -> Appointment:
+    """The patient confirmed (by SMS reply): recorded on the appointment, nothing else changes.
+    `ride`: they also confirmed their ride home (YES to the day-before text)."""
     appointment.confirmed_at = now
+    if ride:
+        appointment.ride_confirmed_at = now
     appointment.updated_at = now
     session.flush()
     return appointment

@@ -9,8 +9,15 @@ hands one text to the provider outside any transaction, and `record_sent` / `rec
 write the outcome. A worker that dies leaves `sending` rows behind; once their lease expires
 any worker claims them again (at-least-once: only rows in flight at the crash can go twice).
 
-Replies (STOP, START, HELP, C), delivery status callbacks and the staff's reminder history are
-in `sms_replies`.
+Replies (STOP, START, HELP, C, YES), delivery status callbacks and the staff's reminder history
+are in `sms_replies`: a reply refers to the latest text sent to that number, so every row keeps
+the number it goes to (`to_phone`).
+
+Kinds: `reminder` (the offsets), `day_before` (24 h before, for services with an escort or
+pre-visit instructions: the instructions, and "reply YES to confirm your visit and your ride";
+it replaces a plain 24 h reminder), and `escort_ready` (queued by staff through `day_of`: to the
+escort, not planned, not held by quiet hours nor by the visit having started). Texts to a number
+that several patients share start with the patient's first name.
 
 Times: offsets are taken in the location's wall-clock time (a 48h reminder before a 09:00 visit
 goes out at 09:00 two days before, across a DST change too). No texts during quiet hours
@@ -40,6 +47,7 @@ from scheduler.models import (
     Location,
     Patient,
     Reminder,
+    ReminderKind,
     ReminderStatus,
     Service,
     SmsOptOut,
@@ -56,6 +64,8 @@ MAX_ATTEMPTS = 6
 BACKOFF_BASE = dt.timedelta(seconds=30)
 BACKOFF_MAX = dt.timedelta(minutes=30)
 TEMPLATES = paths.TEMPLATES / "sms"
+DAY_BEFORE = dt.timedelta(hours=24)
+PLANNED_KINDS = (ReminderKind.REMINDER.value, ReminderKind.DAY_BEFORE.value)
 
 
 # --- planning -------------------------------------------------------------------------------------
@@ -127,6 +137,16 @@ def offsets_for(service: Service, settings: ClinicSettings) -> tuple[dt.timedelt
     return settings.reminder_offsets
 
 
+def wants_day_before(service: Service) -> bool:
+    """Services with an escort or pre-visit instructions get the day-before text."""
+    return bool(
+        service.escort_required
+        or service.fasting_hours
+        or service.arrive_early_minutes
+        or service.no_driving
+    )
+
+
 def is_opted_out(session: Session, phone: str) -> bool:
     return bool(
         session.scalar(
@@ -163,40 +183,55 @@ def sync_plan(
         and not is_opted_out(session, patient.phone)
     )
     tz = ZoneInfo(appointment.location.timezone)
-    plans = (
-        plan_instants(appointment.start_at, tz, offsets_for(appointment.service, settings), now)
-        if wanted
-        else []
-    )
-    wanted_keys = {(int(p.offset.total_seconds() // 60), p.due_at) for p in plans}
+    plans: list[tuple[str, PlannedReminder]] = []
+    if wanted:
+        offsets = offsets_for(appointment.service, settings)
+        if wants_day_before(appointment.service):
+            offsets = tuple(o for o in offsets if o != DAY_BEFORE)
+            plans += [
+                (ReminderKind.DAY_BEFORE.value, p)
+                for p in plan_instants(appointment.start_at, tz, [DAY_BEFORE], now)
+            ]
+        plans += [
+            (ReminderKind.REMINDER.value, p)
+            for p in plan_instants(appointment.start_at, tz, offsets, now)
+        ]
+    wanted_keys = {(kind, int(p.offset.total_seconds() // 60), p.due_at) for kind, p in plans}
     existing = (
         []  # a new appointment has no reminders yet
         if change == "booked"
         else list(
-            session.scalars(select(Reminder).where(Reminder.appointment_id == appointment.id))
+            session.scalars(
+                select(Reminder).where(
+                    Reminder.appointment_id == appointment.id,
+                    Reminder.kind.in_(PLANNED_KINDS),  # the escort's text is not planned here
+                )
+            )
         )
     )
-    have: set[int] = set()
+    have: set[tuple[str, int]] = set()
     for row in existing:
         current = row.appointment_start_at == appointment.start_at
         if row.status == ReminderStatus.PENDING and not (
-            current and (row.offset_minutes, row.due_at) in wanted_keys
+            current and (row.kind, row.offset_minutes, row.due_at) in wanted_keys
         ):
             row.status = ReminderStatus.CANCELLED
             row.reason = _CANCEL_REASONS.get(change, f"visit {appointment.status}")
             row.closed_at = now
             row.claim_token = None
         elif current and row.status != ReminderStatus.CANCELLED:
-            have.add(row.offset_minutes)
-    for plan in plans:
+            have.add((row.kind, row.offset_minutes))
+    for kind, plan in plans:
         minutes = int(plan.offset.total_seconds() // 60)
-        if minutes in have:
+        if (kind, minutes) in have:
             continue
         session.add(
             Reminder(
                 appointment_id=appointment.id,
                 appointment_start_at=appointment.start_at,
                 offset_minutes=minutes,
+                kind=kind,
+                to_phone=patient.phone,
                 due_at=plan.due_at,
                 next_attempt_at=plan.due_at,
                 status=ReminderStatus.SKIPPED if plan.skip_reason else ReminderStatus.PENDING,
@@ -307,6 +342,22 @@ class Outgoing:
     timezone: str
     title: str
     manage_token: str
+    kind: str = ReminderKind.REMINDER.value
+    patient_name: str = ""
+    shared_phone: bool = False  # several patients have this number: the text names the patient
+    location_address: str = ""
+    fasting_hours: int = 0
+    arrive_early_minutes: int = 0
+    no_driving: bool = False
+
+    @property
+    def first_name(self) -> str:
+        return first_name(self.patient_name)
+
+
+def first_name(name: str) -> str:
+    parts = name.split()
+    return parts[0] if parts else ""
 
 
 def load_claimed(
@@ -320,6 +371,8 @@ def load_claimed(
         newer.id != Reminder.id,
         newer.appointment_start_at == Reminder.appointment_start_at,
         newer.offset_minutes < Reminder.offset_minutes,
+        newer.kind.in_(PLANNED_KINDS),
+        Reminder.kind.in_(PLANNED_KINDS),
         newer.due_at <= now,
         newer.status.in_(
             [
@@ -330,6 +383,10 @@ def load_claimed(
             ]
         ),
     )
+    sharer = aliased(Patient)
+    shared = exists().where(
+        sharer.phone == Patient.phone, sharer.id != Patient.id, sharer.merged_into_id.is_(None)
+    )
     rows = session.execute(
         select(
             Reminder.id,
@@ -337,12 +394,19 @@ def load_claimed(
             Reminder.attempts,
             Reminder.appointment_start_at,
             superseded.label("superseded"),
-            Patient.phone,
+            func.coalesce(func.nullif(Reminder.to_phone, ""), Patient.phone),
             Location.name,
             Location.phone,
             Location.timezone,
             Service.public_title,
             Appointment.manage_token,
+            Reminder.kind,
+            Patient.name,
+            shared.label("shared"),
+            Location.address,
+            Service.fasting_hours,
+            Service.arrive_early_minutes,
+            Service.no_driving,
         )
         .join(Appointment, Appointment.id == Reminder.appointment_id)
         .join(Patient, Patient.id == Appointment.patient_id)
@@ -365,6 +429,13 @@ def load_claimed(
             timezone=r[8],
             title=r[9] or "",
             manage_token=r[10],
+            kind=r[11],
+            patient_name=r[12],
+            shared_phone=bool(r[13]),
+            location_address=r[14] or "",
+            fasting_hours=r[15],
+            arrive_early_minutes=r[16],
+            no_driving=bool(r[17]),
         )
         for r in rows
     ]
@@ -375,7 +446,6 @@ def recheck(session: Session, items: Sequence[Outgoing], now: dt.datetime) -> di
     is still booked, active and at the planned time; consent given; the number not opted out."""
     if not items:
         return {}
-    opted_out = exists().where(SmsOptOut.phone == Patient.phone, SmsOptOut.opted_out)
     rows = session.execute(
         select(
             Appointment.id,
@@ -383,20 +453,33 @@ def recheck(session: Session, items: Sequence[Outgoing], now: dt.datetime) -> di
             Appointment.active,
             Appointment.start_at,
             Patient.sms_consent,
-            opted_out,
         )
         .join(Patient, Patient.id == Appointment.patient_id)
         .where(Appointment.id.in_({item.appointment_id for item in items}))
     )
     state = {row[0]: row[1:] for row in rows}
+    opted_out = set(
+        session.scalars(
+            select(SmsOptOut.phone).where(
+                SmsOptOut.phone.in_({item.phone for item in items}), SmsOptOut.opted_out
+            )
+        )
+    )
     reasons: dict[int, str] = {}
     for item in items:
         reason = ""
         found = state.get(item.appointment_id)
+        is_out = item.phone in opted_out
         if found is None:
             reason = "visit deleted"
+        elif item.kind == ReminderKind.ESCORT_READY:
+            # Sent when the visit is over (checked in or completed), to a number of its own.
+            if found[0] == AppointmentStatus.CANCELLED:
+                reason = "visit cancelled"
+            elif is_out:
+                reason = "number opted out"
         else:
-            status, active, start_at, consent, is_out = found
+            status, active, start_at, consent = found
             if not active or status != AppointmentStatus.BOOKED:
                 reason = f"visit {status}"
             elif start_at != item.planned_start:
@@ -456,7 +539,7 @@ def prepare(session: Session, item: Outgoing, now: dt.datetime, reason: str) -> 
         )
         return Outcome("skipped" if ok else "lost", reason)
     tz = ZoneInfo(item.timezone)
-    if in_quiet_hours(now, tz):
+    if item.kind != ReminderKind.ESCORT_READY and in_quiet_hours(now, tz):
         later = outside_quiet_hours(now, tz, item.planned_start)
         if later <= now or later >= item.planned_start:
             ok = _finish(
@@ -682,14 +765,33 @@ def render_text(name: str, **values: object) -> str:
 
 
 def render_reminder(item: Outgoing, settings: ClinicSettings) -> str:
-    """The reminder text: the full template when it fits one segment, else the short one."""
+    """The text of a claimed row, by kind. A reminder takes the full template when it fits one
+    segment, else the short one; the others may take two segments."""
     values = {
         "clinic": settings.clinic_name,
         "title": item.title,
         "when": local_when(item.planned_start, ZoneInfo(item.timezone)),
         "location": item.location,
         "url": settings.manage_url(item.manage_token),
+        "who": item.first_name if item.shared_phone else "",
     }
+    if item.kind == ReminderKind.ESCORT_READY:
+        return render_text(
+            "escort_ready.txt",
+            clinic=settings.clinic_name,
+            patient=item.first_name,
+            location=item.location,
+            address=item.location_address,
+            phone=item.location_phone,
+        )
+    if item.kind == ReminderKind.DAY_BEFORE:
+        return render_text(
+            "day_before.txt",
+            fasting_hours=item.fasting_hours,
+            arrive_early_minutes=item.arrive_early_minutes,
+            no_driving=item.no_driving,
+            **values,
+        )
     text = render_text("reminder.txt", **values)
     if segments(text) > 1:
         short = render_text("reminder_short.txt", **values)

@@ -1,6 +1,12 @@
 """Texts from patients and from the provider: replies to reminders (STOP and START, HELP, C to
 confirm), delivery status callbacks, and the reminder history staff see on a visit.
 
+A reply answers the latest text sent to its number within REPLY_WINDOW (72 h): with a Thursday
+and a Friday visit, C after the Thursday reminder confirms Thursday and C after the Friday
+reminder confirms Friday; on a number several patients share, C confirms the visit of the
+patient the last text named. A status callback is matched by the reminder id in its URL and
+the provider's message id.
+
 Opt-outs mirror the provider's own handling of the standard keywords; a confirmation is written
 through the booking service, the only writer of appointments.
 """
@@ -21,11 +27,12 @@ from scheduler.models import (
     Location,
     Patient,
     Reminder,
+    ReminderKind,
     ReminderStatus,
     SmsInbound,
     SmsOptOut,
 )
-from scheduler.services.reminders import local_when, render_text
+from scheduler.services.reminders import first_name, local_when, render_text
 from scheduler.services.settings import ClinicSettings
 
 # Twilio's standard keywords (it handles these itself too; we mirror its state).
@@ -51,12 +58,44 @@ def keyword(body: str) -> str:
     return re.sub(r"[^A-Z]", "", body.strip().upper())
 
 
-def _next_appointment(session: Session, phone: str, now: dt.datetime) -> Appointment | None:
+# A reply refers to the latest text sent to its number no longer ago than this: a reminder goes
+# out at most 48 h before its visit, so 72 h covers a reply to any reminder until the visit
+# (and a day more), while a C days later is not taken for an answer to an old text.
+REPLY_WINDOW = dt.timedelta(hours=72)
+# Words that also confirm the ride when they answer the day-before text ("reply YES").
+RIDE_WORDS = frozenset({"Y", "YES"})
+_PATIENT_KINDS = (ReminderKind.REMINDER.value, ReminderKind.DAY_BEFORE.value)
+
+
+def latest_text(session: Session, phone: str, now: dt.datetime) -> Reminder | None:
+    """The text a reply from `phone` answers: the latest sent to that number within the window
+    (whoever it was for: a patient's reminder, or an escort's "ready")."""
+    return session.scalars(
+        select(Reminder)
+        .where(
+            Reminder.to_phone == phone,
+            Reminder.sent_at.is_not(None),
+            Reminder.sent_at <= now,
+            Reminder.sent_at > now - REPLY_WINDOW,
+            Reminder.status.in_([ReminderStatus.SENT, ReminderStatus.DELIVERED]),
+        )
+        .order_by(Reminder.sent_at.desc(), Reminder.id.desc())
+        .limit(1)
+    ).first()
+
+
+def _sole_patients_next_visit(session: Session, phone: str, now: dt.datetime) -> Appointment | None:
+    """Without a recent text: the next visit, but only when one patient has the number (on a
+    shared number a bare C cannot say whose visit it means)."""
+    people = session.scalars(
+        select(Patient.id).where(Patient.phone == phone, Patient.merged_into_id.is_(None)).limit(2)
+    ).all()
+    if len(people) != 1:
+        return None
     return session.scalars(
         select(Appointment)
-        .join(Patient, Patient.id == Appointment.patient_id)
         .where(
-            Patient.phone == phone,
+            Appointment.patient_id == people[0],
             Appointment.active.is_(True),
             Appointment.status == AppointmentStatus.BOOKED,
             Appointment.start_at > now,
@@ -64,6 +103,29 @@ def _next_appointment(session: Session, phone: str, now: dt.datetime) -> Appoint
         .order_by(Appointment.start_at)
         .limit(1)
     ).first()
+
+
+def _confirmable(appointment: Appointment | None, now: dt.datetime) -> bool:
+    return (
+        appointment is not None
+        and appointment.active
+        and appointment.status == AppointmentStatus.BOOKED
+        and appointment.start_at > now
+    )
+
+
+def _shares_phone(session: Session, patient: Patient) -> bool:
+    return bool(
+        session.scalar(
+            select(Patient.id)
+            .where(
+                Patient.phone == patient.phone,
+                Patient.id != patient.id,
+                Patient.merged_into_id.is_(None),
+            )
+            .limit(1)
+        )
+    )
 
 
 def _set_opt_out(
@@ -104,8 +166,11 @@ def handle_inbound(
     settings: ClinicSettings,
     opt_out_type: str = "",
 ) -> InboundResult:
-    """Apply one inbound SMS: C/YES confirm the next visit, STOP & co. opt out, START opts in,
-    HELP answers. Recorded by MessageSid, so a redelivered webhook changes nothing twice."""
+    """Apply one inbound SMS. It answers the latest text sent to the number within
+    REPLY_WINDOW: C/YES confirm that text's visit (YES to the day-before text also confirms the
+    ride); HELP names that visit's clinic phone. STOP & co. opt the number out (whoever it
+    belongs to: patient or escort), START opts in. Recorded by MessageSid with the text it
+    answered, so a redelivered webhook changes nothing twice."""
     if session.scalar(select(SmsInbound.id).where(SmsInbound.message_sid == message_sid)):
         return InboundResult("duplicate", None)
     word = keyword(body)
@@ -120,10 +185,11 @@ def handle_inbound(
         action = "help"
     else:
         action = "unknown"
-    appointment = _next_appointment(session, phone, now)
+    answered = latest_text(session, phone, now)
+    context = answered.appointment if answered is not None else None
     reply: str | None = None
     confirmed_id: int | None = None
-    values = {"clinic": settings.clinic_name, "phone": _clinic_phone(session, appointment)}
+    values = {"clinic": settings.clinic_name, "phone": _clinic_phone(session, context)}
     if action == "opt_out":
         # Twilio has already stopped delivery and sent its own answer: no reply from us.
         _set_opt_out(session, phone, True, word or kind, now)
@@ -132,18 +198,32 @@ def handle_inbound(
     if action == "confirm":
         if word in OPT_IN_WORDS:  # "YES" also re-subscribes at Twilio
             _set_opt_out(session, phone, False, word, now)
-        if appointment is None:
+        if answered is None:
+            appointment = _sole_patients_next_visit(session, phone, now)
+        elif answered.kind in _PATIENT_KINDS:
+            appointment = answered.appointment
+        else:
+            appointment = None  # an escort's "ready" text asks for no answer
+        if appointment is None or not _confirmable(appointment, now):
             reply = render_text("nothing_to_confirm.txt", **values)
         else:
             from scheduler.services import booking  # booking -> notifications -> reminders
 
-            booking.confirm(session, appointment, now)
+            ride = (
+                answered is not None
+                and answered.kind == ReminderKind.DAY_BEFORE
+                and word in RIDE_WORDS
+            )
+            booking.confirm(session, appointment, now, ride=ride)
             confirmed_id = appointment.id
             tz = ZoneInfo(appointment.location.timezone)
+            shared = _shares_phone(session, appointment.patient)
             reply = render_text(
                 "confirmed.txt",
+                who=first_name(appointment.patient.name) if shared else "",
                 when=local_when(appointment.start_at, tz),
                 location=appointment.location.name,
+                ride=ride,
                 **values,
             )
     elif action == "help":
@@ -155,6 +235,7 @@ def handle_inbound(
             message_sid=message_sid[:64],
             phone=phone[:20],
             action=action,
+            reminder_id=answered.id if answered is not None else None,
             appointment_id=confirmed_id,
             received_at=now,
         )
