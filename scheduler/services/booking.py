@@ -49,6 +49,7 @@ from scheduler.models import (
 )
 from scheduler.services import availability, notifications, patients, staffing
 from scheduler.services.availability import Slot, overlaps
+from scheduler.services.day_of import Escort, validate_escort
 from scheduler.services.errors import (
     Conflict,
     InvalidInput,
@@ -75,6 +76,10 @@ class BookingRequest:
     require_email: bool = True  # staff booking by phone may leave it empty (online and API: not)
     clinician: int | None = None  # a consultation's prescriber, if the patient chose one
     override_clearance: bool = False  # staff may book an uncleared patient (the view audits it)
+    escort: Escort | None = None  # who takes the patient home
+    # The patient pages ask for the escort of an escort_required service; the API (v1 clients)
+    # may leave it out: the visit is then shown to staff as missing its escort.
+    require_escort: bool = False
 
 
 def get_location(session: Session, slug: str) -> Location:
@@ -410,6 +415,9 @@ def _book(
 ) -> Appointment:
     location, service, resources = _offer(session, request.location, request.service)
     _require_birth_date(details, service)
+    escort = validate_escort(
+        request.escort, required=request.require_escort and service.escort_required
+    )
     start = _as_utc(request.start)
     if len(request.note) > 2000:
         raise InvalidInput("The note is too long.", {"note": "at most 2000 characters"})
@@ -450,6 +458,8 @@ def _book(
         ics_sequence=0,
         note=request.note.strip(),
         source=request.source,
+        escort_name=escort.name if escort else None,
+        escort_phone=escort.phone if escort else None,
         cancel_reason="",
         confirmed_at=None,
         cancelled_at=None,

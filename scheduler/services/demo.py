@@ -68,6 +68,11 @@ SERVICES = [
         # After a consultation and a prescriber's clearance; never two on one day.
         "requires_clearance": True,
         "min_gap_hours": 20,
+        # An adult takes the patient home; the usual pre-infusion instructions.
+        "escort_required": True,
+        "fasting_hours": 4,
+        "arrive_early_minutes": 30,
+        "no_driving": True,
     },
     {
         "slug": "long-infusion",
@@ -82,6 +87,11 @@ SERVICES = [
         "what_to_bring": "Something to read or listen to. You will need someone to drive you home.",
         "requires_clearance": True,
         "min_gap_hours": 20,
+        # An adult takes the patient home; the usual pre-infusion instructions.
+        "escort_required": True,
+        "fasting_hours": 4,
+        "arrive_early_minutes": 30,
+        "no_driving": True,
     },
 ]
 

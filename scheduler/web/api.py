@@ -32,6 +32,7 @@ from scheduler.services import (
     audit,
     availability,
     booking,
+    day_of,
     idempotency,
     invites,
     reports,
@@ -124,7 +125,16 @@ def appointment_out(appt: Appointment) -> dict[str, Any]:
         manage_token=appt.manage_token,
         manage_url=settings().manage_url(appt.manage_token),
         clinician=_ref(appt.clinician),
+        escort=_escort_out(appt),
+        escort_missing=day_of.escort_missing(appt),
+        ride_confirmed=appt.ride_confirmed_at is not None,
     ).model_dump(exclude_none=True)
+
+
+def _escort_out(appt: Appointment) -> s.EscortOut | None:
+    if not appt.escort_phone:
+        return None
+    return s.EscortOut(name=appt.escort_name or "", phone=appt.escort_phone)
 
 
 def _ref(clinician: Clinician | None) -> s.ClinicianRef | None:
@@ -176,6 +186,8 @@ def _service_out(service: Service) -> dict[str, Any]:
         what_to_bring=service.what_to_bring,
         requires_clearance=service.requires_clearance,
         min_gap_hours=service.min_gap_hours,
+        escort_required=service.escort_required,
+        instructions=s.InstructionsOut.model_validate(day_of.Instructions.of(service).as_dict()),
     ).model_dump()
 
 
@@ -276,6 +288,7 @@ def create_appointment() -> ResponseReturnValue:
         ),
         note=body.note,
         clinician=body.clinician,
+        escort=day_of.Escort(body.escort.name, body.escort.phone) if body.escort else None,
     )
     staff = _override_staff(body.override_clearance, body.location)
     if staff is not None:
@@ -521,6 +534,10 @@ def calendar(location: str) -> ResponseReturnValue:
                         note=a.note,
                         clinician=_ref(a.clinician),
                         nurse=_ref(a.nurse),
+                        escort=_escort_out(a),
+                        escort_missing=day_of.escort_missing(a),
+                        confirmed=a.confirmed_at is not None,
+                        ride_confirmed=a.ride_confirmed_at is not None,
                     )
                     for a in appts
                     if a.resource_id == res.id
@@ -839,6 +856,45 @@ def patch_staffing(location: str) -> ResponseReturnValue:
         )
     db.session.commit()
     return jsonify(s.StaffingOut(**after).model_dump())
+
+
+@route(
+    "/appointments/<int:appointment_id>/ready",
+    "POST",
+    summary="Text the escort that the patient is ready to be picked up (once per visit)",
+    response=s.ReadyOut,
+    auth=True,
+    errors=(401, 403, 404, 409),
+)
+@staff_required
+def escort_ready(appointment_id: int) -> ResponseReturnValue:
+    """200 when queued; 200 with `already_sent` and no second text when called again; 409
+    `no_escort` or `escort_opted_out`."""
+    appt = db.session.get(Appointment, appointment_id)
+    if appt is None:
+        raise NotFound("No such appointment.", {"id": "unknown appointment"})
+    if not g.staff.can_access(appt.location_id):
+        raise Forbidden("You do not have access to this appointment.")
+    queued = day_of.mark_ready(db.session(), appt, now())
+    if queued:
+        audit.record(
+            db.session(),
+            actor=g.staff,
+            action="appointment.escort_ready",
+            at=now(),
+            location_id=appt.location_id,
+            appointment_id=appt.id,
+            target=f"appointment {appt.id} (API)",
+        )
+    db.session.commit()
+    notified = appt.escort_notified_at or now()
+    return jsonify(
+        s.ReadyOut(
+            id=appt.id,
+            escort_notified_at=_local(notified, ZoneInfo(appt.location.timezone)),
+            already_sent=not queued,
+        ).model_dump()
+    )
 
 
 # The patient endpoints live in their own module on this blueprint.

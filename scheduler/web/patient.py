@@ -37,7 +37,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 from scheduler.extensions import csrf, db, limiter
 from scheduler.models import Appointment, AppointmentStatus, Location, Service, ServiceKind
-from scheduler.services import availability, booking, idempotency, invites, patients
+from scheduler.services import availability, booking, day_of, idempotency, invites, patients
 from scheduler.services.availability import Slot
 from scheduler.services.clock import NonexistentLocalTime, in_supported_range, local_to_utc
 from scheduler.services.errors import (
@@ -64,15 +64,24 @@ limiter.limit(token_page_limit)(manage_bp)
 
 SUBMISSION_SCOPE = "patient-booking-form"
 START_FORMAT = "%Y-%m-%dT%H:%M"  # a local wall time at the location, as carried in URLs and forms
-DETAIL_FIELDS = ("name", "phone", "email", "date_of_birth", "note")
+DETAIL_FIELDS = ("name", "phone", "email", "date_of_birth", "note", "escort_name", "escort_phone")
 FIELD_LABELS = {
     "name": "full name",
     "phone": "mobile number",
     "email": "e-mail address",
     "date_of_birth": "date of birth",
+    "escort_name": "escort's name",
+    "escort_phone": "escort's mobile number",
+}
+# The booking service names the escort's fields by their API path.
+ESCORT_FIELDS = {
+    "escort": "escort_name",
+    "escort.name": "escort_name",
+    "escort.phone": "escort_phone",
 }
 FIELD_HINTS = {
     "phone": "Enter a valid mobile number, like (415) 555-0123.",
+    "escort_phone": "Enter a valid mobile number for your escort, like (415) 555-0123.",
     "email": "Enter a valid e-mail address, like name@example.com.",
     "note": "The note can be at most 2000 characters.",
 }
@@ -447,6 +456,8 @@ def details(location: str, service: str) -> ResponseReturnValue:
                 start=start,
                 patient=_patient_details(form),
                 note=form["note"],
+                escort=day_of.Escort(form["escort_name"], form["escort_phone"]),
+                require_escort=True,
             ),
             now=now(),
             settings=settings(),
@@ -561,7 +572,12 @@ def _details_page(
 
 def _field_errors(exc: DomainError) -> dict[str, str]:
     errors: dict[str, str] = {}
-    for name, detail in exc.fields.items():
+    for raw, detail in exc.fields.items():
+        name = ESCORT_FIELDS.get(raw, raw)
+        if name in errors:
+            continue
+        if raw == "escort":
+            detail = "required"
         if name not in (*DETAIL_FIELDS, "start"):
             continue
         if detail == "required" and name in FIELD_LABELS:

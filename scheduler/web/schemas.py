@@ -79,6 +79,13 @@ class PatientIn(_In):
         return _service_check("email", normalize_email, value)
 
 
+class EscortIn(_In):
+    """Who takes the patient home (services with `escort_required`)."""
+
+    name: str = Field(default="", max_length=200)
+    phone: str = Field(default="", max_length=40)
+
+
 class AppointmentIn(_In):
     location: str = Field(min_length=1, max_length=64)
     service: str = Field(min_length=1, max_length=64)
@@ -89,6 +96,9 @@ class AppointmentIn(_In):
     clinician: Id | None = None
     # Staff (with their API token) may book a patient without a current clearance; audited.
     override_clearance: bool = False
+    # Optional for API clients (v1 stays valid); a visit of an escort_required service without
+    # one is answered with "escort_missing": true and flagged to staff.
+    escort: EscortIn | None = None
 
     @field_validator("start")
     @classmethod
@@ -137,6 +147,17 @@ class LocationOut(BaseModel):
     phone: str
 
 
+class InstructionsOut(BaseModel):
+    fasting_hours: int = 0
+    arrive_early_minutes: int = 0
+    no_driving: bool = False
+
+
+class EscortOut(BaseModel):
+    name: str
+    phone: str
+
+
 class ServiceOut(BaseModel):
     slug: str
     name: str
@@ -146,6 +167,8 @@ class ServiceOut(BaseModel):
     what_to_bring: str
     requires_clearance: bool = False
     min_gap_hours: int = 0
+    escort_required: bool = False
+    instructions: InstructionsOut = Field(default_factory=InstructionsOut)
 
 
 class SlotOut(BaseModel):
@@ -184,6 +207,9 @@ class AppointmentOut(BaseModel):
     manage_token: str
     manage_url: str
     clinician: ClinicianRef | None = None  # present when one is assigned
+    escort: EscortOut | None = None  # present when one was given
+    escort_missing: bool = False
+    ride_confirmed: bool = False
 
 
 class StatusOut(BaseModel):
@@ -208,6 +234,16 @@ class CalendarAppointmentOut(BaseModel):
     note: str
     clinician: ClinicianRef | None = None  # a consultation's prescriber
     nurse: ClinicianRef | None = None  # an infusion's nurse
+    escort: EscortOut | None = None
+    escort_missing: bool = False
+    confirmed: bool = False
+    ride_confirmed: bool = False
+
+
+class ReadyOut(BaseModel):
+    id: int
+    escort_notified_at: str
+    already_sent: bool  # true: an earlier call queued the text; this one sent nothing
 
 
 class BlockOut(BaseModel):

@@ -33,7 +33,15 @@ from scheduler.models import (
     ResourceBlock,
     StaffRole,
 )
-from scheduler.services import audit, availability, booking, calendar_view, patients, sms_replies
+from scheduler.services import (
+    audit,
+    availability,
+    booking,
+    calendar_view,
+    day_of,
+    patients,
+    sms_replies,
+)
 from scheduler.services.clock import NonexistentLocalTime, local_to_utc
 from scheduler.services.errors import Conflict, DomainError, SlotUnavailable
 from scheduler.services.patients import PatientDetails
@@ -354,6 +362,26 @@ def _back_to(appt: Appointment, *, anchor: bool = True) -> str:
     if anchor:
         args["_anchor"] = f"appt-{appt.id}"
     return url_for("staff.calendar", slug=appt.location.slug, **args)
+
+
+@bp.route("/appointments/<int:appointment_id>/ready", methods=["POST"])
+@login
+def appointment_ready(appointment_id: int) -> ResponseReturnValue:
+    """Text the escort that the patient is ready to be picked up (once per visit)."""
+    appt = _appointment(appointment_id)
+    try:
+        queued = day_of.mark_ready(db.session(), appt, now())
+    except DomainError as exc:
+        db.session.rollback()
+        return _render_appointment(appt, error=exc, status=exc.http_status)
+    if queued:
+        _audit_visit(appt, "escort_ready", {})
+        db.session.commit()
+        flash(f"{appt.escort_name} will be texted that {appt.patient.name} is ready.")
+    else:
+        db.session.rollback()
+        flash(f"{appt.escort_name} was already texted.")
+    return redirect(url_for("staff.appointment", appointment_id=appt.id), 303)
 
 
 @bp.route("/appointments/<int:appointment_id>/cancel", methods=["POST"])
