@@ -5,13 +5,16 @@ databases; texts go through the real twilio client to the local Twilio server)."
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from typing import Any
 
+import icalendar
 import pytest
 from sqlalchemy import select
 
-from scheduler.models import Appointment, Reminder, SmsOptOut
+from scheduler.models import Appointment, Reminder, Service, SmsOptOut
+from tests import icaljs
 from tests.factories import make_location, make_service, make_staff
 from tests.test_sms_reply_flow import PUBLIC, la, reply, send_due
 from tests.twilio_server import TwilioServer
@@ -228,3 +231,82 @@ def test_yes_to_the_day_before_text_confirms_the_visit_and_the_ride(
     assert session.get(Appointment, appt["id"]).ride_confirmed_at == la(2026, 12, 2, 12)
     got = client.get(f"/api/v1/manage/{appt['manage_token']}").get_json()
     assert got["ride_confirmed"] is True
+
+
+def test_the_details_step_asks_for_the_escort_and_requires_one(client, session, clinic):
+    start = "2026-12-03T11:00"
+    page = client.get(f"/book/sf/inf/details?start={start}").get_data(as_text=True)
+    assert 'name="escort_name"' in page and 'name="escort_phone"' in page
+    patient = {
+        "name": "Pat Patient",
+        "phone": "(415) 555-0123",
+        "email": "pat@example.com",
+        "date_of_birth": "1980-01-01",
+    }
+    base = {"csrf_token": csrf_token(page), "start": start, "sms_consent": "1", **patient}
+    refused = client.post("/book/sf/inf/details", data=base)
+    assert refused.status_code == 422
+    assert 'id="escort_name-error"' in refused.get_data(as_text=True)
+    bad = client.post(
+        "/book/sf/inf/details", data={**base, "escort_name": "Sam", "escort_phone": "12"}
+    )
+    assert bad.status_code == 422 and 'id="escort_phone-error"' in bad.get_data(as_text=True)
+    booked = client.post(
+        "/book/sf/inf/details",
+        data={**base, "escort_name": "Sam Driver", "escort_phone": "415 555 0188"},
+    )
+    assert booked.status_code == 303
+    appt = session.scalars(select(Appointment)).one()
+    assert (appt.escort_name, appt.escort_phone) == ("Sam Driver", ESCORT)
+
+
+def test_instructions_on_the_confirmation_page_and_in_the_invite(client, clinic):
+    appt = book(client, {"name": "Sam Driver", "phone": ESCORT}).get_json()
+    page = client.get(f"/a/{appt['manage_token']}").get_data(as_text=True)
+    for line in (
+        "Nothing to eat for 4 hours before your visit.",
+        "Please arrive 30 minutes early.",
+        "Do not drive until the next day",
+        "Sam Driver: we text them when you are ready.",
+    ):
+        assert line in page
+    ics = client.get(f"/api/v1/manage/{appt['manage_token']}/invite.ics").get_data()
+    event = icalendar.Calendar.from_ical(ics).walk("VEVENT")[0]
+    described = str(event["DESCRIPTION"])
+    assert "Before you come:\n- Nothing to eat for 4 hours before your visit." in described
+    (parsed,) = icaljs.parse([ics])
+    assert parsed["events"][0]["description"] == described
+    assert "Please arrive 30 minutes early." in parsed["events"][0]["description"]
+    assert "ketamine" not in str(event["SUMMARY"]).lower()
+
+
+def test_settings_page_edits_the_escort_flag_and_instructions(client, session, clinic):
+    make_staff(session, role="admin", email="admin@clinic.example")
+    session.commit()
+    sign_in(client, "admin@clinic.example")
+    service = session.scalars(select(Service).where(Service.slug == "consult")).one()
+    url = f"/staff/settings/services/{service.slug}"
+    page = client.get(url).get_data(as_text=True)
+    assert 'name="escort_required"' in page and 'name="fasting_hours"' in page
+    form = dict(re.findall(r'<input name="(\w+)" value="([^"]*)"', page))
+    form.update(
+        csrf_token=csrf_token(page),
+        name=service.name,
+        kind="consultation",
+        resource_kind="room",
+        locations=str(clinic["sf"].id),
+        active="on",
+        escort_required="on",
+        fasting_hours="6",
+        arrive_early_minutes="",
+    )
+    assert client.post(url, data=form).status_code == 303
+    session.expire_all()
+    assert (service.escort_required, service.fasting_hours, service.arrive_early_minutes) == (
+        True,
+        6,
+        0,
+    )
+    assert service.no_driving is False
+    form.update(csrf_token=csrf_token(client.get(url).get_data(as_text=True)), fasting_hours="x")
+    assert client.post(url, data=form).status_code == 422

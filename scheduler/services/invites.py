@@ -19,6 +19,7 @@ from icalendar import Alarm, Calendar, Component, Event, vCalAddress, vDuration,
 
 from scheduler.models import Appointment
 from scheduler.services.clock import is_ambiguous
+from scheduler.services.day_of import Instructions
 from scheduler.services.settings import ClinicSettings
 
 REQUEST = "REQUEST"
@@ -68,6 +69,9 @@ def description(appointment: Appointment, settings: ClinicSettings, method: str)
     if location.phone:
         lines.append(f"Phone: {location.phone}")
     if method != CANCEL:
+        steps = Instructions.of(appointment.service).lines()
+        if steps:
+            lines += ["", "Before you come:", *(f"- {step}" for step in steps)]
         lines += ["", f"View, change or cancel: {settings.manage_url(appointment.manage_token)}"]
     if appointment.note:
         lines += ["", "Your note:", appointment.note]

@@ -326,6 +326,9 @@ INT_FIELDS = {
     "horizon_days": (1, 730),
     "late_cancel_hours": (0, 24 * 30),
 }
+# Pre-visit instructions: blank means none (0); absent from `values` keeps the current value.
+INSTRUCTION_FIELDS = {"fasting_hours": (0, 48), "arrive_early_minutes": (0, 240)}
+FLAG_FIELDS = ("escort_required", "no_driving")
 
 
 def save_service(
@@ -336,6 +339,17 @@ def save_service(
     ints: dict[str, int] = {}
     for name, (low, high) in INT_FIELDS.items():
         raw = str(values.get(name, "")).strip()
+        try:
+            ints[name] = int(raw)
+        except ValueError:
+            fields[name] = "a whole number"
+            continue
+        if not low <= ints[name] <= high:
+            fields[name] = f"between {low} and {high}"
+    for name, (low, high) in INSTRUCTION_FIELDS.items():
+        if name not in values:
+            continue
+        raw = str(values.get(name, "")).strip() or "0"
         try:
             ints[name] = int(raw)
         except ValueError:
@@ -381,6 +395,9 @@ def save_service(
     service.what_to_bring = str(values.get("what_to_bring", "")).strip()
     service.public_title = public_title
     service.active = bool(values.get("active", True))
+    for flag in FLAG_FIELDS:
+        if flag in values:
+            setattr(service, flag, bool(values[flag]))
     for key, value in ints.items():
         setattr(service, key, value)
     service.locations = [all_locations[i] for i in sorted(wanted)]

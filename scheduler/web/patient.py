@@ -629,6 +629,7 @@ def _appointment_context(appt: Appointment) -> dict[str, Any]:
         "token": appt.manage_token,
         "cancelled": appt.status == AppointmentStatus.CANCELLED,
         "infusion": appt.service.kind == ServiceKind.INFUSION,
+        "instructions": day_of.Instructions.of(appt.service).lines(),
     }
 
 

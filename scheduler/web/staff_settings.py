@@ -360,7 +360,10 @@ SERVICE_FIELDS = (
     "horizon_days",
     "late_cancel_hours",
     "public_title",
+    "fasting_hours",
+    "arrive_early_minutes",
 )
+SERVICE_FLAGS = ("escort_required", "no_driving")
 
 
 def _render_service(
@@ -383,6 +386,8 @@ def _render_service(
 def _service_values(service: Service) -> dict[str, Any]:
     values: dict[str, Any] = {k: getattr(service, k) for k in SERVICE_FIELDS}
     values["active"] = service.active
+    for flag in SERVICE_FLAGS:
+        values[flag] = getattr(service, flag)
     values["locations"] = {x.id for x in service.locations}
     return values
 
@@ -390,6 +395,8 @@ def _service_values(service: Service) -> dict[str, Any]:
 def _posted_service() -> dict[str, Any]:
     values: dict[str, Any] = {k: form_value(k, 2000) for k in SERVICE_FIELDS}
     values["active"] = request.form.get("active") == "on"
+    for flag in SERVICE_FLAGS:
+        values[flag] = request.form.get(flag) == "on"
     values["locations"] = query_ids(request.form.getlist("locations"))
     return values
 
