@@ -120,6 +120,9 @@ def fill_details(page: Any) -> None:
     page.get_by_label("E-mail address").fill(EMAIL)
     page.get_by_label("Date of birth").fill("1980-04-02")
     page.get_by_label("Text me reminders before my appointment").check()
+    if page.locator("#escort").count():  # services that need someone to take the patient home
+        page.get_by_label("Escort's name").fill("Sam Driver")
+        page.get_by_label("Escort's mobile").fill("(415) 555-0188")
 
 
 def test_book_an_infusion_end_to_end_then_cancel_it(page, live_server, session, demo, output_dir):
