@@ -316,7 +316,7 @@ def history(session: Session, appointment_id: int) -> list[HistoryRow]:
     for r in session.scalars(
         select(Reminder).where(Reminder.appointment_id == appointment_id).order_by(Reminder.id)
     ):
-        label = _offset_label(r.offset_minutes)
+        label = _label(r)
         rows.append(HistoryRow(r.created_at, "planned", r.id, r.due_at, label))
         if r.sent_at is not None:
             rows.append(HistoryRow(r.sent_at, "sent", r.id, r.due_at, label))
@@ -357,9 +357,20 @@ def history(session: Session, appointment_id: int) -> list[HistoryRow]:
         .where(SmsInbound.appointment_id == appointment_id, SmsInbound.action == "confirm")
         .order_by(SmsInbound.id)
     ):
-        rows.append(HistoryRow(inbound.received_at, "confirmed", None, None, "patient replied C"))
+        rows.append(
+            HistoryRow(inbound.received_at, "confirmed", inbound.reminder_id, None, "SMS reply")
+        )
     order = {"planned": 0, "sent": 1, "delivered": 2}
     return sorted(rows, key=lambda h: (h.at, order.get(h.event, 3)))
+
+
+def _label(reminder: Reminder) -> str:
+    if reminder.kind == ReminderKind.ESCORT_READY:
+        return "pick-up text to the escort"
+    label = _offset_label(reminder.offset_minutes)
+    if reminder.kind == ReminderKind.DAY_BEFORE:
+        return f"{label} (instructions, ride)"
+    return label
 
 
 def _offset_label(minutes: int) -> str:

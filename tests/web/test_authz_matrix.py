@@ -57,6 +57,8 @@ def world(session, clock) -> World:
         key: staffing.add_shift(session, loc, clinician.id, at(DAY, 6, tz=tz), at(DAY, 7, tz=tz)).id
         for key, loc, tz in (("sf", clinic.sf, LA), ("ny", clinic.ny, NY))
     }
+    for appt in appts.values():  # so the "ready" text has someone to go to
+        appt.escort_name, appt.escort_phone = "Sam Driver", "+14155550188"
     session.commit()
     return World(clinic, appts, blocks, chairs, clinician, shifts)
 
@@ -171,6 +173,13 @@ ENDPOINTS = [
         lambda w, loc: f"/staff/appointments/{w.appts[loc].id}/status",
         303,
         data=lambda w, loc: {"status": "checked_in"},
+    ),
+    Endpoint(
+        "escort ready",
+        "POST",
+        lambda w, loc: f"/staff/appointments/{w.appts[loc].id}/ready",
+        303,
+        data=lambda w, loc: {},
     ),
     Endpoint(
         "cancel",
@@ -403,6 +412,13 @@ ENDPOINTS = [
         lambda w, loc: f"/api/v1/appointments/{w.appts[loc].id}/status",
         200,
         data=lambda w, loc: {"status": "checked_in"},
+        api=True,
+    ),
+    Endpoint(
+        "api escort ready",
+        "POST",
+        lambda w, loc: f"/api/v1/appointments/{w.appts[loc].id}/ready",
+        200,
         api=True,
     ),
     Endpoint(
