@@ -26,6 +26,7 @@ from scheduler.models import (
     ResourceBlock,
     end_of_day,
 )
+from scheduler.services import day_of
 
 UTC = dt.UTC
 ROW_MINUTES = 5
@@ -598,7 +599,7 @@ def day_sheet(session: Session, location: Location, day: dt.date) -> DaySheet:
             status=str(a.status),
             note=a.note,
             nurse=_optional_text(a, "nurse", "clinician"),
-            escort=_optional_text(a, "escort_name", "escort"),
+            escort=day_of.escort_label(a),
         )
         for a in appts
     ]

@@ -63,6 +63,17 @@ def escort_missing(appointment: Appointment) -> bool:
     return bool(appointment.service.escort_required and not appointment.escort_phone)
 
 
+def escort_label(appointment: Appointment) -> str | None:
+    """What staff lists show for the escort: who and whether the ride is confirmed, "Missing"
+    when the service needs one and none was given, None when the service needs none."""
+    if appointment.escort_phone:
+        ride = "ride confirmed" if appointment.ride_confirmed_at else "ride not confirmed"
+        return f"{appointment.escort_name} ({ride})"
+    if appointment.service.escort_required:
+        return "Missing"
+    return None
+
+
 class NoEscort(Conflict):
     code = "no_escort"
 
