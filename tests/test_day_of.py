@@ -313,3 +313,22 @@ def test_settings_page_edits_the_escort_flag_and_instructions(client, session, c
     assert service.no_driving is False
     form.update(csrf_token=csrf_token(client.get(url).get_data(as_text=True)), fasting_hours="x")
     assert client.post(url, data=form).status_code == 422
+
+
+def test_a_service_with_instructions_but_no_ride_asks_yes_for_the_visit_only(
+    app, client, session, clock, twilio, clinic
+):
+    consult = session.scalars(select(Service).where(Service.slug == "consult")).one()
+    consult.fasting_hours = 2
+    session.commit()
+    appt = book(client, service="consult").get_json()
+    assert send_due(app, la(2026, 12, 1, 11)) == "sent=1 skipped=0 failed=0"  # 48 h
+    assert send_due(app, la(2026, 12, 2, 11)) == "sent=1 skipped=0 failed=0"  # day before
+    text = twilio.messages[-1].body
+    assert "Nothing to eat for 2 h before" in text and "Reply YES to confirm your visit." in text
+    assert "ride" not in text
+    answer = reply(client, clock, la(2026, 12, 2, 12), "YES")
+    assert "ride" not in answer
+    session.expire_all()
+    visit = session.get(Appointment, appt["id"])
+    assert visit.confirmed_at is not None and visit.ride_confirmed_at is None

@@ -63,6 +63,11 @@ def escort_missing(appointment: Appointment) -> bool:
     return bool(appointment.service.escort_required and not appointment.escort_phone)
 
 
+def needs_ride(service: Service) -> bool:
+    """The patient may not drive home: the day-before text asks them to confirm their ride."""
+    return bool(service.escort_required or service.no_driving)
+
+
 def escort_label(appointment: Appointment) -> str | None:
     """What staff lists show for the escort: who and whether the ride is confirmed, "Missing"
     when the service needs one and none was given, None when the service needs none."""

@@ -349,6 +349,7 @@ class Outgoing:
     fasting_hours: int = 0
     arrive_early_minutes: int = 0
     no_driving: bool = False
+    escort_required: bool = False
 
     @property
     def first_name(self) -> str:
@@ -407,6 +408,7 @@ def load_claimed(
             Service.fasting_hours,
             Service.arrive_early_minutes,
             Service.no_driving,
+            Service.escort_required,
         )
         .join(Appointment, Appointment.id == Reminder.appointment_id)
         .join(Patient, Patient.id == Appointment.patient_id)
@@ -436,6 +438,7 @@ def load_claimed(
             fasting_hours=r[15],
             arrive_early_minutes=r[16],
             no_driving=bool(r[17]),
+            escort_required=bool(r[18]),
         )
         for r in rows
     ]
@@ -790,6 +793,7 @@ def render_reminder(item: Outgoing, settings: ClinicSettings) -> str:
             fasting_hours=item.fasting_hours,
             arrive_early_minutes=item.arrive_early_minutes,
             no_driving=item.no_driving,
+            ride=item.no_driving or item.escort_required,
             **values,
         )
     text = render_text("reminder.txt", **values)

@@ -207,12 +207,13 @@ def handle_inbound(
         if appointment is None or not _confirmable(appointment, now):
             reply = render_text("nothing_to_confirm.txt", **values)
         else:
-            from scheduler.services import booking  # booking -> notifications -> reminders
+            from scheduler.services import booking, day_of  # they import reminders
 
             ride = (
                 answered is not None
                 and answered.kind == ReminderKind.DAY_BEFORE
                 and word in RIDE_WORDS
+                and day_of.needs_ride(appointment.service)
             )
             booking.confirm(session, appointment, now, ride=ride)
             confirmed_id = appointment.id
