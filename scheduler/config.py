@@ -52,6 +52,8 @@ class Config:
             "/"
         )
         self.CLINIC_NAME = os.environ.get("CLINIC_NAME", "Chairside Clinic")
+        # The patient pages' footer number where a page has no location (or it has no phone).
+        self.CLINIC_PHONE = os.environ.get("CLINIC_PHONE", "").strip()
         self.TWILIO_ACCOUNT_SID = os.environ.get("TWILIO_ACCOUNT_SID", "")
         self.TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
         self.TWILIO_FROM_NUMBER = os.environ.get("TWILIO_FROM_NUMBER", "")

@@ -175,6 +175,12 @@ class TimeChoice:
     label: str  # 9:15 AM
     url: str
     full: str  # Tue 1 Dec, 9:15 AM PST
+    leave: str = ""  # 9:55 AM: the end of recovery, when the patient can leave
+
+
+def leave_time(end: dt.datetime, recovery_minutes: int, tz: ZoneInfo) -> str:
+    """When the patient can leave: the visit's end plus recovery (the chair's occupied end)."""
+    return clock_time((end + dt.timedelta(minutes=recovery_minutes)).astimezone(tz))
 
 
 def _today(location: Location) -> dt.date:
@@ -253,6 +259,7 @@ def month_calendar(
             ("Sat", "Saturday"),
             ("Sun", "Sunday"),
         ],
+        "first_day": min(openings) if openings and not explicit else None,
         "prev_url": month_url(prev_month) if prev_month >= this_month else None,
         "next_url": month_url(next_month) if next_month <= last else None,
         "has_openings": bool(openings),
@@ -260,7 +267,7 @@ def month_calendar(
 
 
 def time_groups(
-    slots: Iterable[Slot], tz: ZoneInfo, time_url: Callable[[str], str]
+    slots: Iterable[Slot], tz: ZoneInfo, time_url: Callable[[str], str], recovery_minutes: int = 0
 ) -> list[tuple[str, list[TimeChoice]]]:
     groups: dict[str, list[TimeChoice]] = {"Morning": [], "Afternoon": [], "Evening": []}
     for slot in slots:
@@ -268,7 +275,13 @@ def time_groups(
         name = "Morning" if local.hour < 12 else "Afternoon" if local.hour < 17 else "Evening"
         value = local.strftime(START_FORMAT)
         groups[name].append(
-            TimeChoice(value, clock_time(local), time_url(value), when(slot.start, tz))
+            TimeChoice(
+                value,
+                clock_time(local),
+                time_url(value),
+                when(slot.start, tz),
+                leave_time(slot.end, recovery_minutes, tz),
+            )
         )
     return [(name, items) for name, items in groups.items() if items]
 
@@ -375,7 +388,22 @@ def days(location: str, service: str) -> ResponseReturnValue:
         lambda d: url_for("patient.times", location=loc.slug, service=svc.slug, day=d.isoformat()),
         lambda m: url_for("patient.days", location=loc.slug, service=svc.slug, month=f"{m:%Y-%m}"),
     )
-    return render_template("patient/days.html", location=loc, service=svc, cal=cal, step=3)
+    first_free = None
+    if cal["first_day"] is not None:  # the month it opened on by itself: its first free time
+        slots = availability.location_slots(db.session(), loc, svc, cal["first_day"], 1, now())
+        if slots:
+            tz = ZoneInfo(loc.timezone)
+            value = local_start(slots[0].start, tz)
+            first_free = TimeChoice(
+                value,
+                clock_time(slots[0].start.astimezone(tz)),
+                url_for("patient.details", location=loc.slug, service=svc.slug, start=value),
+                when(slots[0].start, tz),
+                leave_time(slots[0].end, svc.recovery_minutes, tz),
+            )
+    return render_template(
+        "patient/days.html", location=loc, service=svc, cal=cal, first_free=first_free, step=3
+    )
 
 
 @bp.route("/book/<location>/<service>/<day>")
@@ -390,6 +418,7 @@ def times(location: str, service: str, day: str) -> ResponseReturnValue:
         slots,
         tz,
         lambda value: url_for("patient.details", location=loc.slug, service=svc.slug, start=value),
+        svc.recovery_minutes,
     )
     return render_template(
         "patient/times.html",
@@ -615,7 +644,9 @@ def _appointment_context(appt: Appointment) -> dict[str, Any]:
         "location": appt.location,
         "service": appt.service,
         "start_label": when(appt.start_at, tz),
-        "end_label": clock_time(appt.end_at.astimezone(tz)) + f" {appt.end_at.astimezone(tz):%Z}",
+        # When the patient can leave: recovery included (the chair's occupied end).
+        "leave_label": f"{clock_time(appt.occupied_end.astimezone(tz))} "
+        f"{appt.occupied_end.astimezone(tz):%Z}",
         "day_label": long_day(appt.start_at.astimezone(tz).date()),
         "can_change": can_change,
         "too_late": too_late,
@@ -719,7 +750,10 @@ def reschedule_times(token: str, day: str) -> ResponseReturnValue:
     )
     slots = [x for x in slots if x.start != appt.start_at]
     groups = time_groups(
-        slots, tz, lambda value: url_for("manage.reschedule_confirm", token=token, start=value)
+        slots,
+        tz,
+        lambda value: url_for("manage.reschedule_confirm", token=token, start=value),
+        appt.service.recovery_minutes,
     )
     return render_template(
         "patient/reschedule_times.html",

@@ -134,6 +134,8 @@ def test_book_an_infusion_end_to_end_then_cancel_it(page, live_server, session, 
     steps.shot("service")
     assert page.get_by_text("You will need someone to drive you home").first.is_visible()
     page.get_by_role("link", name="Infusion (40 minutes)").click()
+    assert page.locator("#first-free").inner_text().startswith("First free: ")
+    assert page.locator("#first-free a").is_visible()
     steps.shot("calendar-november")
     page.get_by_role("link", name="Later month").click()
     steps.shot("calendar-december")
@@ -143,6 +145,9 @@ def test_book_an_infusion_end_to_end_then_cancel_it(page, live_server, session, 
     page.get_by_role("heading", name="Afternoon").wait_for()
     assert "Times are local to San Francisco – Mission (PST)" in page.inner_text("#zone-note")
     steps.shot("times")
+    assert (
+        page.get_by_role("link", name="Tue 1 Dec, 9:00 AM PST, leave by about 9:50 AM").count() == 1
+    )
     page.get_by_role("link", name="Tue 1 Dec, 9:00 AM PST").click()
     assert "Tue 1 Dec, 9:00 AM PST" in page.inner_text("#chosen")
     steps.shot("details")
@@ -158,7 +163,7 @@ def test_book_an_infusion_end_to_end_then_cancel_it(page, live_server, session, 
     assert appt.status == "booked" and appt.patient.sms_consent is True
     assert page.url.endswith(f"/a/{appt.manage_token}")
     body = page.inner_text("main")
-    assert "Tue 1 Dec, 9:00 AM PST until 9:40 AM PST" in body
+    assert "Tue 1 Dec, 9:00 AM PST – leave by about 9:50 AM PST (recovery included)" in body
     assert "2100 Mission St, San Francisco, CA 94110" in body
     ics = page.get_by_role("link", name="Download calendar file (.ics)")
     assert ics.get_attribute("href") == f"/a/{appt.manage_token}/invite.ics"
@@ -366,8 +371,9 @@ def test_times_are_in_the_location_zone_whatever_the_browser_zone(
         assert "(EST)" in page.inner_text("#zone-note")
         first = page.locator(".times a").first
         # New York opens at 8:00; 10 min prep: the first start's prep begins at opening.
-        assert first.inner_text() == "8:10 AM"
-        assert first.get_attribute("aria-label") == "Tue 1 Dec, 8:10 AM EST"
+        # 40 minutes in the chair and 10 of recovery: the patient can leave at 9:00.
+        assert first.inner_text().split() == ["8:10", "AM", "leave", "by", "about", "9:00", "AM"]
+        assert first.get_attribute("aria-label") == "Tue 1 Dec, 8:10 AM EST, leave by about 9:00 AM"
         steps.shot("times-tokyo-browser")
         first.click()
         fill_details(page)
