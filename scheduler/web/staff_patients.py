@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from scheduler.extensions import db
 from scheduler.models import Appointment, Patient, Service
-from scheduler.services import audit, patients, reminders
+from scheduler.services import audit, patient_sms, patients, reminders
 from scheduler.services.errors import DomainError, InvalidInput, NotFound
 from scheduler.web.auth import current_staff
 from scheduler.web.common import now, settings
@@ -79,6 +79,9 @@ def _render_record(
     clearances = patients.clearances_of(session, patient.id)
     today = now().date()
     entries = audit.for_patient(session, patient.id, [a.id for a in appts])
+    locations = visible_locations(staff)
+    # Replies not about a visit are shown in the zone of the patient's latest visit here.
+    zone = appts[0].location.timezone if appts else locations[0].timezone if locations else "UTC"
     services = list(
         session.scalars(
             select(Service).where(Service.active.is_(True)).order_by(Service.kind, Service.name)
@@ -101,9 +104,10 @@ def _render_record(
                 for c in clearances
             ],
             opted_out=reminders.is_opted_out(session, patient.phone),
+            sms_history=patient_sms.history(session, patient.phone, appts, ZoneInfo(zone)),
             entries=entries,
             details_of=audit.details_of,
-            locations=visible_locations(staff),
+            locations=locations,
             clearance_services=[s for s in services if s.requires_clearance],
             may_clear=patients.may_record_clearance(staff),
             error=error,

@@ -167,3 +167,68 @@ def test_the_calendar_shows_clearance_expiry_on_visits_that_need_it(client, sess
     assert "Cleared to 31 Mar 2027" in page
     sign_in(client, clinic.users["admin"].email)
     assert "Not cleared" in text(client.get(f"/staff/ny/calendar?date={DAY}"))
+
+
+def test_the_record_shows_the_sms_opt_out_and_the_texts_with_local_times(
+    client, session, clinic, clock
+):
+    from scheduler.models import Reminder, ReminderStatus, SmsInbound, SmsOptOut
+
+    sf_appt = session.scalars(
+        select(Appointment).join(Patient).where(Patient.name == "Sf Patient")
+    ).one()
+    # A family member on the same phone with a visit in New York only: not the reader's.
+    ny_appt = book(session, clinic.ny, clinic.infusion, at(DAY, 12, tz=NY), clock.now, 1, "Kin")
+    reminder = session.scalars(
+        select(Reminder).where(Reminder.appointment_id == sf_appt.id).order_by(Reminder.id)
+    ).first()
+    assert reminder is not None
+    reminder.status = ReminderStatus.DELIVERED
+    reminder.sent_at = at(DAY - dt.timedelta(days=2), 10)
+    reminder.delivered_at = at(DAY - dt.timedelta(days=2), 10, 1)
+    phone = sf_appt.patient.phone
+    texts = [
+        ("SM1", "confirm", sf_appt.id, at(DAY - dt.timedelta(days=2), 11)),
+        ("SM2", "confirm", ny_appt.id, at(DAY - dt.timedelta(days=2), 11, 30)),
+        ("SM3", "opt_out", None, at(DAY - dt.timedelta(days=1), 9)),
+    ]
+    for sid, action, appt_id, when in texts:
+        session.add(
+            SmsInbound(
+                message_sid=sid,
+                phone=phone,
+                action=action,
+                appointment_id=appt_id,
+                received_at=when,
+            )
+        )
+    session.add(SmsOptOut(phone=phone, opted_out=True, keyword="STOP", changed_at=texts[2][3]))
+    session.commit()
+    sign_in(client, clinic.users["front_desk"].email)
+    html = client.get(f"/staff/patients/{pid(session, 'Sf Patient')}").get_data(as_text=True)
+    assert "Opted out (replied STOP)" in html
+    rows = re.findall(
+        r"<tr><td>([^<]+)</td><td>([^<]+)</td></tr>", html.split('id="sms-history"')[1]
+    )
+    assert rows[:4] == [
+        ("Mon 30 Nov 2026 09:00 PST", "Replied STOP: texts stopped for this number"),
+        (
+            "Sun 29 Nov 2026 11:00 PST",
+            "Confirmed the visit by text (the visit on Tue 01 Dec 10:00)",
+        ),
+        ("Sun 29 Nov 2026 10:01 PST", "Reminder delivered for the visit on Tue 01 Dec 10:00"),
+        ("Sun 29 Nov 2026 10:00 PST", "Reminder sent for the visit on Tue 01 Dec 10:00"),
+    ]
+    assert len(rows) == 4  # the New York visit's confirmation is not the reader's to see
+    assert "+1415" not in html.split('id="sms-history"')[1].split("</table>")[0]
+
+
+def test_a_reminder_not_sent_says_why(client, session, clinic):
+    # Booked on 30 Nov for 1 Dec: the 48-hour reminder's time had already passed.
+    sign_in(client, clinic.users["front_desk"].email)
+    page = text(client.get(f"/staff/patients/{pid(session, 'Sf Patient')}"))
+    assert (
+        "Mon 30 Nov 2026 08:00 PST Reminder not sent for the visit on Tue 01 Dec 10:00: "
+        "its time had passed when booked"
+    ) in page
+    assert "No texts yet." not in page
