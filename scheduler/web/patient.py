@@ -788,7 +788,8 @@ def reschedule_confirm(token: str) -> ResponseReturnValue:
             db.session.commit()
             flash("rescheduled", "event")
             return redirect(url_for("manage.show", token=token), 303)
-        except (SlotUnavailable, InvalidInput, Conflict, TooLate) as exc:
+        except (SlotUnavailable, InvalidInput, Conflict, TooLate, TooSoon, NotCleared) as exc:
+            # TooSoon and NotCleared: the patient's spacing and clearance rules hold on a move.
             db.session.rollback()
             appt = _appointment(token)
             problem, status = exc.message, 422 if isinstance(exc, InvalidInput) else 409

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from html import unescape
 from typing import Any
 
 import pytest
 
-from scheduler.models import Closure
+from scheduler.models import Appointment, Clearance, Closure
+from scheduler.services import booking, patients
+from scheduler.services.patients import PatientDetails
+from scheduler.services.settings import ClinicSettings
 from tests.factories import make_location, make_service
-from tests.web.test_patient_pages import book, text_of
+from tests.web.test_patient_pages import book, csrf_from, text_of
 
 FOOTER = re.compile(r'<p id="clinic-phone">(.*?)</p>', re.S)
 
@@ -27,8 +31,16 @@ def clinic(session: Any) -> dict[str, Any]:
     ny = make_location(session, slug="ny", name="NY Flatiron", phone="")
     # 40 minutes in the chair, then 10 of recovery: a 9:15 start leaves at 10:05, not 9:55.
     infusion = make_service(session, [sf, ny], slug="infusion", name="Infusion", recovery=10)
+    spaced = make_service(
+        session,
+        [sf],
+        slug="spaced",
+        name="Spaced infusion",
+        min_gap_hours=20,
+        requires_clearance=True,
+    )
     session.commit()
-    return {"sf": sf, "ny": ny, "infusion": infusion}
+    return {"sf": sf, "ny": ny, "infusion": infusion, "spaced": spaced}
 
 
 def footer(response: Any) -> str:
@@ -99,3 +111,55 @@ def test_without_a_clinic_phone_the_footer_still_says_to_call(app, client, clini
     app.config["CLINIC_PHONE"] = ""  # the default
     assert footer(client.get("/")) == "Need help? Call the clinic."
     assert footer(client.get("/book/sf")) == "Need help? Call the clinic on (415) 555-0100 ."
+
+
+ROBIN = PatientDetails(
+    "Robin Example", "+14155550123", "robin@example.com", False, dt.date(1980, 4, 2)
+)
+
+
+def _book_spaced(session: Any, start: dt.datetime) -> Appointment:
+    appt = booking.book(
+        session,
+        booking.BookingRequest(location="sf", service="spaced", start=start, patient=ROBIN),
+        now=dt.datetime(2026, 11, 30, 16, 0, tzinfo=dt.UTC),
+        settings=ClinicSettings(),
+    )
+    session.commit()
+    return appt
+
+
+@pytest.mark.parametrize(
+    ("new_start", "says"),
+    [
+        ("2026-12-01T15:00", "these visits need at least 20 hours between them"),
+        ("2026-12-10T10:00", "needs a prescriber's clearance first"),
+    ],
+    ids=["too-soon", "clearance-ends-before"],
+)
+def test_a_patient_move_the_rules_refuse_is_a_page_not_an_error(
+    client, session, clinic, new_start, says
+):
+    # Cleared until 5 Dec; visits on 1 and 3 Dec need 20 hours between them.
+    patient = patients.find_or_create(session, ROBIN, dt.datetime(2026, 11, 30, tzinfo=dt.UTC))
+    session.add(
+        Clearance(
+            patient_id=patient.id,
+            service_id=clinic["spaced"].id,
+            until=dt.date(2026, 12, 5),
+            recorded_by_name="Dr Test",
+        )
+    )
+    session.commit()
+    _book_spaced(session, dt.datetime(2026, 12, 1, 17, 15, tzinfo=dt.UTC))
+    second = _book_spaced(session, dt.datetime(2026, 12, 3, 17, 15, tzinfo=dt.UTC))
+    assert second.patient_id == patient.id
+    url = f"/a/{second.manage_token}/reschedule/confirm"
+    token = csrf_from(client, f"{url}?start={new_start}")
+    response = client.post(url, data={"csrf_token": token, "start": new_start})
+    assert response.status_code == 409
+    assert says in unescape(text_of(response))
+    session.rollback()
+    assert session.get(Appointment, second.id).start_at == dt.datetime(
+        2026, 12, 3, 17, 15, tzinfo=dt.UTC
+    )
