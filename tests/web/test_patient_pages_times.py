@@ -9,6 +9,7 @@ from html import unescape
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from scheduler.models import Appointment, Clearance, Closure
 from scheduler.services import booking, patients
@@ -163,3 +164,32 @@ def test_a_patient_move_the_rules_refuse_is_a_page_not_an_error(
     assert session.get(Appointment, second.id).start_at == dt.datetime(
         2026, 12, 3, 17, 15, tzinfo=dt.UTC
     )
+
+
+def test_an_online_booking_too_soon_after_another_visit_says_so(client, session, clinic):
+    patient = patients.find_or_create(session, ROBIN, dt.datetime(2026, 11, 30, tzinfo=dt.UTC))
+    session.add(
+        Clearance(
+            patient_id=patient.id,
+            service_id=clinic["spaced"].id,
+            until=dt.date(2026, 12, 31),
+            recorded_by_name="Dr Test",
+        )
+    )
+    session.commit()
+    _book_spaced(session, dt.datetime(2026, 12, 1, 17, 15, tzinfo=dt.UTC))
+    start = "2026-12-01T15:00"
+    token = csrf_from(client, f"/book/sf/spaced/details?start={start}")
+    form = {
+        "csrf_token": token,
+        "start": start,
+        "name": "robin  EXAMPLE",  # the same person, typed differently
+        "phone": "(415) 555-0123",
+        "email": "robin@example.com",
+        "date_of_birth": "1980-04-02",
+    }
+    response = client.post("/book/sf/spaced/details", data=form)
+    assert response.status_code == 422
+    assert "these visits need at least 20 hours between them" in text_of(response)
+    session.rollback()
+    assert len(session.scalars(select(Appointment)).all()) == 1

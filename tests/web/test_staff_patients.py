@@ -232,3 +232,21 @@ def test_a_reminder_not_sent_says_why(client, session, clinic):
         "its time had passed when booked"
     ) in page
     assert "No texts yet." not in page
+
+
+def test_staff_booking_keeps_the_spacing_between_a_patients_visits(client, session, clinic):
+    session.get(Service, clinic.infusion.id).min_gap_hours = 48
+    session.commit()
+    sign_in(client, clinic.users["front_desk"].email)
+    data = {
+        "service": "infusion",
+        "date": "2026-12-02",
+        "time": "11:00",
+        "name": "Sf Patient",
+        "phone": "+14155550001",
+        "email": "pat1@example.com",
+        "date_of_birth": "1970-01-01",
+    }
+    r = client.post("/staff/sf/book", data=data)
+    assert r.status_code == 409 and "at least 48 hours between them" in text(r)
+    assert client.post("/staff/sf/book", data={**data, "date": "2026-12-04"}).status_code == 303
