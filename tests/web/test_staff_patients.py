@@ -250,3 +250,37 @@ def test_staff_booking_keeps_the_spacing_between_a_patients_visits(client, sessi
     r = client.post("/staff/sf/book", data=data)
     assert r.status_code == 409 and "at least 48 hours between them" in text(r)
     assert client.post("/staff/sf/book", data={**data, "date": "2026-12-04"}).status_code == 303
+
+
+def test_a_merge_moves_the_duplicates_opt_out_and_history(client, session, clinic, clock):
+    from scheduler.models import SmsOptOut
+    from scheduler.services import audit
+
+    # The same person booked once under another mobile, which then replied STOP.
+    twin = book(session, clinic.sf, clinic.consult, at(DAY, 14), clock.now, 7, "Sf Patiant")
+    dup = twin.patient_id
+    audit.record(
+        session,
+        actor=clinic.users["front_desk"],
+        action="patient.edited",
+        at=clock.now,
+        patient_id=dup,
+        target=f"patient {dup}",
+        details={"fields": ["notes"]},
+    )
+    session.add(SmsOptOut(phone="+14155550007", opted_out=True, keyword="STOP"))
+    session.commit()
+    kept = pid(session, "Sf Patient")
+    sign_in(client, clinic.users["front_desk"].email)
+    assert "Reminders on" in text(client.get(f"/staff/patients/{kept}"))
+    r = client.post(f"/staff/patients/{kept}/merge", data={"duplicate": str(dup)})
+    assert r.status_code == 303
+    session.expire_all()
+    assert session.get(Patient, kept).sms_consent is False
+    moved = session.scalars(select(AuditEntry.action).where(AuditEntry.patient_id == kept)).all()
+    assert sorted(moved) == ["patient.edited", "patient.merged"]
+    merged = session.scalars(select(AuditEntry).where(AuditEntry.action == "patient.merged")).one()
+    assert '"opted_out": true' in merged.details and '"audit_entries": 1' in merged.details
+    session.rollback()
+    page = text(client.get(f"/staff/patients/{kept}"))
+    assert "No reminders (not agreed)" in page and "Sf Patiant" not in page
