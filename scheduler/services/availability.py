@@ -1,23 +1,53 @@
 """Free slots: opening hours - closures - blocks - occupied - notice - horizon, per resource,
 and (staffing rules) who is on the floor: a prescriber on site, nurse capacity, the start window.
 
-The engine is pure (`free_slots`, `candidate_starts`, `Floor`): plain sorted intervals in, slots
-out, each limit a count per instant (a sweep or a bisect), never a loop over slot x chair x nurse.
-The loaders (`location_slots`, `slot_at`) read those inputs; `slot_at` is what booking checks and
-gives the same slot as the day listing.
+How it works. Every instant inside the engine is an integer: microseconds since the epoch (UTC),
+so comparisons and sums are plain int operations, exact to the microsecond the database stores.
+The loaders ask the database for those integers directly (`epoch_us`, computed by SQLite or
+PostgreSQL), so reading a busy month builds no datetime objects; the pure entry points
+(`free_slots`, `Floor`) take datetimes and convert once. Then, for a window of days:
+
+- the candidate starts: per local day and opening interval, the day's opening and closing
+  instants are computed once with the zone (a DST-change day walks its wall clock instead), and
+  the grid between them is an integer range;
+- chairs: each chair's busy time, merged, becomes the open interval of starts it cannot take;
+  with all those bounds sorted, the chairs free at a start are two bisects;
+- the floor, read once per window (the rota expanded once, every visit read once): the
+  prescribers' cover as a merged union (one bisect says whether an occupied interval lies in
+  it), the nurse room (patients per nurse x nurses on shift - infusions in progress) as one
+  step function built by a single sweep, whose smallest value over an occupied interval is two
+  bisects and a min over the slice between them; the start window as the sorted infusion starts
+  with each one's window count computed once (bisects and a max over a slice).
+
+So a start costs a handful of bisects, never a loop over slot x chair x nurse. `slot_at`
+(what booking checks) runs the same code over one occupied interval and gives the same slot as
+the day listing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from bisect import bisect_left, bisect_right
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from itertools import accumulate
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BindParameter, CompoundSelect, Select, bindparam, select, union_all
+from sqlalchemy import (
+    BigInteger,
+    BindParameter,
+    CompoundSelect,
+    Select,
+    bindparam,
+    select,
+    union_all,
+)
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from scheduler.models import (
     Appointment,
@@ -35,6 +65,58 @@ from scheduler.services import staffing
 from scheduler.services.clock import NonexistentLocalTime, is_ambiguous, local_to_utc
 
 Interval = tuple[dt.datetime, dt.datetime]
+Span = tuple[int, int]  # [start, end) in epoch microseconds
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_ONE_US = dt.timedelta(microseconds=1)
+
+
+def to_us(instant: dt.datetime) -> int:
+    """An aware instant as integer microseconds since the epoch (exact)."""
+    return (instant - _EPOCH) // _ONE_US
+
+
+def from_us(us: int) -> dt.datetime:
+    """The UTC instant `us` microseconds after the epoch."""
+    return _EPOCH + dt.timedelta(microseconds=us)
+
+
+def _span_us(length: dt.timedelta) -> int:
+    return length // _ONE_US
+
+
+def _spans(intervals: Iterable[Interval]) -> list[Span]:
+    return [(to_us(s), to_us(e)) for s, e in intervals]
+
+
+class epoch_us(FunctionElement[int]):  # noqa: N801 (an SQL function, named like one)
+    """SQL: a UTC timestamp column as integer microseconds since the epoch, computed by the
+    database (SQLite stores naive UTC text 'YYYY-MM-DD HH:MM:SS.ffffff')."""
+
+    type = BigInteger()
+    name = "epoch_us"
+    inherit_cache = True
+
+
+# unixepoch() (SQLite 3.38+) costs about half what strftime('%s') does per value.
+_SQLITE_SECONDS = (
+    "unixepoch({})"
+    if sqlite3.sqlite_version_info >= (3, 38)
+    else "CAST(strftime('%s', {}) AS INTEGER)"
+)
+
+
+@compiles(epoch_us, "sqlite")
+def _epoch_us_sqlite(element: epoch_us, compiler: SQLCompiler, **kw: Any) -> str:
+    x = compiler.process(element.clauses, **kw)
+    # Whole seconds, plus the six digits of microseconds the text stores after them.
+    return f"({_SQLITE_SECONDS.format(x)} * 1000000 + CAST(substr({x}, 21, 6) AS INTEGER))"
+
+
+@compiles(epoch_us)
+def _epoch_us_default(element: epoch_us, compiler: SQLCompiler, **kw: Any) -> str:
+    x = compiler.process(element.clauses, **kw)
+    return f"CAST(EXTRACT(EPOCH FROM {x}) * 1000000 AS BIGINT)"
 
 
 def overlaps(
@@ -53,6 +135,30 @@ class Rules:
     earliest: dt.datetime  # first bookable start (now + minimum notice)
     latest: dt.datetime  # last bookable start (now + horizon)
     kind: str = ServiceKind.INFUSION  # what the staffing rules ask of it
+
+
+class _RulesUs(NamedTuple):
+    """Rules in microseconds (see Rules)."""
+
+    duration: int
+    prep: int
+    recovery: int
+    step: int
+    earliest: int
+    latest: int
+    kind: str
+
+    @classmethod
+    def of(cls, rules: Rules) -> _RulesUs:
+        return cls(
+            duration=_span_us(rules.duration),
+            prep=_span_us(rules.prep),
+            recovery=_span_us(rules.recovery),
+            step=_span_us(rules.step),
+            earliest=to_us(rules.earliest),
+            latest=to_us(rules.latest),
+            kind=rules.kind,
+        )
 
 
 @dataclass(frozen=True)
@@ -101,65 +207,101 @@ class Floor:
     infusions: Sequence[Interval] = ()
     starts: Sequence[dt.datetime] = ()
 
+    def in_us(self) -> _FloorUs:
+        return _FloorUs(
+            staffing=self.staffing,
+            prescribers={pid: _spans(ivs) for pid, ivs in self.prescribers.items()},
+            consults={pid: _spans(ivs) for pid, ivs in self.consults.items()},
+            nurses=_spans(self.nurses),
+            infusions=_spans(self.infusions),
+            starts=[to_us(s) for s in self.starts],
+        )
 
-class Steps:
+
+@dataclass(frozen=True)
+class _FloorUs:
+    """A Floor in microseconds (what the engine and the loaders use)."""
+
+    staffing: Staffing
+    prescribers: Mapping[int, Sequence[Span]]
+    consults: Mapping[int, Sequence[Span]]
+    nurses: Sequence[Span]
+    infusions: Sequence[Span]
+    starts: Sequence[int]
+
+    def in_datetimes(self) -> Floor:
+        def back(spans: Iterable[Span]) -> list[Interval]:
+            return [(from_us(s), from_us(e)) for s, e in spans]
+
+        return Floor(
+            staffing=self.staffing,
+            prescribers={pid: back(ivs) for pid, ivs in self.prescribers.items()},
+            consults={pid: back(ivs) for pid, ivs in self.consults.items()},
+            nurses=back(self.nurses),
+            infusions=back(self.infusions),
+            starts=[from_us(s) for s in self.starts],
+        )
+
+
+T = TypeVar("T", dt.datetime, int)
+
+
+class Steps(Generic[T]):
     """A step function of time: the sum of the weights of the intervals containing t."""
 
-    def __init__(self, weighted: Iterable[tuple[dt.datetime, dt.datetime, int]]) -> None:
-        changes: dict[dt.datetime, int] = {}
+    def __init__(self, weighted: Iterable[tuple[T, T, int]]) -> None:
+        changes: dict[T, int] = {}
+        get = changes.get
         for start, end, weight in weighted:
-            changes[start] = changes.get(start, 0) + weight
-            changes[end] = changes.get(end, 0) - weight
-        self.times = sorted(changes)
-        self.values: list[int] = []
-        running = 0
-        for t in self.times:
-            running += changes[t]
-            self.values.append(running)
+            changes[start] = get(start, 0) + weight
+            changes[end] = get(end, 0) - weight
+        self.times: list[T] = sorted(changes)
+        self.values: list[int] = list(accumulate(changes[t] for t in self.times))
 
-    def at(self, t: dt.datetime) -> int:
+    def at(self, t: T) -> int:
         i = bisect_right(self.times, t) - 1
         return self.values[i] if i >= 0 else 0
 
-    def min_over(self, start: dt.datetime, end: dt.datetime) -> int:
+    def min_over(self, start: T, end: T) -> int:
         """The smallest value at any instant of [start, end)."""
         i = bisect_right(self.times, start) - 1
-        low = self.values[i] if i >= 0 else 0
-        for j in range(i + 1, len(self.times)):
-            if self.times[j] >= end:
-                break
-            low = min(low, self.values[j])
-        return low
+        j = bisect_left(self.times, end)
+        if i < 0:  # zero until the first change
+            return min(0, min(self.values[:j], default=0))
+        return min(self.values[i:j])
 
-    def max_over(self, start: dt.datetime, end: dt.datetime) -> int:
+    def max_over(self, start: T, end: T) -> int:
         i = bisect_right(self.times, start) - 1
-        high = self.values[i] if i >= 0 else 0
-        for j in range(i + 1, len(self.times)):
-            if self.times[j] >= end:
-                break
-            high = max(high, self.values[j])
-        return high
+        j = bisect_left(self.times, end)
+        if i < 0:
+            return max(0, max(self.values[:j], default=0))
+        return max(self.values[i:j])
 
 
 class StartWindow:
     """Infusion starts (sorted) against "at most `limit` in any `window`".
 
     The fullest window holding a new start s begins at s or at an existing start less than one
-    window before it; each existing start's own window count is computed once.
+    window before it; each existing start's own window count is computed once. Instants are
+    microseconds (datetimes and a timedelta are converted).
     """
 
-    def __init__(self, starts: Sequence[dt.datetime], window: dt.timedelta) -> None:
-        self.starts = sorted(starts)
-        self.window = window
-        self.counts = [bisect_left(self.starts, x + window) - i for i, x in enumerate(self.starts)]
+    def __init__(
+        self, starts: Sequence[dt.datetime] | Sequence[int], window: dt.timedelta | int
+    ) -> None:
+        self.starts = sorted(s if isinstance(s, int) else to_us(s) for s in starts)
+        self.window = window if isinstance(window, int) else _span_us(window)
+        ends = [x + self.window for x in self.starts]
+        self.counts = [bisect_left(self.starts, end) - i for i, end in enumerate(ends)]
 
-    def room(self, start: dt.datetime, limit: int) -> int:
+    def room(self, start: dt.datetime | int, limit: int) -> int:
         """How many more starts may go at `start`."""
+        at = start if isinstance(start, int) else to_us(start)
         starts, window = self.starts, self.window
-        here = bisect_left(starts, start)
-        fullest = bisect_left(starts, start + window) - here
-        lo = bisect_right(starts, start - window)
-        hi = bisect_right(starts, start, lo=here)
+        here = bisect_left(starts, at)
+        fullest = bisect_left(starts, at + window) - here
+        lo = bisect_right(starts, at - window)
+        hi = bisect_right(starts, at, lo=here)
         if lo < hi:
             # An earlier window also holds every start up to `start`: the counts cover them.
             fullest = max(fullest, max(self.counts[lo:hi]))
@@ -167,22 +309,21 @@ class StartWindow:
 
 
 class _FloorIndex:
-    """A Floor prepared for look-ups: coverage unions, a nurse-room step function."""
+    """A floor (microseconds) prepared for look-ups: coverage unions, a nurse-room step
+    function, the start window."""
 
-    def __init__(self, floor: Floor) -> None:
+    def __init__(self, floor: _FloorUs) -> None:
         self.staffing = floor.staffing
         self.cover = _Busy(iv for ivs in floor.prescribers.values() for iv in ivs)
         self.each = {pid: _Busy(ivs) for pid, ivs in sorted(floor.prescribers.items())}
         self.consults = {pid: _Busy(floor.consults.get(pid, ())) for pid in self.each}
         ppn = floor.staffing.patients_per_nurse
-        self.room = Steps(
-            [(s, e, ppn) for s, e in floor.nurses] + [(s, e, -1) for s, e in floor.infusions]
-        )
-        self.window = StartWindow(floor.starts, floor.staffing.start_window)
+        weighted = [(s, e, ppn) for s, e in floor.nurses]
+        weighted += [(s, e, -1) for s, e in floor.infusions]
+        self.room = Steps(weighted)
+        self.window = StartWindow(floor.starts, _span_us(floor.staffing.start_window))
 
-    def prescribers_free(
-        self, start: dt.datetime, end: dt.datetime, clinician: int | None
-    ) -> tuple[int, ...]:
+    def prescribers_free(self, start: int, end: int, clinician: int | None) -> tuple[int, ...]:
         return tuple(
             pid
             for pid, shifts in self.each.items()
@@ -192,7 +333,7 @@ class _FloorIndex:
         )
 
     def limit(
-        self, rules: Rules, start: dt.datetime, clinician: int | None
+        self, rules: _RulesUs, start: int, clinician: int | None
     ) -> tuple[int | None, tuple[int, ...]]:
         """(how many bookings the floor allows at `start`, None for no limit; free prescribers)."""
         staffing = self.staffing
@@ -201,32 +342,50 @@ class _FloorIndex:
             return (len(free) if staffing.rules or clinician is not None else None), free
         if not staffing.rules:
             return None, ()
-        occ_start, occ_end = start - rules.prep, start + rules.duration + rules.recovery
-        if not self.cover.covers(occ_start, occ_end):
-            return 0, ()
-        nurses = self.room.min_over(occ_start, occ_end)
-        window = self.window.room(start, staffing.starts_per_window)
-        return max(0, min(nurses, window)), ()
+        return self.infusion_room(rules, [start])[0], ()
+
+    def infusion_room(self, rules: _RulesUs, starts: Iterable[int]) -> list[int]:
+        """How many infusions may start at each of `starts` (rules on): 0 without a prescriber
+        on site for the whole occupied interval, else the least nurse room at any instant of it
+        and the room left in the start window, whichever is smaller."""
+        cover_starts, cover_ends = self.cover.starts, self.cover.ends
+        room, window = self.room.min_over, self.window.room
+        limit = self.staffing.starts_per_window
+        before, after = rules.prep, rules.duration + rules.recovery
+        out: list[int] = []
+        for start in starts:
+            occ_start, occ_end = start - before, start + after
+            i = bisect_right(cover_starts, occ_start) - 1
+            if i < 0 or cover_ends[i] < occ_end:
+                out.append(0)
+                continue
+            free = room(occ_start, occ_end)
+            if free > 0:
+                free = min(free, window(start, limit))
+            out.append(max(0, free))
+        return out
 
 
 class _Busy:
     """One resource's busy time as a sorted union of disjoint intervals, for bisect look-ups."""
 
-    def __init__(self, intervals: Iterable[Interval]) -> None:
-        merged: list[list[dt.datetime]] = []
+    def __init__(self, intervals: Iterable[Span]) -> None:
+        starts: list[int] = []
+        ends: list[int] = []
         for start, end in sorted(intervals):
-            if merged and start <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], end)
+            if ends and start <= ends[-1]:
+                if end > ends[-1]:
+                    ends[-1] = end
             else:
-                merged.append([start, end])
-        self.starts = [m[0] for m in merged]
-        self.ends = [m[1] for m in merged]
+                starts.append(start)
+                ends.append(end)
+        self.starts, self.ends = starts, ends
 
-    def is_free(self, start: dt.datetime, end: dt.datetime) -> bool:
+    def is_free(self, start: int, end: int) -> bool:
         i = bisect_left(self.starts, end) - 1
         return i < 0 or self.ends[i] <= start
 
-    def covers(self, start: dt.datetime, end: dt.datetime) -> bool:
+    def covers(self, start: int, end: int) -> bool:
         """[start, end) lies inside one merged interval (touching intervals are merged)."""
         i = bisect_right(self.starts, start) - 1
         return i >= 0 and self.ends[i] >= end
@@ -264,27 +423,32 @@ def broken_visits(
     it, or in a start window over the limit; a consultation without its prescriber on shift."""
     if not staffing.rules:
         return set()
-    prescribers: dict[int, list[Interval]] = {}
-    nurses: list[Interval] = []
+    prescribers: dict[int, list[Span]] = {}
+    nurses: list[Span] = []
     for shift in shifts:
+        span = (to_us(shift.start), to_us(shift.end))
         if shift.role == ClinicianRole.PRESCRIBER:
-            prescribers.setdefault(shift.clinician_id, []).append((shift.start, shift.end))
+            prescribers.setdefault(shift.clinician_id, []).append(span)
         else:
-            nurses.append((shift.start, shift.end))
+            nurses.append(span)
     infusions = [v for v in visits if v.kind != ServiceKind.CONSULTATION]
+    occupied = {v.id: (to_us(v.occupied_start), to_us(v.occupied_end)) for v in infusions}
     index = _FloorIndex(
-        Floor(
+        _FloorUs(
             staffing=staffing,
             prescribers=prescribers,
+            consults={},
             nurses=nurses,
-            infusions=[(v.occupied_start, v.occupied_end) for v in infusions],
+            infusions=list(occupied.values()),
+            starts=[],
         )
     )
     broken: set[int] = set()
     for v in infusions:
+        occ_start, occ_end = occupied[v.id]
         if (
-            not index.cover.covers(v.occupied_start, v.occupied_end)
-            or index.room.min_over(v.occupied_start, v.occupied_end) < 0
+            not index.cover.covers(occ_start, occ_end)
+            or index.room.min_over(occ_start, occ_end) < 0
         ):
             broken.add(v.id)
     ordered = sorted(infusions, key=lambda v: v.start)
@@ -296,11 +460,12 @@ def broken_visits(
     for v in visits:
         if v.kind != ServiceKind.CONSULTATION:
             continue
+        span = (to_us(v.start), to_us(v.end))
         if v.clinician_id is not None:
             own = index.each.get(v.clinician_id)
-            if own is None or not own.covers(v.start, v.end):
+            if own is None or not own.covers(*span):
                 broken.add(v.id)
-        elif not index.cover.covers(v.start, v.end):
+        elif not index.cover.covers(*span):
             broken.add(v.id)
     return broken
 
@@ -313,25 +478,27 @@ class _Blocked:
     per resource, the number of resources blocked at s is #(lo < s) - #(hi <= s).
     """
 
-    def __init__(self, index: Mapping[int, _Busy], before: dt.timedelta, after: dt.timedelta):
-        los: list[dt.datetime] = []
-        his: list[dt.datetime] = []
-        for busy in index.values():
-            last_hi: dt.datetime | None = None
-            for x, y in zip(busy.starts, busy.ends, strict=True):
+    def __init__(self, busy: Iterable[Iterable[Span]], total: int, before: int, after: int) -> None:
+        los: list[int] = []
+        his: list[int] = []
+        for spans in busy:
+            last_y: int | None = None  # the busy time so far ends here (touching spans merge)
+            last_hi = 0
+            for x, y in sorted(spans):
                 lo, hi = x - after, y + before
-                if last_hi is not None and lo < last_hi:
-                    his[-1] = max(hi, last_hi)
-                    last_hi = his[-1]
+                if last_y is not None and (x <= last_y or lo < last_hi):
+                    last_y = max(last_y, y)
+                    if hi > last_hi:
+                        his[-1] = last_hi = hi
                     continue
                 los.append(lo)
                 his.append(hi)
-                last_hi = hi
+                last_y, last_hi = y, hi
         los.sort()
         his.sort()
-        self.los, self.his, self.total = los, his, len(index)
+        self.los, self.his, self.total = los, his, total
 
-    def free(self, start: dt.datetime) -> int:
+    def free(self, start: int) -> int:
         return self.total - (bisect_left(self.los, start) - bisect_right(self.his, start))
 
 
@@ -362,9 +529,35 @@ def candidate_starts(
     are ambiguous ones (the repeated hour at fall back), which calendar clients resolve
     differently. A closing time of 00:00 is midnight at the end of the day.
     """
-    starts: list[dt.datetime] = []
-    length = rules.duration + rules.recovery
-    off_grid = rules.prep % rules.step != dt.timedelta(0)
+    found = _candidate_us(
+        tz=tz,
+        first_day=first_day,
+        days=days,
+        hours=hours,
+        closed_days=closed_days,
+        rules=rules,
+        r=_RulesUs.of(rules),
+    )
+    return [from_us(s) for s in found]
+
+
+def _candidate_us(
+    *,
+    tz: ZoneInfo,
+    first_day: dt.date,
+    days: int,
+    hours: Mapping[int, Sequence[tuple[dt.time, dt.time]]],
+    closed_days: Collection[dt.date],
+    rules: Rules,
+    r: _RulesUs,
+) -> list[int]:
+    """candidate_starts in microseconds: a steady day's grid is an integer range between its
+    opening and closing instants; a day with a DST change walks its wall clock."""
+    starts: list[int] = []
+    length = r.duration + r.recovery
+    step = r.step
+    off_grid = r.prep % step != 0
+    aligned = -(-r.prep // step) * step  # the first grid offset whose prep fits after opening
     for offset in range(days):
         day = first_day + dt.timedelta(days=offset)
         if day in closed_days:
@@ -378,18 +571,15 @@ def candidate_starts(
             open_at, close_at = _open_interval(day, opens, closes, tz)
             if steady:
                 # No transition today: the wall-clock grid is the UTC grid.
-                first = open_at + rules.prep
-                if (
-                    off_grid
-                    and rules.earliest <= first <= rules.latest
-                    and first + length <= close_at
-                ):
+                open_us, close_us = to_us(open_at), to_us(close_at)
+                last = min(close_us - length, r.latest)
+                first = open_us + r.prep
+                if off_grid and r.earliest <= first <= last:
                     starts.append(first)
-                start = open_at
-                while start + length <= close_at:
-                    if rules.earliest <= start <= rules.latest and start - rules.prep >= open_at:
-                        starts.append(start)
-                    start += rules.step
+                lo = open_us + aligned
+                if lo < r.earliest:
+                    lo += -(-(r.earliest - lo) // step) * step
+                starts.extend(range(lo, last + 1, step))
                 continue
             wall = dt.datetime.combine(day, opens)
             end_wall = end_of_day(day, closes)
@@ -408,9 +598,9 @@ def candidate_starts(
                     continue
                 if start - rules.prep < open_at:
                     continue
-                if start + length > close_at:
+                if start + rules.duration + rules.recovery > close_at:
                     break
-                starts.append(start)
+                starts.append(to_us(start))
     return starts
 
 
@@ -456,21 +646,74 @@ def free_slots(
     consultation, which prescribers are free; `clinician` asks for one). Slots nothing more can
     be booked at are left out unless `include_full`.
     """
-    index = {rid: _Busy(busy.get(rid, ())) for rid in resource_ids}
-    blocked = _Blocked(index, rules.prep, rules.duration + rules.recovery)
+    return _free_slots(
+        tz=tz,
+        first_day=first_day,
+        days=days,
+        hours=hours,
+        closed_days=closed_days,
+        resource_ids=resource_ids,
+        busy={rid: _spans(busy.get(rid, ())) for rid in resource_ids},
+        rules=rules,
+        include_full=include_full,
+        floor=floor.in_us() if floor is not None else None,
+        clinician=clinician,
+    )
+
+
+def _free_slots(
+    *,
+    tz: ZoneInfo,
+    first_day: dt.date,
+    days: int,
+    hours: Mapping[int, Sequence[tuple[dt.time, dt.time]]],
+    closed_days: Collection[dt.date],
+    resource_ids: Sequence[int],
+    busy: Mapping[int, Iterable[Span]],
+    rules: Rules,
+    include_full: bool,
+    floor: _FloorUs | None,
+    clinician: int | None,
+) -> list[Slot]:
+    """free_slots with busy time and floor in microseconds (what the loaders give)."""
+    r = _RulesUs.of(rules)
+    blocked = _Blocked(
+        (busy.get(rid, ()) for rid in resource_ids),
+        len(resource_ids),
+        r.prep,
+        r.duration + r.recovery,
+    )
+    los, his, total = blocked.los, blocked.his, blocked.total
+    starts = _candidate_us(
+        tz=tz,
+        first_day=first_day,
+        days=days,
+        hours=hours,
+        closed_days=closed_days,
+        rules=rules,
+        r=r,
+    )
+    frees = [total - (bisect_left(los, s) - bisect_right(his, s)) for s in starts]
     staff = _FloorIndex(floor) if floor is not None else None
+    clinicians: list[tuple[int, ...]] = [()] * len(starts)
+    if staff is not None:
+        open_at = [i for i, free in enumerate(frees) if free]
+        if staff.staffing.rules and r.kind != ServiceKind.CONSULTATION:
+            # Every start the chairs leave room at, in one pass over the floor's look-ups.
+            rooms = staff.infusion_room(r, [starts[i] for i in open_at])
+            for i, room in zip(open_at, rooms, strict=True):
+                frees[i] = min(frees[i], room)
+        else:
+            for i in open_at:
+                limit, clinicians[i] = staff.limit(r, starts[i], clinician)
+                if limit is not None:
+                    frees[i] = min(frees[i], limit)
     slots: list[Slot] = []
-    for start in candidate_starts(
-        tz=tz, first_day=first_day, days=days, hours=hours, closed_days=closed_days, rules=rules
-    ):
-        free = blocked.free(start)
-        clinicians: tuple[int, ...] = ()
-        if staff is not None and free:
-            limit, clinicians = staff.limit(rules, start, clinician)
-            if limit is not None:
-                free = min(free, limit)
+    duration = rules.duration
+    for start, free, free_clinicians in zip(starts, frees, clinicians, strict=True):
         if free or include_full:
-            slots.append(Slot(start, start + rules.duration, free, clinicians if free else ()))
+            at = from_us(start)
+            slots.append(Slot(at, at + duration, free, free_clinicians if free else ()))
     return slots
 
 
@@ -501,33 +744,64 @@ def opening_hours(location: Location) -> dict[int, list[tuple[dt.time, dt.time]]
     return hours
 
 
+_HOURS = (
+    select(
+        OpeningHours.__table__.c.weekday,
+        OpeningHours.__table__.c.opens,
+        OpeningHours.__table__.c.closes,
+    )
+    .where(OpeningHours.__table__.c.location_id == bindparam("location_id"))
+    .order_by(OpeningHours.__table__.c.opens)
+)
+
+
+def _hours_of(session: Session, location_id: int) -> dict[int, list[tuple[dt.time, dt.time]]]:
+    """opening_hours read with one Core statement (no ORM collection load)."""
+    hours: dict[int, list[tuple[dt.time, dt.time]]] = {}
+    for weekday, opens, closes in session.execute(_HOURS, {"location_id": location_id}):
+        hours.setdefault(weekday, []).append((opens, closes))
+    for intervals in hours.values():
+        intervals.sort()
+    return hours
+
+
+_c = Closure.__table__.c
+_CLOSURES = select(_c.first_day, _c.last_day).where(
+    _c.location_id == bindparam("location_id"),
+    _c.first_day <= bindparam("last"),
+    _c.last_day >= bindparam("first"),
+)
+
+
 def closed_days(session: Session, location_id: int, first: dt.date, last: dt.date) -> set[dt.date]:
     days: set[dt.date] = set()
-    rows = session.scalars(
-        select(Closure).where(
-            Closure.location_id == location_id, Closure.first_day <= last, Closure.last_day >= first
-        )
-    )
-    for closure in rows:
-        day = max(closure.first_day, first)
-        while day <= min(closure.last_day, last):
+    params = {"location_id": location_id, "first": first, "last": last}
+    for first_day, last_day in session.execute(_CLOSURES, params):
+        day = max(first_day, first)
+        while day <= min(last_day, last):
             days.add(day)
             day += dt.timedelta(days=1)
     return days
 
 
-def _busy_query(*, exclude: bool) -> CompoundSelect[int, dt.datetime, dt.datetime]:
+def _busy_query(*, exclude: bool, us: bool = False) -> CompoundSelect[Any]:
     # Plain table columns (not ORM attributes): the statement runs as Core, with less overhead.
+    # `us`: the instants as epoch microseconds (the engine's integers), not datetimes.
     a, b = Appointment.__table__.c, ResourceBlock.__table__.c
     ids: BindParameter[Any] = bindparam("ids", expanding=True)
     start: BindParameter[Any] = bindparam("start")
     end: BindParameter[Any] = bindparam("end")
-    appts = select(a.resource_id, a.occupied_start, a.occupied_end).where(
+    a_times: tuple[Any, Any] = (a.occupied_start, a.occupied_end)
+    b_times: tuple[Any, Any] = (b.start_at, b.end_at)
+    if us:
+        a_times = (epoch_us(a.occupied_start), epoch_us(a.occupied_end))
+        b_times = (epoch_us(b.start_at), epoch_us(b.end_at))
+    appts = select(a.resource_id, *a_times).where(
         a.resource_id.in_(ids), a.active.is_(True), a.occupied_start < end, a.occupied_end > start
     )
     if exclude:
         appts = appts.where(a.id != bindparam("exclude"))
-    blocks = select(b.resource_id, b.start_at, b.end_at).where(
+    blocks = select(b.resource_id, *b_times).where(
         b.resource_id.in_(ids), b.start_at < end, b.end_at > start
     )
     return union_all(appts, blocks)
@@ -537,6 +811,8 @@ def _busy_query(*, exclude: bool) -> CompoundSelect[int, dt.datetime, dt.datetim
 # about half as much again as running it (measured: 0.64 ms against 0.40 ms).
 _BUSY = _busy_query(exclude=False)
 _BUSY_EXCLUDING = _busy_query(exclude=True)
+_BUSY_US = _busy_query(exclude=False, us=True)
+_BUSY_US_EXCLUDING = _busy_query(exclude=True, us=True)
 
 
 def busy_intervals(
@@ -560,19 +836,40 @@ def busy_intervals(
     return busy
 
 
+def _busy_us(
+    session: Session,
+    resource_ids: Sequence[int],
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    exclude_appointment_id: int | None = None,
+) -> dict[int, list[Span]]:
+    """busy_intervals in microseconds."""
+    busy: dict[int, list[Span]] = {rid: [] for rid in resource_ids}
+    if not resource_ids:
+        return busy
+    params = {"ids": list(resource_ids), "start": start, "end": end}
+    query = _BUSY_US
+    if exclude_appointment_id is not None:
+        query, params["exclude"] = _BUSY_US_EXCLUDING, exclude_appointment_id
+    for rid, s, e in session.execute(query, params).all():
+        busy[rid].append((s, e))
+    return busy
+
+
 _b = ResourceBlock.__table__.c
-_BLOCKS = select(_b.resource_id, _b.start_at, _b.end_at).where(
+_BLOCKS = select(_b.resource_id, epoch_us(_b.start_at), epoch_us(_b.end_at)).where(
     _b.resource_id.in_(bindparam("ids", expanding=True)),
     _b.start_at < bindparam("end"),
     _b.end_at > bindparam("start"),
 )
 
 
-def block_intervals(
+def _block_us(
     session: Session, resource_ids: Sequence[int], start: dt.datetime, end: dt.datetime
-) -> dict[int, list[Interval]]:
-    """The blocks meeting [start, end), per resource."""
-    busy: dict[int, list[Interval]] = {rid: [] for rid in resource_ids}
+) -> dict[int, list[Span]]:
+    """The blocks meeting [start, end), per resource, in microseconds."""
+    busy: dict[int, list[Span]] = {rid: [] for rid in resource_ids}
     if resource_ids:
         params = {"ids": list(resource_ids), "start": start, "end": end}
         for rid, s, e in session.execute(_BLOCKS, params):
@@ -627,10 +924,10 @@ def _a_and_s() -> Select[Any]:
     a, svc = Appointment.__table__.c, Service.__table__.c
     return (
         select(
-            a.start_at,
-            a.end_at,
-            a.occupied_start,
-            a.occupied_end,
+            epoch_us(a.start_at),
+            epoch_us(a.end_at),
+            epoch_us(a.occupied_start),
+            epoch_us(a.occupied_end),
             a.clinician_id,
             svc.kind,
             a.id,
@@ -661,38 +958,54 @@ def load_floor(
     end: dt.datetime,
     *,
     exclude_appointment_id: int | None = None,
-    busy: dict[int, list[Interval]] | None = None,
 ) -> Floor:
-    """The location's floor (shifts, consultations, infusions) for [start, end).
+    """The location's floor (shifts, consultations, infusions) for [start, end)."""
+    return _load_floor_us(
+        session, location, start, end, exclude_appointment_id=exclude_appointment_id
+    ).in_datetimes()
 
-    `busy` (resource id -> intervals), when given, also receives the occupied intervals of the
+
+def _load_floor_us(
+    session: Session,
+    location: Location,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    exclude_appointment_id: int | None = None,
+    busy: dict[int, list[Span]] | None = None,
+) -> _FloorUs:
+    """load_floor in microseconds: the rota expanded once for the window, every visit read once.
+
+    `busy` (resource id -> spans), when given, also receives the occupied intervals of the
     visits read, for the resources it has keys for: the listing reads each visit once.
     """
-    prescribers: dict[int, list[Interval]] = {}
-    nurses: list[Interval] = []
+    prescribers: dict[int, list[Span]] = {}
+    nurses: list[Span] = []
     for shift in staffing.shift_intervals(session, location, start, end):
+        span = (to_us(shift.start), to_us(shift.end))
         if shift.role == ClinicianRole.PRESCRIBER:
-            prescribers.setdefault(shift.clinician_id, []).append((shift.start, shift.end))
+            prescribers.setdefault(shift.clinician_id, []).append(span)
         else:
-            nurses.append((shift.start, shift.end))
-    consults: dict[int, list[Interval]] = {}
-    infusions: list[Interval] = []
-    starts: list[dt.datetime] = []
+            nurses.append(span)
+    consults: dict[int, list[Span]] = {}
+    infusions: list[Span] = []
+    starts: list[int] = []
     params = {"location_id": location.id, "start": start, "end": end}
     rows = session.execute(_FLOOR_VISITS, params).all()
+    consultation = ServiceKind.CONSULTATION.value
     for s, e, occ_s, occ_e, clinician_id, kind, appt_id, resource_id in rows:
         if appt_id == exclude_appointment_id:
             continue
         if busy is not None and resource_id in busy:
             busy[resource_id].append((occ_s, occ_e))
-        if kind == ServiceKind.CONSULTATION:
+        if kind == consultation:
             if clinician_id is not None:
                 consults.setdefault(clinician_id, []).append((s, e))
         else:
             infusions.append((occ_s, occ_e))
             starts.append(s)
     starts.sort()
-    return Floor(
+    return _FloorUs(
         staffing=Staffing.of(location),
         prescribers=prescribers,
         consults=consults,
@@ -734,8 +1047,8 @@ def location_slots(
     if needs_floor(location, rules) or clinician is not None:
         # One read of the location's visits serves the floor and the resources' busy time.
         span = _floor_span(location, rules)
-        busy = block_intervals(session, ids, window_start - rules.prep, window_end + rules.recovery)
-        floor = load_floor(
+        busy = _block_us(session, ids, window_start - rules.prep, window_end + rules.recovery)
+        floor = _load_floor_us(
             session,
             location,
             window_start - rules.prep - span,
@@ -744,18 +1057,18 @@ def location_slots(
             busy=busy,
         )
     else:
-        busy = busy_intervals(
+        busy = _busy_us(
             session,
             ids,
             window_start - rules.prep,
             window_end + rules.recovery,
             exclude_appointment_id=exclude_appointment_id,
         )
-    return free_slots(
+    return _free_slots(
         tz=tz,
         first_day=first_day,
         days=days,
-        hours=opening_hours(location),
+        hours=_hours_of(session, location.id),
         closed_days=closed_days(session, location.id, first_day, last_day),
         resource_ids=ids,
         busy=busy,
@@ -845,14 +1158,15 @@ def slot_at(
         if lock:
             staffing.lock_day(session, location.id, day)
         span = _floor_span(location, rules)
-        floor = load_floor(
+        floor = _load_floor_us(
             session,
             location,
             occ_start - span,
             occ_end + span,
             exclude_appointment_id=exclude_appointment_id,
         )
-        limit, clinicians = _FloorIndex(floor).limit(rules, start, clinician)
+        index = _FloorIndex(floor)
+        limit, clinicians = index.limit(_RulesUs.of(rules), to_us(start), clinician)
         if limit is not None:
             free = min(free, limit)
         if not free:
