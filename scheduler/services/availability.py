@@ -3,25 +3,30 @@ and (staffing rules) who is on the floor: a prescriber on site, nurse capacity, 
 
 How it works. Every instant inside the engine is an integer: microseconds since the epoch (UTC),
 so comparisons and sums are plain int operations, exact to the microsecond the database stores.
-The loaders ask the database for those integers directly (`epoch_us`, computed by SQLite or
-PostgreSQL), so reading a busy month builds no datetime objects; the pure entry points
-(`free_slots`, `Floor`) take datetimes and convert once. Then, for a window of days:
+The loaders ask the database for those integers (`epoch_us`: SQLite's unixepoch plus the stored
+microseconds, PostgreSQL's EXTRACT(EPOCH)), and only the columns the rules use (a visit's end
+and prescriber only for a consultation), so reading a busy month builds no datetime per row;
+the pure entry points (`free_slots`, `Floor`, `candidate_starts`) take datetimes and convert
+once. Then, for a window of days:
 
-- the candidate starts: per local day and opening interval, the day's opening and closing
-  instants are computed once with the zone (a DST-change day walks its wall clock instead), and
-  the grid between them is an integer range;
-- chairs: each chair's busy time, merged, becomes the open interval of starts it cannot take;
-  with all those bounds sorted, the chairs free at a start are two bisects;
+- candidate starts: per local day and opening interval, the opening and closing instants are
+  computed once with the zone, and the grid between them is an integer `range` (a day with a
+  DST change walks its wall clock instead, as before);
+- chairs: each chair's busy time, merged, is the open interval of starts it cannot take
+  (x - duration - recovery, y + prep); with all those bounds sorted, the chairs free at a start
+  are #(lo < s) - #(hi <= s): two bisects;
 - the floor, read once per window (the rota expanded once, every visit read once): the
-  prescribers' cover as a merged union (one bisect says whether an occupied interval lies in
-  it), the nurse room (patients per nurse x nurses on shift - infusions in progress) as one
-  step function built by a single sweep, whose smallest value over an occupied interval is two
-  bisects and a min over the slice between them; the start window as the sorted infusion starts
-  with each one's window count computed once (bisects and a max over a slice).
+  prescribers' cover as one merged union (a bisect says whether it holds an occupied interval);
+  the nurse room (patients per nurse x nurses on shift - infusions in progress) as one step
+  function from a single sweep over the change points (the infusions' starts and ends counted
+  in C), whose least value over an occupied interval is two bisects and a min over the slice
+  between them; the start window as the sorted infusion starts with each one's window count
+  computed once, so a new start's fullest window is bisects and a max over a slice.
 
-So a start costs a handful of bisects, never a loop over slot x chair x nurse. `slot_at`
-(what booking checks) runs the same code over one occupied interval and gives the same slot as
-the day listing.
+Every start is answered by those look-ups, mapped over the whole list of starts at once (map,
+bisect, slicing: no Python step per start for chairs, cover and nurse room), never by a loop over
+slot x chair x nurse. `slot_at` (what booking checks) runs the same code for one start over one
+occupied interval, and gives the same slot as the day listing.
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 from bisect import bisect_left, bisect_right
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, count, repeat
+from operator import add, ge, itemgetter, mul, sub
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -41,6 +48,7 @@ from sqlalchemy import (
     CompoundSelect,
     Select,
     bindparam,
+    case,
     select,
     union_all,
 )
@@ -68,6 +76,7 @@ Interval = tuple[dt.datetime, dt.datetime]
 Span = tuple[int, int]  # [start, end) in epoch microseconds
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_NEVER = -(1 << 62)  # before any instant
 _ONE_US = dt.timedelta(microseconds=1)
 
 
@@ -249,14 +258,18 @@ T = TypeVar("T", dt.datetime, int)
 class Steps(Generic[T]):
     """A step function of time: the sum of the weights of the intervals containing t."""
 
-    def __init__(self, weighted: Iterable[tuple[T, T, int]]) -> None:
-        changes: dict[T, int] = {}
+    def __init__(
+        self, weighted: Iterable[tuple[T, T, int]], changes: dict[T, int] | None = None
+    ) -> None:
+        """`changes` (instant -> change of value there), when given, is added to."""
+        changes = {} if changes is None else changes
         get = changes.get
         for start, end, weight in weighted:
             changes[start] = get(start, 0) + weight
             changes[end] = get(end, 0) - weight
         self.times: list[T] = sorted(changes)
-        self.values: list[int] = list(accumulate(changes[t] for t in self.times))
+        self.values: list[int] = list(accumulate(map(changes.__getitem__, self.times)))
+        self.held = [0, *self.values]
 
     def at(self, t: T) -> int:
         i = bisect_right(self.times, t) - 1
@@ -264,11 +277,18 @@ class Steps(Generic[T]):
 
     def min_over(self, start: T, end: T) -> int:
         """The smallest value at any instant of [start, end)."""
-        i = bisect_right(self.times, start) - 1
-        j = bisect_left(self.times, end)
-        if i < 0:  # zero until the first change
-            return min(0, min(self.values[:j], default=0))
-        return min(self.values[i:j])
+        return self.mins_over([start], [end])[0]
+
+    def mins_over(self, starts: Sequence[T], ends: Sequence[T]) -> list[int]:
+        """min_over(s, e) for each s, e of `starts`, `ends`: two bisects and a min over the
+        slice of values between them, all mapped in C (no Python step per interval)."""
+        # held[k]: the value after k changes (held[0] = 0, before the first); at s it is
+        # held[bisect_right(times, s)], and the changes inside (s, e) follow, up to
+        # held[bisect_left(times, e)].
+        times, held = self.times, self.held
+        lows = map(bisect_right, repeat(times), starts)
+        highs = map(add, map(bisect_left, repeat(times), ends), repeat(1))
+        return list(map(min, map(held.__getitem__, map(slice, lows, highs))))
 
     def max_over(self, start: T, end: T) -> int:
         i = bisect_right(self.times, start) - 1
@@ -292,20 +312,27 @@ class StartWindow:
         self.starts = sorted(s if isinstance(s, int) else to_us(s) for s in starts)
         self.window = window if isinstance(window, int) else _span_us(window)
         ends = [x + self.window for x in self.starts]
-        self.counts = [bisect_left(self.starts, end) - i for i, end in enumerate(ends)]
+        # counts[i]: the starts in the window beginning at starts[i] (mapped in C).
+        self.counts = list(map(sub, map(bisect_left, repeat(self.starts), ends), count()))
 
     def room(self, start: dt.datetime | int, limit: int) -> int:
         """How many more starts may go at `start`."""
-        at = start if isinstance(start, int) else to_us(start)
-        starts, window = self.starts, self.window
-        here = bisect_left(starts, at)
-        fullest = bisect_left(starts, at + window) - here
-        lo = bisect_right(starts, at - window)
-        hi = bisect_right(starts, at, lo=here)
-        if lo < hi:
-            # An earlier window also holds every start up to `start`: the counts cover them.
-            fullest = max(fullest, max(self.counts[lo:hi]))
-        return limit - fullest
+        return self.rooms([start if isinstance(start, int) else to_us(start)], limit)[0]
+
+    def rooms(self, news: Sequence[int], limit: int) -> list[int]:
+        """room() for each of `news` (microseconds), mapped in C: per new start, the starts in
+        its own window (two bisects) and the fullest count of the earlier starts' windows
+        that hold it (a max over the slice of counts between two more bisects)."""
+        starts, window, counts = self.starts, self.window, self.counts
+        here = list(map(bisect_left, repeat(starts), news))
+        ends = map(add, news, repeat(window))
+        own = map(sub, map(bisect_left, repeat(starts), ends), here)
+        earliest = map(bisect_right, repeat(starts), map(sub, news, repeat(window)))
+        latest = map(bisect_right, repeat(starts), news)
+        return [
+            limit - (max(n, max(counts[lo:hi])) if lo < hi else n)
+            for n, lo, hi in zip(own, earliest, latest, strict=True)
+        ]
 
 
 class _FloorIndex:
@@ -317,10 +344,13 @@ class _FloorIndex:
         self.cover = _Busy(iv for ivs in floor.prescribers.values() for iv in ivs)
         self.each = {pid: _Busy(ivs) for pid, ivs in sorted(floor.prescribers.items())}
         self.consults = {pid: _Busy(floor.consults.get(pid, ())) for pid in self.each}
+        # Nurse room: patients per nurse x nurses on shift - infusions in progress. The
+        # infusions' starts and ends are counted in C (Counter), then one sweep.
         ppn = floor.staffing.patients_per_nurse
-        weighted = [(s, e, ppn) for s, e in floor.nurses]
-        weighted += [(s, e, -1) for s, e in floor.infusions]
-        self.room = Steps(weighted)
+        changes: dict[int, int] = dict(Counter(map(itemgetter(1), floor.infusions)))
+        for instant, begun in Counter(map(itemgetter(0), floor.infusions)).items():
+            changes[instant] = changes.get(instant, 0) - begun
+        self.room = Steps([(s, e, ppn) for s, e in floor.nurses], changes)
         self.window = StartWindow(floor.starts, _span_us(floor.staffing.start_window))
 
     def prescribers_free(self, start: int, end: int, clinician: int | None) -> tuple[int, ...]:
@@ -344,26 +374,22 @@ class _FloorIndex:
             return None, ()
         return self.infusion_room(rules, [start])[0], ()
 
-    def infusion_room(self, rules: _RulesUs, starts: Iterable[int]) -> list[int]:
+    def infusion_room(self, rules: _RulesUs, starts: Sequence[int]) -> list[int]:
         """How many infusions may start at each of `starts` (rules on): 0 without a prescriber
         on site for the whole occupied interval, else the least nurse room at any instant of it
         and the room left in the start window, whichever is smaller."""
-        cover_starts, cover_ends = self.cover.starts, self.cover.ends
-        room, window = self.room.min_over, self.window.room
-        limit = self.staffing.starts_per_window
-        before, after = rules.prep, rules.duration + rules.recovery
-        out: list[int] = []
-        for start in starts:
-            occ_start, occ_end = start - before, start + after
-            i = bisect_right(cover_starts, occ_start) - 1
-            if i < 0 or cover_ends[i] < occ_end:
-                out.append(0)
-                continue
-            free = room(occ_start, occ_end)
-            if free > 0:
-                free = min(free, window(start, limit))
-            out.append(max(0, free))
-        return out
+        cover_starts, ends_after = self.cover.starts, [_NEVER, *self.cover.ends]
+        occupied_starts = list(map(sub, starts, repeat(rules.prep)))
+        length = rules.prep + rules.duration + rules.recovery
+        occupied_ends = list(map(add, occupied_starts, repeat(length)))
+        # Covered: the prescriber union (merged) holds the whole occupied interval.
+        held_to = map(
+            ends_after.__getitem__, map(bisect_right, repeat(cover_starts), occupied_starts)
+        )
+        covered = map(ge, held_to, occupied_ends)
+        nurses = self.room.mins_over(occupied_starts, occupied_ends)
+        window = self.window.rooms(starts, self.staffing.starts_per_window)
+        return list(map(mul, covered, map(max, repeat(0), map(min, nurses, window))))
 
 
 class _Busy:
@@ -693,7 +719,11 @@ def _free_slots(
         rules=rules,
         r=r,
     )
-    frees = [total - (bisect_left(los, s) - bisect_right(his, s)) for s in starts]
+    # Free = total - #(lo < s) + #(hi <= s), mapped in C over every start.
+    blocked_now = map(
+        sub, map(bisect_left, repeat(los), starts), map(bisect_right, repeat(his), starts)
+    )
+    frees = list(map(sub, repeat(total), blocked_now))
     staff = _FloorIndex(floor) if floor is not None else None
     clinicians: list[tuple[int, ...]] = [()] * len(starts)
     if staff is not None:
@@ -920,18 +950,20 @@ def _window(
     return start, end, last_day
 
 
-def _a_and_s() -> Select[Any]:
+def _a_and_s(*, exclude: bool) -> Select[Any]:
+    """The location's active visits meeting [start, end): start, occupied start and end, chair
+    or room, and for a consultation its end and prescriber (NULL for an infusion), as epoch
+    microseconds; only what the engine uses, computed by the database."""
     a, svc = Appointment.__table__.c, Service.__table__.c
-    return (
+    consultation = svc.kind == ServiceKind.CONSULTATION.value
+    query = (
         select(
             epoch_us(a.start_at),
-            epoch_us(a.end_at),
             epoch_us(a.occupied_start),
             epoch_us(a.occupied_end),
-            a.clinician_id,
-            svc.kind,
-            a.id,
             a.resource_id,
+            case((consultation, epoch_us(a.end_at))),
+            case((consultation, a.clinician_id)),
         )
         .join_from(Appointment.__table__, Service.__table__, svc.id == a.service_id)
         .where(
@@ -941,9 +973,11 @@ def _a_and_s() -> Select[Any]:
             a.occupied_end > bindparam("start"),
         )
     )
+    return query.where(a.id != bindparam("exclude")) if exclude else query
 
 
-_FLOOR_VISITS = _a_and_s()
+_FLOOR_VISITS = _a_and_s(exclude=False)
+_FLOOR_VISITS_EXCLUDING = _a_and_s(exclude=True)
 
 
 def needs_floor(location: Location, rules: Rules) -> bool:
@@ -987,31 +1021,38 @@ def _load_floor_us(
             prescribers.setdefault(shift.clinician_id, []).append(span)
         else:
             nurses.append(span)
+    params: dict[str, Any] = {"location_id": location.id, "start": start, "end": end}
+    query = _FLOOR_VISITS
+    if exclude_appointment_id is not None:
+        query, params["exclude"] = _FLOOR_VISITS_EXCLUDING, exclude_appointment_id
+    rows = session.execute(query, params).all()
+    # As columns (zip in C): start, occupied start and end, resource, consultation end, prescriber.
+    columns = zip(*rows, strict=True) if rows else ((),) * 6
+    starts, occ_starts, occ_ends, resources, consult_ends, _ = columns
+    if busy is not None:
+        occupied_spans = zip(occ_starts, occ_ends, strict=True)
+        for resource_id, occupied in zip(resources, occupied_spans, strict=True):
+            spans = busy.get(resource_id)
+            if spans is not None:
+                spans.append(occupied)
     consults: dict[int, list[Span]] = {}
-    infusions: list[Span] = []
-    starts: list[int] = []
-    params = {"location_id": location.id, "start": start, "end": end}
-    rows = session.execute(_FLOOR_VISITS, params).all()
-    consultation = ServiceKind.CONSULTATION.value
-    for s, e, occ_s, occ_e, clinician_id, kind, appt_id, resource_id in rows:
-        if appt_id == exclude_appointment_id:
-            continue
-        if busy is not None and resource_id in busy:
-            busy[resource_id].append((occ_s, occ_e))
-        if kind == consultation:
-            if clinician_id is not None:
-                consults.setdefault(clinician_id, []).append((s, e))
-        else:
-            infusions.append((occ_s, occ_e))
-            starts.append(s)
-    starts.sort()
+    infusions = list(zip(occ_starts, occ_ends, strict=True))
+    if consult_ends.count(None) != len(consult_ends):
+        infusions, infusion_starts = [], []
+        for start_us, occ_s, occ_e, _, consult_end, clinician_id in rows:
+            if consult_end is None:
+                infusions.append((occ_s, occ_e))
+                infusion_starts.append(start_us)
+            elif clinician_id is not None:
+                consults.setdefault(clinician_id, []).append((start_us, consult_end))
+        starts = tuple(infusion_starts)
     return _FloorUs(
         staffing=Staffing.of(location),
         prescribers=prescribers,
         consults=consults,
         nurses=nurses,
         infusions=infusions,
-        starts=starts,
+        starts=sorted(starts),
     )
 
 
