@@ -128,6 +128,16 @@ def _epoch_us_default(element: epoch_us, compiler: SQLCompiler, **kw: Any) -> st
     return f"CAST(EXTRACT(EPOCH FROM {x}) * 1000000 AS BIGINT)"
 
 
+def _int_rows(session: Session, statement: Any, params: Mapping[str, Any]) -> list[Any]:
+    """The rows of a Core statement whose columns are plain integers (and NULLs), as the
+    driver's tuples: no result processing is needed, so no Row object is built per row."""
+    result = session.connection().execute(statement, params)
+    try:
+        return list(result.cursor.fetchall())
+    finally:
+        result.close()
+
+
 def overlaps(
     a_start: dt.datetime, a_end: dt.datetime, b_start: dt.datetime, b_end: dt.datetime
 ) -> bool:
@@ -882,7 +892,7 @@ def _busy_us(
     query = _BUSY_US
     if exclude_appointment_id is not None:
         query, params["exclude"] = _BUSY_US_EXCLUDING, exclude_appointment_id
-    for rid, s, e in session.execute(query, params).all():
+    for rid, s, e in _int_rows(session, query, params):
         busy[rid].append((s, e))
     return busy
 
@@ -902,7 +912,7 @@ def _block_us(
     busy: dict[int, list[Span]] = {rid: [] for rid in resource_ids}
     if resource_ids:
         params = {"ids": list(resource_ids), "start": start, "end": end}
-        for rid, s, e in session.execute(_BLOCKS, params):
+        for rid, s, e in _int_rows(session, _BLOCKS, params):
             busy[rid].append((s, e))
     return busy
 
@@ -1025,7 +1035,7 @@ def _load_floor_us(
     query = _FLOOR_VISITS
     if exclude_appointment_id is not None:
         query, params["exclude"] = _FLOOR_VISITS_EXCLUDING, exclude_appointment_id
-    rows = session.execute(query, params).all()
+    rows = _int_rows(session, query, params)
     # As columns (zip in C): start, occupied start and end, resource, consultation end, prescriber.
     columns = zip(*rows, strict=True) if rows else ((),) * 6
     starts, occ_starts, occ_ends, resources, consult_ends, _ = columns
