@@ -107,11 +107,12 @@ class epoch_us(FunctionElement[int]):  # noqa: N801 (an SQL function, named like
     inherit_cache = True
 
 
-# unixepoch() (SQLite 3.38+) costs about half what strftime('%s') does per value.
+# unixepoch() (SQLite 3.38+) costs about half what strftime('%s') does per value. Both round
+# a fractional second, so they are given the text's whole seconds only (its first 19 characters).
 _SQLITE_SECONDS = (
-    "unixepoch({})"
+    "unixepoch(substr({x}, 1, 19))"
     if sqlite3.sqlite_version_info >= (3, 38)
-    else "CAST(strftime('%s', {}) AS INTEGER)"
+    else "CAST(strftime('%s', substr({x}, 1, 19)) AS INTEGER)"
 )
 
 
@@ -119,7 +120,7 @@ _SQLITE_SECONDS = (
 def _epoch_us_sqlite(element: epoch_us, compiler: SQLCompiler, **kw: Any) -> str:
     x = compiler.process(element.clauses, **kw)
     # Whole seconds, plus the six digits of microseconds the text stores after them.
-    return f"({_SQLITE_SECONDS.format(x)} * 1000000 + CAST(substr({x}, 21, 6) AS INTEGER))"
+    return f"({_SQLITE_SECONDS.format(x=x)} * 1000000 + CAST(substr({x}, 21, 6) AS INTEGER))"
 
 
 @compiles(epoch_us)
@@ -296,16 +297,16 @@ class Steps(Generic[T]):
         # held[bisect_right(times, s)], and the changes inside (s, e) follow, up to
         # held[bisect_left(times, e)].
         times, held = self.times, self.held
-        lows = map(bisect_right, repeat(times), starts)
+        lows = list(map(bisect_right, repeat(times), starts))
         highs = map(add, map(bisect_left, repeat(times), ends), repeat(1))
+        highs = map(max, highs, map(add, lows, repeat(1)))  # [s, s): the value at s
         return list(map(min, map(held.__getitem__, map(slice, lows, highs))))
 
     def max_over(self, start: T, end: T) -> int:
-        i = bisect_right(self.times, start) - 1
-        j = bisect_left(self.times, end)
-        if i < 0:
-            return max(0, max(self.values[:j], default=0))
-        return max(self.values[i:j])
+        """The largest value at any instant of [start, end)."""
+        low = bisect_right(self.times, start)
+        high = max(bisect_left(self.times, end) + 1, low + 1)
+        return max(self.held[low:high])
 
 
 class StartWindow:

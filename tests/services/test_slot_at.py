@@ -197,3 +197,25 @@ def test_slot_at_matches_the_listing_every_minute_of_a_week_with_shifts_and_capa
         checked += got is not None
         instant += dt.timedelta(minutes=1)
     assert checked == len(offered)
+
+
+def test_instants_reach_the_engine_exact_to_the_microsecond(session):
+    """The loaders read instants as integers computed by the database: a fraction of a second
+    is neither rounded (SQLite's unixepoch would round .999999 up) nor dropped, so a block that
+    ends 0.000001 s after a start still takes that chair."""
+    loc = make_location(session, chairs=1, rooms=0)
+    chair = loc.resources[0]
+    instants = [
+        dt.datetime(2026, 12, 1, 16, 15, 0, 999_999, tzinfo=dt.UTC),
+        dt.datetime(2026, 12, 1, 16, 15, 30, 500_000, tzinfo=dt.UTC),
+        dt.datetime(2026, 12, 1, 16, 16, 0, 1, tzinfo=dt.UTC),
+    ]
+    for start in instants:
+        end = start + dt.timedelta(microseconds=1)
+        session.add(ResourceBlock(resource_id=chair.id, start_at=start, end_at=end))
+    session.flush()
+    window = (instants[0] - dt.timedelta(hours=1), instants[-1] + dt.timedelta(hours=1))
+    read = availability._block_us(session, [chair.id], *window)[chair.id]
+    us = [availability.to_us(t) for t in instants]
+    assert sorted(read) == [(t, t + 1) for t in us]
+    assert [availability.from_us(availability.to_us(t)) for t in instants] == instants
