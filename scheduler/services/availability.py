@@ -5,9 +5,9 @@ How it works. Every instant inside the engine is an integer: microseconds since 
 so comparisons and sums are plain int operations, exact to the microsecond the database stores.
 The loaders ask the database for those integers (`epoch_us`: SQLite's unixepoch plus the stored
 microseconds, PostgreSQL's EXTRACT(EPOCH)), and only the columns the rules use (a visit's end
-and prescriber only for a consultation), so reading a busy month builds no datetime per row;
-the pure entry points (`free_slots`, `Floor`, `candidate_starts`) take datetimes and convert
-once. Then, for a window of days:
+and prescriber only for a consultation), taken as the driver's tuples: reading a busy month
+builds no datetime and no result row object per visit. The pure entry points (`free_slots`,
+`Floor`, `candidate_starts`) take datetimes and convert once. Then, for a window of days:
 
 - candidate starts: per local day and opening interval, the opening and closing instants are
   computed once with the zone, and the grid between them is an integer `range` (a day with a
@@ -1040,14 +1040,14 @@ def _load_floor_us(
     # As columns (zip in C): start, occupied start and end, resource, consultation end, prescriber.
     columns = zip(*rows, strict=True) if rows else ((),) * 6
     starts, occ_starts, occ_ends, resources, consult_ends, _ = columns
+    occupied = list(zip(occ_starts, occ_ends, strict=True))
     if busy is not None:
-        occupied_spans = zip(occ_starts, occ_ends, strict=True)
-        for resource_id, occupied in zip(resources, occupied_spans, strict=True):
+        for resource_id, span in zip(resources, occupied, strict=True):
             spans = busy.get(resource_id)
             if spans is not None:
-                spans.append(occupied)
+                spans.append(span)
     consults: dict[int, list[Span]] = {}
-    infusions = list(zip(occ_starts, occ_ends, strict=True))
+    infusions = occupied
     if consult_ends.count(None) != len(consult_ends):
         infusions, infusion_starts = [], []
         for start_us, occ_s, occ_e, _, consult_end, clinician_id in rows:
