@@ -5,8 +5,22 @@ with the staffing rules on (a prescriber and three nurses on a weekly rota, 1:4,
 Prints the p50 of the availability query, of a plain ORM SELECT of the appointment rows, and of
 the RAW driver fetch (sqlite3 / psycopg cursor, no SQLAlchemy) of every row the engine reads
 (the window's appointments, the chairs' blocks, the rota's patterns, skips and one-off shifts),
-all measured in this run. Targets: availability p50 within 2x of the raw fetch, under 10 ms on
-SQLite.
+all measured in this run, and the CPU time of this process for availability and the raw fetch
+(on a shared machine wall time also counts waits for a core). Targets: availability p50 within
+2x of the raw fetch, under 10 ms on SQLite.
+
+Last measured (2026-11-29, 2 cores shared with other work, load average about 4; two runs each):
+- SQLite: availability 31.5 / 19.9 ms wall against a raw fetch of 8.0 / 2.8 ms (3.9x / 7.2x);
+  CPU 13.7 / 13.2 ms against 3.6 / 3.0 ms (3.9x / 4.4x). Before the integer engine, in the
+  same hour: CPU 16.1 / 17.3 ms against 2.5 / 3.2 ms.
+- PostgreSQL: 22.1 / 19.1 ms wall against 15.5 / 7.6 ms (1.4x / 2.5x); CPU 11.7 / 11.3 ms
+  against 4.2 / 4.0 ms. Before: 26.5 ms wall against 5.6 ms, CPU 21.6 ms.
+Targets missed on SQLite (ratio and 10 ms). Where the CPU goes there (ms, same load): reading
+the window's visits 3.5-4.5 (the same query's raw text fetch alone is about 2.9; the database
+computes the integer instants), the rota's expansion (staffing.shift_intervals) 1.6-1.7,
+loading the location and service and the request's session 1.0, chairs, blocks, hours and
+closures 0.6, the engine about 4 (floor index 0.7, chairs 0.35, starts 0.35, the staffing
+limits for 1,140 starts 1.9, building 243 slots the rest).
 Usage: python benchmarks/availability.py [--db sqlite|postgresql] [--runs N]
 """
 
