@@ -20,7 +20,7 @@ the window's visits 3.5-4.5 (the same query's raw text fetch alone is about 2.9;
 computes the integer instants), the rota's expansion (staffing.shift_intervals) 1.6-1.7,
 loading the location and service and the request's session 1.0, chairs, blocks, hours and
 closures 0.6, the engine about 4 (floor index 0.7, chairs 0.35, starts 0.35, the staffing
-limits for 1,140 starts 1.9, building 243 slots the rest).
+limits at the ~960 starts with a free chair 1.9, building 243 slots the rest).
 Usage: python benchmarks/availability.py [--db sqlite|postgresql] [--runs N]
 """
 
