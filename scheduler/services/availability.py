@@ -918,6 +918,16 @@ def _block_us(
     return busy
 
 
+def block_intervals(
+    session: Session, resource_ids: Sequence[int], start: dt.datetime, end: dt.datetime
+) -> dict[int, list[Interval]]:
+    """The blocks meeting [start, end), per resource, as aware UTC intervals (reports)."""
+    return {
+        rid: [(from_us(s), from_us(e)) for s, e in spans]
+        for rid, spans in _block_us(session, resource_ids, start, end).items()
+    }
+
+
 def _resources_query(*, lock: bool) -> Select[tuple[int]]:
     r = Resource.__table__.c
     query = (
