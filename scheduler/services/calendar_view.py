@@ -598,7 +598,7 @@ def day_sheet(session: Session, location: Location, day: dt.date) -> DaySheet:
             resource=a.resource.name,
             status=str(a.status),
             note=a.note,
-            nurse=_optional_text(a, "nurse", "clinician"),
+            nurse=_optional_text(a, "nurse"),  # a consultation's prescriber is no nurse
             escort=day_of.escort_label(a),
         )
         for a in appts

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from scheduler.models import Appointment, Reminder, ReminderStatus, SmsInbound
+from scheduler.models import Appointment, Reminder, ReminderKind, ReminderStatus, SmsInbound
 
 INBOUND_LABELS = {
     "opt_out": "Replied STOP: texts stopped for this number",
@@ -32,6 +32,14 @@ class SmsEvent:
     at: dt.datetime  # UTC
     when: str  # local to the visit's location (else the record's zone)
     label: str
+
+
+# What each kind of outgoing text is called on the record (the escort's goes to another number).
+TEXT_KINDS: dict[str, str] = {
+    ReminderKind.REMINDER: "Reminder",
+    ReminderKind.DAY_BEFORE: "Day-before text",
+    ReminderKind.ESCORT_READY: "Pick-up text to the escort",
+}
 
 
 def history(
@@ -64,15 +72,16 @@ def history(
         for r in session.scalars(select(Reminder).where(Reminder.appointment_id.in_(list(by_id)))):
             appt = by_id[r.appointment_id]
             about = f"for {visit(appt)}"
+            text = TEXT_KINDS.get(r.kind, "Reminder")
             if r.sent_at is not None:
-                events.append(event(r.sent_at, f"Reminder sent {about}", appt))
+                events.append(event(r.sent_at, f"{text} sent {about}", appt))
             if r.delivered_at is not None:
-                events.append(event(r.delivered_at, f"Reminder delivered {about}", appt))
+                events.append(event(r.delivered_at, f"{text} delivered {about}", appt))
             if r.status == ReminderStatus.FAILED:
                 at = r.failed_at or r.closed_at or r.created_at
-                events.append(event(at, f"Reminder not delivered {about}", appt))
+                events.append(event(at, f"{text} not delivered {about}", appt))
             elif r.status == ReminderStatus.SKIPPED:
                 why = f": {r.reason}" if r.reason else ""
                 at = r.closed_at or r.created_at
-                events.append(event(at, f"Reminder not sent {about}{why}", appt))
+                events.append(event(at, f"{text} not sent {about}{why}", appt))
     return sorted(events, key=lambda e: e.at, reverse=True)

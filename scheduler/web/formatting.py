@@ -38,6 +38,15 @@ AUDIT_ACTIONS = {
     "service.updated": "Service changed",
     "staff.created": "Staff user added",
     "staff.updated": "Staff user changed",
+    "appointment.escort_ready": "Escort texted: ready for pick-up",
+    "appointment.nurse_changed": "Nurse changed",
+    "clinician.created": "Clinician added",
+    "shift.created": "Shift added",
+    "shift.removed": "Shift removed",
+    "staffing.changed": "Staffing rules changed",
+    "patient.cleared": "Clearance recorded",
+    "patient.edited": "Patient details changed",
+    "patient.merged": "Duplicate merged into this record",
 }
 
 REMINDER_EVENTS = {

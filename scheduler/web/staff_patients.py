@@ -108,6 +108,8 @@ def _render_record(
             entries=entries,
             details_of=audit.details_of,
             locations=locations,
+            zones={x.id: x.timezone for x in locations},
+            zone=zone,
             clearance_services=[s for s in services if s.requires_clearance],
             may_clear=patients.may_record_clearance(staff),
             error=error,

@@ -74,7 +74,7 @@ def test_a_manager_records_a_clearance_and_the_record_shows_its_expiry(client, s
     )
     assert r.status_code == 303
     page = text(client.get(f"/staff/patients/{sf_id}"))
-    assert "2027-03-31" in page and "patient.cleared" in page
+    assert "2027-03-31" in page and "Clearance recorded" in page
     assert session.scalars(select(Clearance.until)).one().isoformat() == "2027-03-31"
 
 
@@ -284,3 +284,39 @@ def test_a_merge_moves_the_duplicates_opt_out_and_history(client, session, clini
     session.rollback()
     page = text(client.get(f"/staff/patients/{kept}"))
     assert "No reminders (not agreed)" in page and "Sf Patiant" not in page
+
+
+def test_the_record_names_each_text_by_kind_and_shows_history_in_local_time(
+    client, session, clinic, clock
+):
+    from scheduler.models import Reminder, ReminderKind, ReminderStatus
+    from scheduler.services import audit
+
+    sf_appt = session.scalars(
+        select(Appointment).join(Patient).where(Patient.name == "Sf Patient")
+    ).one()
+    reminder = session.scalars(
+        select(Reminder).where(Reminder.appointment_id == sf_appt.id).order_by(Reminder.id)
+    ).first()
+    assert reminder is not None
+    reminder.kind = ReminderKind.ESCORT_READY
+    reminder.status = ReminderStatus.SENT
+    reminder.sent_at = at(DAY - dt.timedelta(days=2), 10)
+    audit.record(
+        session,
+        actor=clinic.users["admin"],
+        action="appointment.checked_in",
+        at=at(DAY, 9, 55),
+        location_id=sf_appt.location_id,
+        appointment_id=sf_appt.id,
+        patient_id=sf_appt.patient_id,
+        target=f"appointment {sf_appt.id}",
+    )
+    session.commit()
+    sign_in(client, clinic.users["front_desk"].email)
+    html = client.get(f"/staff/patients/{pid(session, 'Sf Patient')}").get_data(as_text=True)
+    texts = html.split('id="sms-history"')[1].split("</table>")[0]
+    assert "Pick-up text to the escort sent for the visit on Tue 01 Dec 10:00" in texts
+    assert "Reminder sent" not in texts
+    assert "Tue 01 Dec 2026 09:55 PST" in html and "UTC" not in html
+    assert "Checked in" in html and ">appointment.checked_in<" not in html
