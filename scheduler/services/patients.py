@@ -334,9 +334,10 @@ def check_visit(
     clash = too_close(session, patient_id, service, start, exclude_appointment_id)
     if clash is not None:
         other_start, other_tz, hours = clash
-        when = other_start.astimezone(ZoneInfo(other_tz)).strftime("%a %d %b %Y at %H:%M")
+        # With the zone's abbreviation: the other visit may be at a location in another zone.
+        when = other_start.astimezone(ZoneInfo(other_tz)).strftime("%a %d %b %Y at %H:%M %Z")
         raise TooSoon(
-            f"You have another visit on {when} (local time); these visits need at least "
+            f"You have another visit on {when}; these visits need at least "
             f"{hours} hours between them.",
             {"start": f"within {hours} hours of another visit"},
         )

@@ -227,7 +227,7 @@ def test_a_second_infusion_the_same_day_is_too_soon_even_at_another_location(
     r = book(client, "2026-12-02T16:00:00-05:00", person(), location="ny")  # 13:00 in SF
     assert r.status_code == 409
     assert r.json["error"]["code"] == "too_soon"
-    assert "Wed 02 Dec 2026 at 10:00" in r.json["error"]["message"]
+    assert "Wed 02 Dec 2026 at 10:00 PST" in r.json["error"]["message"]
     r = book(client, "2026-12-02T16:00:00-08:00", person())
     assert (r.status_code, r.json["error"]["code"]) == (409, "too_soon")
     # 24 hours later is fine.
