@@ -177,6 +177,15 @@ class TimeChoice:
     full: str  # Tue 1 Dec, 9:15 AM PST
     leave: str = ""  # 9:55 AM: the end of recovery, when the patient can leave
 
+    @property
+    def name(self) -> str:
+        """The link's accessible name: the visible words in their order (so that speech input
+        finds the link by what it shows), the day before them and the zone last."""
+        if not self.leave:
+            return self.full
+        day_time, _, zone = self.full.rpartition(" ")
+        return f"{day_time}, leave by about {self.leave} {zone}"
+
 
 def leave_time(end: dt.datetime, recovery_minutes: int, tz: ZoneInfo) -> str:
     """When the patient can leave: the visit's end plus recovery (the chair's occupied end)."""

@@ -591,6 +591,8 @@ def book_form(slug: str) -> ResponseReturnValue:
         "service": request.args.get("service", ""),
         **staff_patients.prefill(request.args.get("patient", "")),
     }
+    if values.get("name"):  # a found patient: kept while free times are looked up
+        values["patient"] = request.args.get("patient", "")
     return _render_book(location, values, None, 200)
 
 
@@ -613,6 +615,7 @@ def book_submit(slug: str) -> ResponseReturnValue:
             "note",
         )
     }
+    values["sms_consent"] = "on" if request.form.get("sms_consent") == "on" else ""
     start: dt.datetime | None = None
     resource: Resource | None = None
     override = request.form.get("override_clearance") == "on"

@@ -233,6 +233,8 @@ def prefill(patient_id: str) -> dict[str, str]:
         "phone": patient.phone,
         "email": patient.email,
         "date_of_birth": patient.date_of_birth.isoformat() if patient.date_of_birth else "",
+        # Booking again keeps their reminder choice unless staff untick it.
+        "sms_consent": "on" if patient.sms_consent else "",
     }
 
 

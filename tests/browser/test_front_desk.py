@@ -20,8 +20,11 @@ import pytest
 from sqlalchemy import select
 
 from scheduler.services import booking
+from scheduler.services.patients import PatientDetails
+from scheduler.services.settings import ClinicSettings
 from tests.browser.conftest import LiveServer
 from tests.conftest import IN_CI
+from tests.factories import make_service
 from tests.web.staff_support import DAY, FIRST, LAST, PASSWORD, at, book, make_clinic
 
 pytestmark = pytest.mark.browser
@@ -101,6 +104,10 @@ def clinic_day(session: Any, clock: Any) -> dict[str, Any]:
         book(session, clinic.sf, clinic.infusion, at(DAY, 10), clock.now, n=2, name="Alan Turing"),
         book(session, clinic.sf, clinic.consult, at(DAY, 11), clock.now, n=3, name="Grace Hopper"),
     ]
+    # A service that needs a clearance, so that the patient record shows its clearance form.
+    make_service(
+        session, [clinic.sf], slug="esketamine", name="Esketamine", requires_clearance=True
+    )
     block = booking.create_block(
         session, chairs[3], at(DAY, 13), at(DAY, 15), reason="Pump service", now=clock.now
     )
@@ -113,6 +120,7 @@ def clinic_day(session: Any, clock: Any) -> dict[str, Any]:
         "chair": chairs[0].id,
         "block": block.id,
         "staff": clinic.users["nurse"].id,
+        "patient": visits[0].patient_id,
     }
     session.commit()
     return values
@@ -129,7 +137,12 @@ def _staff_pages(v: dict[str, Any]) -> list[str]:
         f"/staff/sf/rota?date={DAY}",
         f"/staff/sf/utilisation?from={DAY}&to={DAY}",
         f"/staff/appointments/{v['visit']}",
+        "/staff/patients",
+        "/staff/patients?q=555-000",  # phone fragment: a results table
+        "/staff/patients?q=Nobody+Here",  # no match
+        f"/staff/patients/{v['patient']}",
         f"/staff/sf/book?date={DAY}",
+        f"/staff/sf/book?date={DAY}&patient={v['patient']}",  # from the patient's record
         f"/staff/sf/blocks/new?date={DAY}",
         f"/staff/sf/blocks/{v['block']}",
         "/staff/audit",
@@ -145,6 +158,7 @@ def _staff_pages(v: dict[str, Any]) -> list[str]:
         "/staff/sf/calendar?date=2026-13-45",
         "/staff/ny/calendar",
         "/staff/sf/blocks/999999",
+        "/staff/patients/999999",
     ]
 
 
@@ -156,8 +170,18 @@ def test_every_staff_and_patient_page_passes_axe(desk, clinic_day, axe_source):
     for path in [p for p in _staff_pages(clinic_day) if "/settings" not in p and "audit" not in p]:
         page.goto(desk.base + path)
         found[path] = desk.axe(axe_source)
+    # The record after a refused merge (error summary and field message).
+    page.goto(f"{desk.base}/staff/patients/{clinic_day['patient']}")
+    page.locator("#merge-form").get_by_label("Duplicate's record number").fill("x")
+    page.locator("#merge-form").get_by_role("button").click()
+    page.locator("div.error[role=alert]").wait_for()
+    found["/staff/patients/<id> (refused merge)"] = desk.axe(axe_source)
     page.context.clear_cookies()
     desk.sign_in(clinic_day["admin"])
+    # An admin may record clearances: the record with its clearance form.
+    page.goto(f"{desk.base}/staff/patients/{clinic_day['patient']}")
+    page.locator("#clearance-form").wait_for()
+    found["/staff/patients/<id> (clearance form)"] = desk.axe(axe_source)
     for path in [p for p in _staff_pages(clinic_day) if "/settings" in p or "audit" in p]:
         page.goto(desk.base + path)
         found[path] = desk.axe(axe_source)
@@ -452,3 +476,77 @@ def test_move_a_visit_by_drag_and_by_keyboard_and_a_refused_drop_changes_nothing
     assert moved["Alan Turing"] == ("Chair 2", at(DAY, 10, 30))
     actions = [e.action for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
     assert actions.count("appointment.moved") == 2
+
+
+def test_book_for_a_patient_found_by_phone_from_their_record(desk, clinic_day, session, clock):
+    from scheduler.models import Appointment, Patient
+
+    # A patient who booked by phone before, without an e-mail, with a visit next week.
+    earlier = booking.book(
+        session,
+        booking.BookingRequest(
+            location="sf",
+            service="consult",
+            start=at(DAY + dt.timedelta(days=7), 14),
+            patient=PatientDetails("Ruth Caller", "+14155550188", "", True),
+            source="staff",
+            allow_short_notice=True,
+            require_email=False,
+        ),
+        now=clock.now,
+        settings=ClinicSettings(),
+    )
+    session.commit()
+    ruth = earlier.patient_id
+    appointments = {a.id for a in session.scalars(select(Appointment))}
+    patient_count = len(session.scalars(select(Patient)).all())
+    session.rollback()  # end the read: SQLite would keep the app's writes waiting
+
+    page = desk.page
+    desk.sign_in(clinic_day["front_desk"])
+    page.goto(f"{desk.base}/staff/sf/calendar?date={DAY}")
+    page.get_by_role("search", name="Quick patient search").get_by_label("Find a patient").fill(
+        "555-0188"
+    )
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/staff/patients?q=555-0188")
+    results = page.locator("#patient-results tbody tr")
+    assert results.count() == 1 and "(415) 555-0188" in results.inner_text()
+    results.get_by_role("link", name="Ruth Caller").click()
+    page.wait_for_url(f"**/staff/patients/{ruth}")
+    page.get_by_role("link", name="Book at San Francisco Mission").click()
+
+    # The form starts with Ruth's details; looking up free times keeps them.
+    form, finder = page.locator("#book"), page.locator("#find-time")
+    assert form.get_by_label("Patient name").input_value() == "Ruth Caller"
+    finder.get_by_label("Service").select_option(label="Infusion (40 minutes)")
+    finder.get_by_label("Day").fill(DAY.isoformat())
+    finder.get_by_label("Chair or room").select_option(label="Chair 2")
+    finder.get_by_role("button", name="Show free times").click()
+    page.locator("#free-times").wait_for()
+    assert form.get_by_label("Patient name").input_value() == "Ruth Caller"
+    page.locator("#free-times").get_by_role("link", name=re.compile(r"^12:15, Chair 2")).click()
+    assert form.get_by_label("Service").input_value() == "infusion"
+    assert form.get_by_label("Date", exact=True).input_value() == DAY.isoformat()
+    assert form.get_by_label("Time").input_value() == "12:15"
+    assert form.get_by_label("Chair or room").locator("option:checked").inner_text() == "Chair 2"
+    assert form.get_by_label("Mobile phone").input_value().endswith("5550188")
+    assert form.get_by_label(re.compile("^E-mail")).input_value() == ""
+    assert form.get_by_label("Patient agrees to SMS reminders").is_checked()
+    desk.shot("book-from-search")
+    form.get_by_role("button", name="Book", exact=True).click()
+
+    page.get_by_text("Booked Ruth Caller in Chair 2 at Tue 01 Dec 12:15.").wait_for()
+    assert f"/staff/sf/calendar?date={DAY}" in page.url
+    box = page.locator("a.appt", has_text="Ruth Caller")
+    assert box.count() == 1 and "12:15" in box.inner_text()
+    assert desk.errors == []
+    # One new visit, for Ruth's own record: no second patient, no other booking.
+    session.expire_all()
+    new = [a for a in session.scalars(select(Appointment)) if a.id not in appointments]
+    assert [(a.patient_id, a.resource.name, a.start_at) for a in new] == [
+        (ruth, "Chair 2", at(DAY, 12, 15))
+    ]
+    assert len(session.scalars(select(Patient)).all()) == patient_count
+    patient = session.get(Patient, ruth)
+    assert patient.email == "" and patient.sms_consent

@@ -146,9 +146,9 @@ def test_book_an_infusion_end_to_end_then_cancel_it(page, live_server, session, 
     assert "Times are local to San Francisco – Mission (PST)" in page.inner_text("#zone-note")
     steps.shot("times")
     assert (
-        page.get_by_role("link", name="Tue 1 Dec, 9:00 AM PST, leave by about 9:50 AM").count() == 1
+        page.get_by_role("link", name="Tue 1 Dec, 9:00 AM, leave by about 9:50 AM PST").count() == 1
     )
-    page.get_by_role("link", name="Tue 1 Dec, 9:00 AM PST").click()
+    page.get_by_role("link", name="Tue 1 Dec, 9:00 AM,").click()
     assert "Tue 1 Dec, 9:00 AM PST" in page.inner_text("#chosen")
     steps.shot("details")
     fill_details(page)
@@ -210,7 +210,7 @@ def test_reschedule_from_the_manage_page(page, live_server, session, demo, outpu
         page.get_by_role("link", name="Later month").click()
     page.get_by_role("link", name=re.compile("^Thursday 3 December 2026")).click()
     steps.shot("times")
-    page.get_by_role("link", name="Thu 3 Dec, 2:30 PM PST").click()
+    page.get_by_role("link", name="Thu 3 Dec, 2:30 PM,").click()
     assert "Thu 3 Dec, 2:30 PM PST" in page.inner_text("dd.new")
     assert "Tue 1 Dec, 9:00 AM PST" in page.inner_text("dd.old")
     steps.shot("confirm")
@@ -268,7 +268,7 @@ def test_keyboard_only_booking(page, live_server, session, demo, output_dir):
     steps.shot("focus-day")
     page.keyboard.press("Enter")
     page.wait_for_url("**/2026-12-02")
-    _tab_to(page, "^Wed 2 Dec, 1:00 PM EST")
+    _tab_to(page, "^Wed 2 Dec, 1:00 PM, .* EST$")
     steps.shot("focus-time")
     page.keyboard.press("Enter")
     page.wait_for_url("**/details?start=*")
@@ -316,7 +316,7 @@ def test_slot_taken_between_steps_keeps_details_and_offers_alternatives(
     session.commit()
     steps = Steps(page, output_dir, "race")
     page.goto(f"{live_server.url}/book/one-chair/infusion/2026-12-01")
-    page.get_by_role("link", name="Tue 1 Dec, 10:00 AM PST").click()
+    page.get_by_role("link", name="Tue 1 Dec, 10:00 AM,").click()
     fill_details(page)
     page.get_by_label("Anything we should know?").fill("Please call on arrival.")
     steps.shot("details-filled")
@@ -373,7 +373,7 @@ def test_times_are_in_the_location_zone_whatever_the_browser_zone(
         # New York opens at 8:00; 10 min prep: the first start's prep begins at opening.
         # 40 minutes in the chair and 10 of recovery: the patient can leave at 9:00.
         assert first.inner_text().split() == ["8:10", "AM", "leave", "by", "about", "9:00", "AM"]
-        assert first.get_attribute("aria-label") == "Tue 1 Dec, 8:10 AM EST, leave by about 9:00 AM"
+        assert first.get_attribute("aria-label") == "Tue 1 Dec, 8:10 AM, leave by about 9:00 AM EST"
         steps.shot("times-tokyo-browser")
         first.click()
         fill_details(page)
