@@ -123,7 +123,9 @@ def test_front_desk_reads_the_calendar_moves_blocks_and_checks_in(desk, session,
     page.get_by_label("Chair or room").select_option(label="Chair 3")
     page.get_by_role("button", name="Move").click()
     page.get_by_text("moved to Chair 3").wait_for()
-    page.get_by_role("link", name="San Francisco Mission, Tue 01 Dec").click()
+    with page.expect_navigation():  # measure the new calendar, not the page being left
+        page.get_by_role("link", name="San Francisco Mission, Tue 01 Dec").click()
+    page.locator(sel).wait_for()
     assert desk.column_of(sel) == "Chair 3"
     assert desk.local_time_at(desk.box(sel)["y"]) == pytest.approx(9.25, abs=0.02)
 
