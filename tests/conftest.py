@@ -141,6 +141,23 @@ def client(app: Flask) -> Any:
     return app.test_client()
 
 
+@pytest.fixture(scope="module")
+def twilio_server() -> Iterator[Any]:
+    """The local server that speaks Twilio's Messages API (tests/twilio_server.py), per module."""
+    from tests.twilio_server import TwilioServer
+
+    with TwilioServer() as server:
+        yield server
+
+
+@pytest.fixture
+def twilio(twilio_server: Any) -> Iterator[Any]:
+    """The Twilio server, emptied for this test; held requests are let go at the end."""
+    twilio_server.reset()
+    yield twilio_server
+    twilio_server.release.set()  # never leave a request hanging
+
+
 @pytest.fixture(scope="session")
 def output_dir() -> Path:
     """Where tests write artefacts for reviewers (screenshots); not committed."""

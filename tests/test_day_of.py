@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import icalendar
@@ -23,18 +22,6 @@ from tests.web.staff_support import csrf_token, sign_in
 PATIENT = "+14155550123"
 ESCORT = "+14155550188"
 THU = "2026-12-03T11:00:00-08:00"
-
-
-@pytest.fixture(scope="module")
-def twilio_server() -> Iterator[TwilioServer]:
-    with TwilioServer() as server:
-        yield server
-
-
-@pytest.fixture
-def twilio(twilio_server: TwilioServer) -> TwilioServer:
-    twilio_server.reset()
-    return twilio_server
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ local Twilio server, and the patient's replies come back as signed webhooks (bot
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode, urlparse
 from zoneinfo import ZoneInfo
@@ -26,18 +25,6 @@ FAMILY = "+14155550123"
 
 def la(*args: int) -> dt.datetime:
     return dt.datetime(*args, tzinfo=LA).astimezone(UTC)  # type: ignore[misc]
-
-
-@pytest.fixture(scope="module")
-def twilio_server() -> Iterator[TwilioServer]:
-    with TwilioServer() as server:
-        yield server
-
-
-@pytest.fixture
-def twilio(twilio_server: TwilioServer) -> TwilioServer:
-    twilio_server.reset()
-    return twilio_server
 
 
 @pytest.fixture

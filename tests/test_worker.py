@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -28,18 +27,6 @@ PUBLIC = "https://book.chairside.example"
 
 def la(*args: int) -> dt.datetime:
     return dt.datetime(*args, tzinfo=LA).astimezone(UTC)  # type: ignore[misc]
-
-
-@pytest.fixture(scope="module")
-def twilio_server() -> Iterator[TwilioServer]:
-    with TwilioServer() as server:
-        yield server
-
-
-@pytest.fixture
-def twilio(twilio_server: TwilioServer) -> TwilioServer:
-    twilio_server.reset()
-    return twilio_server
 
 
 @pytest.fixture

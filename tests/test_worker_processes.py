@@ -31,19 +31,6 @@ BATCH = 20
 LEASE_SECONDS = 300
 
 
-@pytest.fixture(scope="module")
-def twilio_server() -> Iterator[TwilioServer]:
-    with TwilioServer() as server:
-        yield server
-
-
-@pytest.fixture
-def twilio(twilio_server: TwilioServer) -> Iterator[TwilioServer]:
-    twilio_server.reset()
-    yield twilio_server
-    twilio_server.release.set()  # never leave a request hanging
-
-
 @pytest.fixture
 def pg_url(postgresql_url: str) -> str:
     _clean(postgresql_url)

@@ -825,18 +825,15 @@ def closed_days(session: Session, location_id: int, first: dt.date, last: dt.dat
     return days
 
 
-def _busy_query(*, exclude: bool, us: bool = False) -> CompoundSelect[Any]:
+def _busy_query(*, exclude: bool) -> CompoundSelect[Any]:
     # Plain table columns (not ORM attributes): the statement runs as Core, with less overhead.
-    # `us`: the instants as epoch microseconds (the engine's integers), not datetimes.
+    # The instants come as epoch microseconds (the engine's integers), not datetimes.
     a, b = Appointment.__table__.c, ResourceBlock.__table__.c
     ids: BindParameter[Any] = bindparam("ids", expanding=True)
     start: BindParameter[Any] = bindparam("start")
     end: BindParameter[Any] = bindparam("end")
-    a_times: tuple[Any, Any] = (a.occupied_start, a.occupied_end)
-    b_times: tuple[Any, Any] = (b.start_at, b.end_at)
-    if us:
-        a_times = (epoch_us(a.occupied_start), epoch_us(a.occupied_end))
-        b_times = (epoch_us(b.start_at), epoch_us(b.end_at))
+    a_times = (epoch_us(a.occupied_start), epoch_us(a.occupied_end))
+    b_times = (epoch_us(b.start_at), epoch_us(b.end_at))
     appts = select(a.resource_id, *a_times).where(
         a.resource_id.in_(ids), a.active.is_(True), a.occupied_start < end, a.occupied_end > start
     )
@@ -850,10 +847,8 @@ def _busy_query(*, exclude: bool, us: bool = False) -> CompoundSelect[Any]:
 
 # Built once: booking runs these on every request, and building a statement each time cost
 # about half as much again as running it (measured: 0.64 ms against 0.40 ms).
-_BUSY = _busy_query(exclude=False)
-_BUSY_EXCLUDING = _busy_query(exclude=True)
-_BUSY_US = _busy_query(exclude=False, us=True)
-_BUSY_US_EXCLUDING = _busy_query(exclude=True, us=True)
+_BUSY_US = _busy_query(exclude=False)
+_BUSY_US_EXCLUDING = _busy_query(exclude=True)
 
 
 def busy_intervals(
@@ -864,17 +859,12 @@ def busy_intervals(
     *,
     exclude_appointment_id: int | None = None,
 ) -> dict[int, list[Interval]]:
-    """Occupied intervals (buffers included) of active appointments, and blocks, per resource."""
-    busy: dict[int, list[Interval]] = {rid: [] for rid in resource_ids}
-    if not resource_ids:
-        return busy
-    params = {"ids": list(resource_ids), "start": start, "end": end}
-    query = _BUSY
-    if exclude_appointment_id is not None:
-        query, params["exclude"] = _BUSY_EXCLUDING, exclude_appointment_id
-    for rid, s, e in session.execute(query, params).all():
-        busy[rid].append((s, e))
-    return busy
+    """Occupied intervals (buffers included) of active appointments, and blocks, per resource,
+    as aware UTC intervals (the engine reads the same rows in microseconds: `_busy_us`)."""
+    spans = _busy_us(
+        session, resource_ids, start, end, exclude_appointment_id=exclude_appointment_id
+    )
+    return {rid: [(from_us(s), from_us(e)) for s, e in found] for rid, found in spans.items()}
 
 
 def _busy_us(
