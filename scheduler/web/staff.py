@@ -41,6 +41,7 @@ from scheduler.services import (
     day_of,
     patients,
     sms_replies,
+    staffing,
 )
 from scheduler.services.clock import NonexistentLocalTime, local_to_utc
 from scheduler.services.errors import Conflict, DomainError, SlotUnavailable
@@ -488,6 +489,7 @@ class FreeTime:
     resource_name: str
     free: int  # how many more bookings that start can take (chairs, nurses, start window)
     label: str  # "09:15", or "Wed 02 Dec 09:15" when the day differs from the one asked
+    clinicians: str = ""  # a consultation's prescribers free then, by name ("" otherwise)
 
 
 def _free_times(
@@ -528,6 +530,7 @@ def _free_times(
             resource_id=resource.id if resource else None,
         )
     names = {r.id: r.name for r in location.resources}
+    people = {c.id: c.name for c in staffing.list_clinicians(db.session())}
     times = []
     for slot in slots:
         local_start = slot.start.astimezone(tz)
@@ -540,6 +543,7 @@ def _free_times(
                 resource=str(resource.id) if resource else "",
                 resource_name=names[resource.id] if resource else "any chair",
                 free=slot.free,
+                clinicians=", ".join(people[c] for c in slot.clinicians if c in people),
                 label=f"{local_start:%H:%M}"
                 if local_start.date() == day
                 else f"{local_start:%a %d %b %H:%M}",

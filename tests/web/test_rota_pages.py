@@ -293,3 +293,14 @@ def test_settings_page_staffing_rules_and_the_refusal_in_place(client, session, 
     _as(client, c, "front_desk")
     r = client.post("/staff/settings/locations/sf/staffing", data=form)
     assert r.status_code == 403
+
+
+def test_staff_free_times_for_a_consultation_name_the_free_prescriber(client, session, clinic):
+    clinic, doc, _ = clinic
+    page = _as(client, clinic, "front_desk").get(
+        f"/staff/sf/book?service={clinic.consult.slug}&date={DAY}"
+    )
+    html = page.get_data(as_text=True)
+    free = html.split('id="free-times"')[1].split("</ul>")[0]
+    assert f"· with {doc.name}</span>" in free
+    assert f", with {doc.name}" in free  # in the link's spoken name too
