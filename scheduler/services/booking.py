@@ -38,6 +38,8 @@ from scheduler.models import (
     ACTIVE_STATUSES,
     Appointment,
     AppointmentStatus,
+    Clinician,
+    ClinicianRole,
     Location,
     Patient,
     Resource,
@@ -314,11 +316,21 @@ def _candidates(slot: Slot, resource_id: int | None) -> tuple[int, ...]:
     return (resource_id,)
 
 
-def _check_clinician_request(service: Service, clinician: int | None) -> None:
-    if clinician is not None and service.kind != ServiceKind.CONSULTATION:
+def _check_clinician_request(session: Session, service: Service, clinician: int | None) -> None:
+    """A chosen clinician must be an active prescriber, for a consultation (else 422, not a
+    misleading "slot unavailable")."""
+    if clinician is None:
+        return
+    if service.kind != ServiceKind.CONSULTATION:
         raise InvalidInput(
             "A clinician is chosen for consultations only.",
             {"clinician": "only for a consultation"},
+        )
+    chosen = session.get(Clinician, clinician)
+    if chosen is None or not chosen.active or chosen.role != ClinicianRole.PRESCRIBER:
+        raise InvalidInput(
+            "Consultations are with a prescriber: choose one from the clinicians list.",
+            {"clinician": "not an active prescriber"},
         )
 
 
@@ -421,7 +433,7 @@ def _book(
     start = _as_utc(request.start)
     if len(request.note) > 2000:
         raise InvalidInput("The note is too long.", {"note": "at most 2000 characters"})
-    _check_clinician_request(service, request.clinician)
+    _check_clinician_request(session, service, request.clinician)
     slot = _slot_for(
         session,
         location,

@@ -37,6 +37,15 @@ def _book(client, service: str, start: dt.datetime, n: int, **extra: Any):
     return client.post("/api/v1/appointments", json=body)
 
 
+def test_a_consultation_with_a_nurse_or_unknown_clinician_is_422_naming_it(client, clinic):
+    c, doc, nurses = clinic
+    for who in (nurses[0].id, 999_999):
+        r = _book(client, "consult", at(DAY, 11), 4, clinician=who)
+        assert r.status_code == 422, r.get_json()
+        assert "clinician" in r.get_json()["error"]["fields"]
+    assert _book(client, "consult", at(DAY, 11), 4, clinician=doc.id).status_code == 201
+
+
 def test_public_prescribers_and_consultation_slots_name_who_is_free(client, clinic):
     c, doc, nurses = clinic
     r = client.get("/api/v1/locations/sf/clinicians?service=consult")
