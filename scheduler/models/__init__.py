@@ -392,6 +392,13 @@ class Appointment(Base):
     # When staff asked for the "ready" text to the escort (once per visit).
     escort_notified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A session of a treatment course (models/courses.py): which course, which session (from 1),
+    # and whether it waits for the course's review (chair held, no reminders until continued).
+    course_id: Mapped[int | None] = mapped_column(
+        ForeignKey("courses.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    course_session: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    awaiting_review: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -684,8 +691,13 @@ class AuditEntry(Base):
     details: Mapped[str] = mapped_column(Text, default="")
 
 
-# --- models in modules of their own: people (clearances, visit codes), rota (clinicians, shifts) --
+# --- models in modules of their own: people (clearances, visit codes), rota, courses ------------
 
+from scheduler.models.courses import Course as Course  # noqa: E402
+from scheduler.models.courses import CourseStatus as CourseStatus  # noqa: E402
+from scheduler.models.courses import CourseTemplate as CourseTemplate  # noqa: E402
+from scheduler.models.courses import ReviewState as ReviewState  # noqa: E402
+from scheduler.models.courses import WeekdayPattern as WeekdayPattern  # noqa: E402
 from scheduler.models.people import Clearance as Clearance  # noqa: E402
 from scheduler.models.people import VisitCode as VisitCode  # noqa: E402
 from scheduler.models.rota import (  # noqa: E402  (rota's models need the ones above)

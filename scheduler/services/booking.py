@@ -82,6 +82,10 @@ class BookingRequest:
     # The patient pages ask for the escort of an escort_required service; the API (v1 clients)
     # may leave it out: the visit is then shown to staff as missing its escort.
     require_escort: bool = False
+    # A session of a treatment course (services/courses.py books every session through here).
+    course_id: int | None = None
+    course_session: int | None = None
+    awaiting_review: bool = False  # after the course's review point: no reminders yet
 
 
 def get_location(session: Session, slug: str) -> Location:
@@ -472,6 +476,9 @@ def _book(
         source=request.source,
         escort_name=escort.name if escort else None,
         escort_phone=escort.phone if escort else None,
+        course_id=request.course_id,
+        course_session=request.course_session,
+        awaiting_review=request.awaiting_review,
         cancel_reason="",
         confirmed_at=None,
         cancelled_at=None,
