@@ -76,6 +76,7 @@ def upgrade() -> None:
         sa.Column("template_id", sa.Integer(), nullable=False),
         sa.Column("patient_id", sa.Integer(), nullable=False),
         sa.Column("location_id", sa.Integer(), nullable=False),
+        sa.Column("sessions", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("manage_token", sa.String(64), nullable=False),
         sa.Column("review_state", sa.String(16), nullable=False),

@@ -586,6 +586,7 @@ class ReminderKind(enum.StrEnum):
     REMINDER = "reminder"  # "your visit is on ...; reply C"
     DAY_BEFORE = "day_before"  # instructions; "reply YES to confirm the visit and your ride"
     ESCORT_READY = "escort_ready"  # to the escort: the patient is ready to be picked up
+    COURSE_STOPPED = "course_stopped"  # the course was stopped at its review: sessions cancelled
 
 
 class Reminder(Base):

@@ -75,6 +75,8 @@ class Course(Base):
     template_id: Mapped[int] = mapped_column(ForeignKey("course_templates.id"))
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
     location_id: Mapped[int] = mapped_column(ForeignKey("locations.id"))
+    # How many sessions were booked (the template may be edited later).
+    sessions: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default=CourseStatus.ACTIVE)
     manage_token: Mapped[str] = mapped_column(String(64), unique=True)
     review_state: Mapped[str] = mapped_column(String(16), default=ReviewState.NONE)

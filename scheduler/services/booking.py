@@ -86,6 +86,7 @@ class BookingRequest:
     course_id: int | None = None
     course_session: int | None = None
     awaiting_review: bool = False  # after the course's review point: no reminders yet
+    send_invite: bool = True  # False: the caller mails the invite (a course's one e-mail)
 
 
 def get_location(session: Session, slug: str) -> Location:
@@ -488,7 +489,9 @@ def _book(
     appointment.location, appointment.service, appointment.patient = location, service, patient
     _assign_staff(session, appointment, slot)
     appointment = _insert(session, appointment, {rid: resources[rid] for rid in candidates})
-    notifications.appointment_changed(session, appointment, "booked", now, settings)
+    notifications.appointment_changed(
+        session, appointment, "booked", now, settings, invite=request.send_invite
+    )
     return appointment
 
 
@@ -593,6 +596,11 @@ def reschedule(
         )
     if not by_staff:
         _require_patient_window(appointment, now, "change")
+    if appointment.course_id is not None:
+        # A course's session keeps the course's spacing (courses books through this module).
+        from scheduler.services import courses
+
+        courses.check_move(session, appointment, start)
     slot = _slot_for(
         session,
         appointment.location,
@@ -632,14 +640,18 @@ def cancel(
     settings: ClinicSettings,
     by_staff: bool = False,
     reason: str = "",
+    invite: bool = True,
 ) -> Appointment:
+    """Cancel the visit; `invite` False when the caller mails the CANCEL (a course's one mail)."""
     if appointment.status == AppointmentStatus.CANCELLED:
         return appointment
     if appointment.status != AppointmentStatus.BOOKED and not by_staff:
         raise Conflict("This appointment can no longer be cancelled online.")
     if not by_staff:
         _require_patient_window(appointment, now, "cancel")
-    return _set_status(session, appointment, AppointmentStatus.CANCELLED, now, settings, reason)
+    return _set_status(
+        session, appointment, AppointmentStatus.CANCELLED, now, settings, reason, invite=invite
+    )
 
 
 def confirm(
@@ -695,6 +707,8 @@ def _set_status(
     now: dt.datetime,
     settings: ClinicSettings,
     reason: str,
+    *,
+    invite: bool = True,
 ) -> Appointment:
     if target in ACTIVE_STATUSES and not appointment.active:
         # Taking the interval back (undoing a no-show) may collide with a later booking: check
@@ -739,7 +753,7 @@ def _set_status(
     change: notifications.Change = (
         "cancelled" if target == AppointmentStatus.CANCELLED else "status"
     )
-    notifications.appointment_changed(session, appointment, change, now, settings)
+    notifications.appointment_changed(session, appointment, change, now, settings, invite=invite)
     return appointment
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from scheduler.models import (
     Clinician,
+    CourseTemplate,
     Location,
     OpeningHours,
     Resource,
@@ -20,6 +21,7 @@ from scheduler.models import (
     StaffRole,
     StaffUser,
 )
+from scheduler.services import courses
 from scheduler.services import staff as staff_service
 
 ADMIN_EMAIL = "admin@chairside.example"
@@ -96,6 +98,34 @@ SERVICES = [
 ]
 
 CHAIRS = 6
+
+# Treatment courses (services/courses.py): a depression induction (six infusions in two to three
+# weeks, reviewed after the second) and a CRPS course (five consecutive weekdays of 4-hour
+# infusions; a closed weekday moves a session to the next one, within the maximum gap).
+COURSES = [
+    {
+        "slug": "iv-ketamine-induction",
+        "name": "IV ketamine induction",
+        "service": "infusion",
+        "sessions": 6,
+        "min_gap_hours": 44,
+        "max_gap_hours": 7 * 24,
+        "within_days": 21,
+        "weekdays": None,
+        "review_after": 2,
+    },
+    {
+        "slug": "crps-5-day",
+        "name": "CRPS 5-day",
+        "service": "long-infusion",
+        "sessions": 5,
+        "min_gap_hours": 20,
+        "max_gap_hours": 96,
+        "within_days": 10,
+        "weekdays": "consecutive_weekdays",
+        "review_after": None,
+    },
+]
 
 
 # Per location: one prescriber all day, two nurses at 1:4 (see the locations' rules: one start
@@ -187,6 +217,12 @@ def seed_demo(session: Session, hasher: PasswordHasher, now: dt.datetime) -> See
             ):
                 service.locations.append(location)
     session.flush()
+    for course_spec in COURSES:
+        if session.scalars(
+            select(CourseTemplate.id).where(CourseTemplate.slug == course_spec["slug"])
+        ).first():
+            continue
+        courses.save_template(session, None, course_spec)
     admin = session.scalars(select(StaffUser).where(StaffUser.email == ADMIN_EMAIL)).first()
     if admin is not None:
         return SeedResult(False, ADMIN_EMAIL, None, None)

@@ -328,7 +328,96 @@ def render_invite_mail(
     return msg
 
 
-RENDERERS = {"invite": render_invite_mail}
+def course_payload(
+    appointments: Sequence[Appointment],
+    change: str,
+    method: str,
+    settings: ClinicSettings,
+    now: dt.datetime,
+    manage_token: str,
+) -> dict[str, Any]:
+    """What a course's one e-mail says: every session listed, and each session's own invite
+    (its own UID and SEQUENCE: one iTIP object carries one UID)."""
+    first = appointments[0]
+    location = first.location
+    tz = ZoneInfo(location.timezone)
+    datas = [invites.invite_data(a, settings, now, method) for a in appointments]
+    held = [a.course_session for a in appointments if a.awaiting_review and a.course_session]
+    return {
+        "change": change,
+        "invites": [d.to_dict() for d in datas],
+        "mail": {
+            "change": change,
+            "method": method,
+            "first_name": (first.patient.name.split() or [""])[0],
+            "patient_name": first.patient.name,
+            "title": datas[0].title,
+            "count": len(appointments),
+            "sessions": [
+                {
+                    "number": a.course_session or i + 1,
+                    "when": _when(a.start_at, tz),
+                    "short_when": _short_when(a.start_at, tz),
+                    "until": f"{a.end_at.astimezone(tz):%H:%M}",
+                    "held": bool(a.awaiting_review),
+                }
+                for i, a in enumerate(appointments)
+            ],
+            "held_after": min(held) - 1 if held and change == "booked" else None,
+            "location_name": location.name,
+            "address": location.address,
+            "phone": location.phone,
+            "clinic_name": settings.clinic_name,
+            "manage_url": settings.manage_url(manage_token),
+        },
+    }
+
+
+def render_course_mail(
+    payload: Mapping[str, Any], *, envelope_from: str, recipient: str
+) -> EmailMessage:
+    """multipart/mixed > multipart/alternative (plain, html) + one visit-N.ics per session,
+    each a text/calendar iTIP message (REQUEST or CANCEL) for that session alone."""
+    datas = [invites.InviteData.from_dict(d) for d in payload["invites"]]
+    context = dict(payload["mail"])
+    heading = {"booked": "Booked", "stopped": "Cancelled", "cancelled": "Cancelled"}.get(
+        payload["change"], "Updated"
+    )
+    sessions = context["sessions"]
+    span = sessions[0]["short_when"]
+    if len(sessions) > 1:
+        span = f"{len(sessions)} visits from {span}"
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["Subject"] = subject(heading, context["title"], span)
+    msg["From"] = _mailbox(context["clinic_name"], wire_address(envelope_from))
+    msg["To"] = _mailbox(context["patient_name"], wire_address(recipient))
+    msg["Date"] = format_datetime(datas[0].dtstamp)
+    domain = envelope_from.rpartition("@")[2] or "chairside.invalid"
+    msg["Message-ID"] = make_msgid("course", domain=domain)
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(
+        _env.get_template("course.txt").render(context), charset="utf-8", cte="quoted-printable"
+    )
+    msg.add_alternative(
+        _env.get_template("course.html").render(context),
+        subtype="html",
+        charset="utf-8",
+        cte="quoted-printable",
+    )
+    msg.make_mixed()
+    for data, item in zip(datas, sessions, strict=True):
+        # Bytes, not str: a str part would have its CRLF line ends turned into LF.
+        msg.add_attachment(
+            invites.render_ics(data),
+            maintype="text",
+            subtype="calendar",
+            params={"method": data.method, "charset": "UTF-8"},
+            filename=f"visit-{item['number']}.ics",
+        )
+    return msg
+
+
+RENDERERS = {"invite": render_invite_mail, "course": render_course_mail}
 
 
 # --- the outbox -----------------------------------------------------------------------------------
@@ -405,6 +494,34 @@ def queue_invite(
         appointment_id=appointment.id,
         method=method,
         ics_sequence=appointment.ics_sequence,
+    )
+
+
+def queue_course_mail(
+    session: Session,
+    appointments: Sequence[Appointment],
+    change: str,
+    now: dt.datetime,
+    settings: ClinicSettings,
+    manage_token: str,
+) -> int | None:
+    """One e-mail for several sessions of a course ("booked": REQUEST invites; "cancelled" or
+    "stopped": CANCEL), instead of one mail per session. A later change to one session (a move)
+    goes out as that session's own invite (`queue_invite`)."""
+    if not appointments:
+        return None
+    recipient = (appointments[0].patient.email or "").strip()
+    if not recipient:
+        return None
+    method = invites.REQUEST if change == "booked" else invites.CANCEL
+    return queue(
+        session,
+        envelope_from=settings.mail_from,
+        recipient=recipient,
+        now=now,
+        payload=course_payload(appointments, change, method, settings, now, manage_token),
+        kind="course",
+        method=method,
     )
 
 

@@ -24,7 +24,13 @@ def appointment_changed(
     change: Change,
     now: dt.datetime,
     settings: ClinicSettings,
+    *,
+    invite: bool = True,
 ) -> None:
-    """Queue what `change` to `appointment` owes the patient. Only writes rows; sends nothing."""
+    """Queue what `change` to `appointment` owes the patient. Only writes rows; sends nothing.
+
+    `invite` False: the caller mails the invite itself (a course's sessions share one e-mail).
+    """
     reminders.sync_plan(session, appointment, change, now, settings)  # SMS reminder rows
-    mail.queue_invite(session, appointment, change, now, settings)
+    if invite:
+        mail.queue_invite(session, appointment, change, now, settings)

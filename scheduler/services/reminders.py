@@ -179,6 +179,8 @@ def sync_plan(
     wanted = (
         appointment.active
         and appointment.status == AppointmentStatus.BOOKED
+        # A course's session held for the review gets its reminders once the course continues.
+        and not appointment.awaiting_review
         and patient.sms_consent
         and not is_opted_out(session, patient.phone)
     )
@@ -475,6 +477,12 @@ def recheck(session: Session, items: Sequence[Outgoing], now: dt.datetime) -> di
         is_out = item.phone in opted_out
         if found is None:
             reason = "visit deleted"
+        elif item.kind == ReminderKind.COURSE_STOPPED:
+            # About cancelled visits by design: only the number's consent and opt-out matter.
+            if not found[3]:
+                reason = "no SMS consent"
+            elif is_out:
+                reason = "number opted out"
         elif item.kind == ReminderKind.ESCORT_READY:
             # Sent when the visit is over (checked in or completed), to a number of its own.
             if found[0] == AppointmentStatus.CANCELLED:
@@ -787,6 +795,8 @@ def render_reminder(item: Outgoing, settings: ClinicSettings) -> str:
             address=item.location_address,
             phone=item.location_phone,
         )
+    if item.kind == ReminderKind.COURSE_STOPPED:
+        return render_text("course_stopped.txt", **values, phone=item.location_phone)
     if item.kind == ReminderKind.DAY_BEFORE:
         return render_text(
             "day_before.txt",

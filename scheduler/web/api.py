@@ -20,6 +20,7 @@ from scheduler.extensions import csrf, db
 from scheduler.models import (
     Appointment,
     Clinician,
+    Course,
     Location,
     Resource,
     ResourceBlock,
@@ -32,6 +33,7 @@ from scheduler.services import (
     audit,
     availability,
     booking,
+    courses,
     day_of,
     idempotency,
     invites,
@@ -128,6 +130,36 @@ def appointment_out(appt: Appointment) -> dict[str, Any]:
         escort=_escort_out(appt),
         escort_missing=day_of.escort_missing(appt),
         ride_confirmed=appt.ride_confirmed_at is not None,
+        course=_course_ref(appt),
+        awaiting_review=appt.awaiting_review,
+    ).model_dump(exclude_none=True)
+
+
+def _course_ref(appt: Appointment) -> s.CourseRef | None:
+    course = courses.course_of(appt)
+    if course is None or appt.course_session is None:
+        return None
+    return s.CourseRef(id=course.id, session=appt.course_session, sessions=course.sessions)
+
+
+def course_out(course: Course) -> dict[str, Any]:
+    """A course with every session (cancelled ones too), as the API and its manage token give it."""
+    template = course.template
+    return s.CourseOut(
+        id=course.id,
+        course=template.slug,
+        name=template.name,
+        status=course.status,
+        review_state=course.review_state,
+        review_after=template.review_after,
+        progress=courses.progress_label(course),
+        location=course.location.slug,
+        timezone=course.location.timezone,
+        appointments=[
+            s.AppointmentOut.model_validate(appointment_out(a)) for a in courses.sessions(course)
+        ],
+        manage_token=course.manage_token,
+        manage_url=settings().manage_url(course.manage_token),
     ).model_dump(exclude_none=True)
 
 
@@ -363,8 +395,8 @@ def _body_fields(fields: dict[str, str]) -> dict[str, str]:
     return {f"patient.{k}" if k in PATIENT_FIELDS else k: v for k, v in fields.items()}
 
 
-def _replay(key: str, digest: str) -> ResponseReturnValue | None:
-    record = idempotency.find(db.session(), "appointments", key)
+def _replay(key: str, digest: str, scope: str = "appointments") -> ResponseReturnValue | None:
+    record = idempotency.find(db.session(), scope, key)
     if record is None:
         return None
     if record.request_hash != digest:
@@ -379,22 +411,39 @@ def _replay(key: str, digest: str) -> ResponseReturnValue | None:
 
 @route(
     "/manage/<token>",
-    summary="An appointment, by its private token",
-    response=s.AppointmentOut,
+    summary="An appointment, or a treatment course (every session), by its private token",
+    response=s.ManageOut,
     errors=(404,),
 )
 def manage(token: str) -> ResponseReturnValue:
+    course = courses.find_by_token(db.session(), token)
+    if course is not None:
+        return jsonify(course_out(course))
     return jsonify(appointment_out(booking.get_by_token(db.session(), token)))
 
 
 @route(
     "/manage/<token>/cancel",
     "POST",
-    summary="Cancel by token",
-    response=s.StatusOut,
+    summary="Cancel by token; a course's token cancels every future session outside the "
+    "late-cancel window and lists those kept inside it",
+    response=s.ManageCancelOut,
     errors=(404, 409),
 )
 def manage_cancel(token: str) -> ResponseReturnValue:
+    course = courses.find_by_token(db.session(), token)
+    if course is not None:
+        result = courses.cancel_rest(db.session(), course, now=now(), settings=settings())
+        db.session.commit()
+        return jsonify(
+            s.ManageCancelOut(
+                status=course.status,
+                cancelled=[a.id for a in result.cancelled],
+                kept_late=[
+                    s.AppointmentOut.model_validate(appointment_out(a)) for a in result.kept_late
+                ],
+            ).model_dump(exclude_none=True)
+        )
     appt = booking.get_by_token(db.session(), token)
     booking.cancel(db.session(), appt, now=now(), settings=settings())
     db.session.commit()
@@ -897,7 +946,8 @@ def escort_ready(appointment_id: int) -> ResponseReturnValue:
     )
 
 
-# The patient endpoints live in their own module on this blueprint.
+# The patient and course endpoints live in their own modules on this blueprint.
+from scheduler.web import api_courses as api_courses  # noqa: E402
 from scheduler.web import api_patients as api_patients  # noqa: E402
 
 

@@ -47,6 +47,9 @@ AUDIT_ACTIONS = {
     "patient.cleared": "Clearance recorded",
     "patient.edited": "Patient details changed",
     "patient.merged": "Duplicate merged into this record",
+    "course.review_continue": "Course review: continue",
+    "course.review_stop": "Course review: stop (held sessions cancelled)",
+    "course.template_saved": "Course template saved",
 }
 
 REMINDER_EVENTS = {

@@ -11,6 +11,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    RootModel,
     ValidationInfo,
     field_validator,
 )
@@ -195,6 +196,12 @@ class ClinicianRef(BaseModel):
     name: str
 
 
+class CourseRef(BaseModel):
+    id: int
+    session: int  # 1-based
+    sessions: int
+
+
 class AppointmentOut(BaseModel):
     id: int
     status: str
@@ -210,6 +217,8 @@ class AppointmentOut(BaseModel):
     escort: EscortOut | None = None  # present when one was given
     escort_missing: bool = False
     ride_confirmed: bool = False
+    course: CourseRef | None = None  # present for a session of a treatment course
+    awaiting_review: bool = False  # held (chair reserved) until the course's review continues
 
 
 class StatusOut(BaseModel):
@@ -429,3 +438,78 @@ class UtilisationOut(BaseModel):
     late_cancel_rate: float | None = Field(
         description="cancellations inside the late-cancel window / visits starting in the range"
     )
+
+
+# --- treatment courses ----------------------------------------------------------------------------
+
+
+class CourseTemplateOut(BaseModel):
+    slug: str
+    name: str
+    service: str
+    sessions: int
+    min_gap_hours: int
+    max_gap_hours: int
+    within_days: int
+    review_after: int | None  # sessions after this one wait for a clinician's decision
+    weekdays: str | None = None  # "mon,wed,fri", "consecutive_weekdays", or null for any day
+    description: str = ""
+
+
+class CoursePlanIn(_In):
+    location: str = Field(min_length=1, max_length=64)
+    course: str = Field(min_length=1, max_length=64)
+    first_start: Instant
+
+
+class PlannedSessionOut(BaseModel):
+    start: str
+    end: str
+    moved: str | None = None  # why this session is not at the first one's local time
+
+
+class CoursePlanOut(BaseModel):
+    location: str
+    course: str
+    timezone: str
+    sessions: list[PlannedSessionOut]
+
+
+class CourseIn(_In):
+    location: str = Field(min_length=1, max_length=64)
+    course: str = Field(min_length=1, max_length=64)
+    starts: list[Instant] = Field(min_length=1, max_length=30)
+    patient: PatientIn
+    sms_consent: bool = False
+    note: str = Field(default="", max_length=2000)
+    escort: EscortIn | None = None
+
+
+class CourseOut(BaseModel):
+    id: int
+    course: str  # the template's slug
+    name: str
+    status: str  # active | stopped | cancelled | completed
+    review_state: str  # none | pending | continued | stopped
+    review_after: int | None
+    progress: str  # "3 of 6"
+    location: str
+    timezone: str
+    appointments: list[AppointmentOut]
+    manage_token: str
+    manage_url: str
+
+
+class ManageOut(RootModel[AppointmentOut | CourseOut]):
+    """An appointment, or (for a course's token) the course: told apart by `appointments`."""
+
+
+class ManageCancelOut(BaseModel):
+    status: str
+    # A course's token: the sessions cancelled, and those kept inside the late-cancel window.
+    cancelled: list[int] | None = None
+    kept_late: list[AppointmentOut] | None = None
+
+
+class ReviewIn(_In):
+    decision: Literal["continue", "stop"]

@@ -1,0 +1,199 @@
+"""JSON API v1: treatment courses (templates offered, plans, booking a whole course, review).
+
+Registered on the API blueprint through `web/api.py::route`. A course's manage token is served
+by the manage endpoints in `web/api.py` (they tell a course's token from an appointment's).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import g, jsonify, request
+from flask.typing import ResponseReturnValue
+from sqlalchemy.exc import IntegrityError
+
+from scheduler.extensions import db
+from scheduler.models import StaffRole
+from scheduler.services import audit, booking, courses, day_of, idempotency
+from scheduler.services.errors import Forbidden, InvalidInput, NotFound
+from scheduler.services.patients import PatientDetails
+from scheduler.web import schemas as s
+from scheduler.web.api import (
+    _body_fields,
+    _local,
+    _replay,
+    course_out,
+    parse_body,
+    route,
+    staff_required,
+)
+from scheduler.web.common import now, settings
+
+MAX_ID = 2**31 - 1
+# Who records the review decision: clinicians and the managers who stand in for them.
+REVIEWERS = frozenset({StaffRole.ADMIN, StaffRole.MANAGER, StaffRole.PRESCRIBER, StaffRole.NURSE})
+
+
+def template_out(template: Any) -> dict[str, Any]:
+    return s.CourseTemplateOut(
+        slug=template.slug,
+        name=template.name,
+        service=template.service.slug,
+        sessions=template.sessions,
+        min_gap_hours=template.min_gap_hours,
+        max_gap_hours=template.max_gap_hours,
+        within_days=template.within_days,
+        review_after=template.review_after,
+        weekdays=template.weekdays,
+        description=courses.describe(template),
+    ).model_dump()
+
+
+@route(
+    "/locations/<location>/courses",
+    summary="Treatment courses offered at a location",
+    response=list[s.CourseTemplateOut],
+    errors=(404,),
+)
+def location_courses(location: str) -> ResponseReturnValue:
+    loc = booking.get_location(db.session(), location)
+    return jsonify([template_out(t) for t in courses.list_templates(db.session(), loc)])
+
+
+@route(
+    "/courses/plan",
+    "POST",
+    summary="Plan a course from its first start: every session at the same local time where "
+    "it can, else the nearest start that keeps the rules (`moved` says why)",
+    body=s.CoursePlanIn,
+    response=s.CoursePlanOut,
+    errors=(404, 409, 422),
+)
+def plan_course() -> ResponseReturnValue:
+    body = parse_body(s.CoursePlanIn)
+    plan = courses.plan(
+        db.session(), body.location, body.course, body.first_start, now=now(), settings=settings()
+    )
+    tz = ZoneInfo(plan.location.timezone)
+    return jsonify(
+        s.CoursePlanOut(
+            location=plan.location.slug,
+            course=plan.template.slug,
+            timezone=plan.location.timezone,
+            sessions=[
+                s.PlannedSessionOut(start=_local(x.start, tz), end=_local(x.end, tz), moved=x.moved)
+                for x in plan.sessions
+            ],
+        ).model_dump()
+    )
+
+
+@route(
+    "/courses",
+    "POST",
+    summary="Book every session of a course, all or nothing",
+    body=s.CourseIn,
+    response=s.CourseOut,
+    status=201,
+    errors=(404, 409, 422),
+    headers=("Idempotency-Key",),
+)
+def create_course() -> ResponseReturnValue:
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if len(key) > 200:
+        raise InvalidInput("Idempotency-Key is too long.", {"Idempotency-Key": "at most 200"})
+    digest = idempotency.request_hash(request.get_json(silent=True)) if key else ""
+    if key:
+        idempotency.lock(db.session(), "courses", key)
+        replay = _replay(key, digest, "courses")
+        if replay is not None:
+            return replay
+    body = parse_body(s.CourseIn)
+    course_request = courses.CourseRequest(
+        location=body.location,
+        course=body.course,
+        starts=body.starts,
+        patient=PatientDetails(
+            body.patient.name,
+            body.patient.phone,
+            body.patient.email,
+            body.sms_consent,
+            body.patient.date_of_birth,
+        ),
+        note=body.note,
+        escort=day_of.Escort(body.escort.name, body.escort.phone) if body.escort else None,
+    )
+    try:
+        course = courses.book_course(db.session(), course_request, now=now(), settings=settings())
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message, _body_fields(exc.fields)) from exc
+    response = jsonify(course_out(course))
+    response.status_code = 201
+    if key:
+        try:
+            idempotency.remember(
+                db.session(), "courses", key, digest, 201, response.get_data(as_text=True), now()
+            )
+        except IntegrityError:
+            db.session.rollback()
+            replay = _replay(key, digest, "courses")
+            if replay is not None:
+                return replay
+            raise
+    db.session.commit()
+    return response
+
+
+def _staff_course(course_id: int) -> Any:
+    if course_id > MAX_ID:
+        raise NotFound("No such course.")
+    course = courses.get_course(db.session(), course_id)
+    if not g.staff.can_access(course.location_id):
+        raise Forbidden("You do not have access to this location.")
+    return course
+
+
+@route(
+    "/courses/<int:course_id>",
+    summary="A course with every session and its progress (staff)",
+    response=s.CourseOut,
+    auth=True,
+    errors=(401, 403, 404),
+)
+@staff_required
+def get_course(course_id: int) -> ResponseReturnValue:
+    return jsonify(course_out(_staff_course(course_id)))
+
+
+@route(
+    "/courses/<int:course_id>/review",
+    "POST",
+    summary="Record the review decision: continue releases the held sessions, stop cancels "
+    "them (CANCEL invites, one SMS)",
+    body=s.ReviewIn,
+    response=s.CourseOut,
+    auth=True,
+    errors=(401, 403, 404, 409, 422),
+)
+@staff_required
+def review_course(course_id: int) -> ResponseReturnValue:
+    course = _staff_course(course_id)
+    if g.staff.role not in REVIEWERS:
+        raise Forbidden("A clinician or a manager records the review.")
+    body = parse_body(s.ReviewIn)
+    courses.review(
+        db.session(), course, body.decision, now=now(), settings=settings(), staff=g.staff
+    )
+    audit.record(
+        db.session(),
+        actor=g.staff,
+        action=f"course.review_{body.decision}",
+        at=now(),
+        location_id=course.location_id,
+        patient_id=course.patient_id,
+        target=f"course {course.id} (API)",
+        details={"course": course.id, "decision": body.decision},
+    )
+    db.session.commit()
+    return jsonify(course_out(course))
