@@ -308,3 +308,59 @@ def test_merge_under_a_concurrent_booking_loses_nothing(server, session, clock):
         assert set(owners) <= set(kept_ids)
         assert session.scalar(select(func.count()).select_from(Appointment)) == booked
         session.rollback()
+
+
+def test_two_courses_racing_for_the_last_chair_of_one_session(server, session, clock):
+    """Two patients book the same six sessions; session 4 has one chair left: one whole course
+    wins, the other is 409 naming that session and keeps nothing."""
+    from scheduler.services import booking, courses
+
+    loc = make_location(session, slug="sf", chairs=2, rooms=0)
+    make_service(session, [loc], slug="inf")
+    courses.save_template(
+        session,
+        None,
+        {
+            "slug": "induction",
+            "name": "Induction",
+            "service": "inf",
+            "sessions": 6,
+            "min_gap_hours": 44,
+            "max_gap_hours": 168,
+            "within_days": 21,
+        },
+    )
+    first = dt.datetime.fromisoformat(START)
+    starts = [first + dt.timedelta(days=2 * i) for i in range(6)]
+    booking.create_block(
+        session,
+        loc.resources[1],
+        starts[3] - dt.timedelta(hours=1),
+        starts[3] + dt.timedelta(hours=2),
+        now=clock.now,
+    )
+    session.commit()
+    barrier = threading.Barrier(2)
+
+    def post(n: int) -> tuple[int, dict]:
+        body = {
+            "location": "sf",
+            "course": "induction",
+            "starts": [s.isoformat() for s in starts],
+            "patient": patient_json(n),
+        }
+        with requests.Session() as http:
+            barrier.wait()
+            r = http.post(f"{server}/api/v1/courses", json=body, timeout=60)
+            return r.status_code, r.json()
+
+    with ThreadPoolExecutor(2) as pool:
+        results = sorted(pool.map(post, [1, 2]), key=lambda x: x[0])
+    (won, course), (lost, error) = results
+    assert (won, lost) == (201, 409), results
+    assert len(course["appointments"]) == 6
+    assert error["error"]["code"] == "slot_unavailable"
+    assert list(error["error"]["fields"]) == ["starts[3]"]
+    session.expire_all()
+    rows = session.scalars(select(Appointment)).all()
+    assert len(rows) == 6 and {r.course_id for r in rows} == {course["id"]}

@@ -7,6 +7,7 @@ pages and API calls answer 403 and never show its name or its patients.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +15,9 @@ from typing import Any
 
 import pytest
 
-from scheduler.services import booking, staffing
+from scheduler.services import booking, courses, staffing
+from scheduler.services.patients import PatientDetails
+from scheduler.services.settings import ClinicSettings
 from tests.web.staff_support import DAY, LA, NY, at, book, make_clinic, sign_in
 
 ROLES = ("admin", "manager", "front_desk", "nurse", "prescriber")
@@ -34,6 +37,7 @@ class World:
     chairs: dict[str, Any]
     clinician: Any
     shifts: dict[str, str]
+    courses: dict[str, Any]
 
 
 @pytest.fixture
@@ -59,8 +63,37 @@ def world(session, clock) -> World:
     }
     for appt in appts.values():  # so the "ready" text has someone to go to
         appt.escort_name, appt.escort_phone = "Sam Driver", "+14155550188"
+    courses.save_template(
+        session,
+        None,
+        {
+            "slug": "pair",
+            "name": "Two sessions",
+            "service": "infusion",
+            "sessions": 2,
+            "min_gap_hours": 24,
+            "max_gap_hours": 72,
+            "within_days": 7,
+            "review_after": 1,
+        },
+    )
+    booked = {
+        key: courses.book_course(
+            session,
+            courses.CourseRequest(
+                location=loc.slug,
+                course="pair",
+                starts=[at(DAY, 13, tz=tz), at(DAY, 13, tz=tz) + dt.timedelta(days=2)],
+                patient=PatientDetails(f"{key.title()} Patient", f"+1415555{n:04d}", "", True),
+                require_email=False,
+            ),
+            now=clock.now,
+            settings=ClinicSettings(),
+        )
+        for key, loc, tz, n in (("sf", clinic.sf, LA, 1), ("ny", clinic.ny, NY, 2))
+    }
     session.commit()
-    return World(clinic, appts, blocks, chairs, clinician, shifts)
+    return World(clinic, appts, blocks, chairs, clinician, shifts, booked)
 
 
 def access(role: str, own: bool) -> bool:
@@ -454,6 +487,22 @@ ENDPOINTS = [
         allowed=lambda r, o: r == "admin" or (r in ("manager", "prescriber") and o),
         data=lambda w, loc: {"services": ["infusion"], "until": "2027-06-30"},
         denied=_not_found_elsewhere,
+        api=True,
+    ),
+    Endpoint(
+        "api course",
+        "GET",
+        lambda w, loc: f"/api/v1/courses/{w.courses[loc].id}",
+        200,
+        api=True,
+    ),
+    Endpoint(
+        "api course review",
+        "POST",
+        lambda w, loc: f"/api/v1/courses/{w.courses[loc].id}/review",
+        200,
+        allowed=lambda r, o: r == "admin" or (r in ("manager", "prescriber", "nurse") and o),
+        data=lambda w, loc: {"decision": "continue"},
         api=True,
     ),
 ]

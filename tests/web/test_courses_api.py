@@ -1,0 +1,189 @@
+"""Treatment courses through the JSON API: list, plan, book (idempotent, all or nothing),
+the course's manage token, moving a session against the rules, cancel the rest, review."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import func, select
+
+from scheduler.models import Appointment, Course
+from scheduler.services import booking, courses
+from tests.factories import patient_json
+from tests.web.staff_support import DAY, LA, at, make_clinic
+
+INDUCTION = {
+    "slug": "induction",
+    "name": "IV ketamine induction",
+    "service": "infusion",
+    "sessions": 6,
+    "min_gap_hours": 44,
+    "max_gap_hours": 168,
+    "within_days": 21,
+    "review_after": 2,
+}
+STARTS = [at(DAY, 10) + dt.timedelta(days=2 * i) for i in range(6)]
+
+
+def setup(session):
+    clinic = make_clinic(session)
+    courses.save_template(session, None, INDUCTION)
+    session.commit()
+    return clinic
+
+
+def body(starts=STARTS, n: int = 1) -> dict:
+    return {
+        "location": "sf",
+        "course": "induction",
+        "starts": [s.astimezone(LA).isoformat() for s in starts],
+        "patient": patient_json(n),
+        "sms_consent": True,
+    }
+
+
+def appointments(session) -> int:
+    return session.scalar(select(func.count()).select_from(Appointment))
+
+
+def test_list_plan_book_and_manage_a_course(client, session):
+    setup(session)
+    listed = client.get("/api/v1/locations/sf/courses").get_json()
+    assert listed == [
+        {
+            "slug": "induction",
+            "name": "IV ketamine induction",
+            "service": "infusion",
+            "sessions": 6,
+            "min_gap_hours": 44,
+            "max_gap_hours": 168,
+            "within_days": 21,
+            "review_after": 2,
+            "weekdays": None,
+            "description": "6 sessions, 44 hours to 7 days apart, within 21 days; "
+            "review after session 2",
+        }
+    ]
+    r = client.post(
+        "/api/v1/courses/plan",
+        json={"location": "sf", "course": "induction", "first_start": "2026-12-01T10:00:00-08:00"},
+    )
+    assert r.status_code == 200, r.get_json()
+    plan = r.get_json()
+    assert [s["start"] for s in plan["sessions"]] == [s.astimezone(LA).isoformat() for s in STARTS]
+    assert plan["sessions"][0]["end"] == "2026-12-01T10:40:00-08:00"
+
+    headers = {"Idempotency-Key": "course-1"}
+    r = client.post("/api/v1/courses", json=body(), headers=headers)
+    assert r.status_code == 201, r.get_json()
+    course = r.get_json()
+    assert set(course) >= {"id", "course", "status", "appointments", "manage_token", "manage_url"}
+    assert course["course"] == "induction" and course["status"] == "active"
+    assert course["progress"] == "0 of 6" and course["review_state"] == "pending"
+    assert [a["course"] for a in course["appointments"]] == [
+        {"id": course["id"], "session": i, "sessions": 6} for i in range(1, 7)
+    ]
+    assert [a["awaiting_review"] for a in course["appointments"]] == [False] * 2 + [True] * 4
+    assert course["manage_url"].endswith(f"/a/{course['manage_token']}")
+
+    again = client.post("/api/v1/courses", json=body(), headers=headers)
+    assert again.status_code == 201 and again.get_json() == course
+    other = client.post("/api/v1/courses", json=body(n=2), headers=headers)
+    assert other.status_code == 422
+    assert other.get_json()["error"]["code"] == "idempotency_mismatch"
+    assert appointments(session) == 6
+
+    managed = client.get(f"/api/v1/manage/{course['manage_token']}").get_json()
+    assert managed == course
+    first = course["appointments"][0]
+    one = client.get(f"/api/v1/manage/{first['manage_token']}").get_json()
+    assert one["id"] == first["id"] and one["course"]["session"] == 1
+    assert client.get("/api/v1/openapi.json").status_code == 200
+
+
+def test_errors_name_the_field_or_the_session(client, session, clock):
+    clinic = setup(session)
+    r = client.post(
+        "/api/v1/courses/plan",
+        json={"location": "sf", "course": "nope", "first_start": "2026-12-01T10:00:00-08:00"},
+    )
+    assert r.status_code == 404 and r.get_json()["error"]["fields"] == {"course": "unknown course"}
+    r = client.post(
+        "/api/v1/courses/plan",
+        json={"location": "sf", "course": "induction", "first_start": "2026-12-01T10:05:00-08:00"},
+    )
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "no_plan"
+    assert "first_start" in r.get_json()["error"]["fields"]
+
+    r = client.post("/api/v1/courses", json=body(STARTS[:5]))
+    assert r.status_code == 422 and "starts" in r.get_json()["error"]["fields"]
+    spaced = [*STARTS]
+    spaced[4] = spaced[3] + dt.timedelta(hours=24)
+    r = client.post("/api/v1/courses", json=body(spaced))
+    assert r.status_code == 422
+    assert set(r.get_json()["error"]["fields"]) == {"starts", "starts[4]"}
+    bad = body()
+    bad["patient"]["phone"] = "12"
+    r = client.post("/api/v1/courses", json=bad)
+    assert r.status_code == 422 and "patient.phone" in r.get_json()["error"]["fields"]
+
+    for chair in clinic.sf.resources[:4]:
+        booking.create_block(
+            session, chair, STARTS[2], STARTS[2] + dt.timedelta(hours=1), now=clock.now
+        )
+    session.commit()
+    r = client.post("/api/v1/courses", json=body())
+    assert r.status_code == 409, r.get_json()
+    error = r.get_json()["error"]
+    assert error["code"] == "slot_unavailable" and list(error["fields"]) == ["starts[2]"]
+    assert appointments(session) == 0
+    assert session.scalar(select(func.count()).select_from(Course)) == 0
+
+
+def test_move_a_session_cancel_the_rest_and_review(client, session, clock):
+    clinic = setup(session)
+    course = client.post("/api/v1/courses", json=body()).get_json()
+    third = course["appointments"][2]
+    r = client.post(
+        f"/api/v1/manage/{third['manage_token']}/reschedule",
+        json={"start": (STARTS[1] + dt.timedelta(hours=24)).isoformat()},
+    )
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "too_soon"
+    r = client.post(
+        f"/api/v1/manage/{third['manage_token']}/reschedule",
+        json={"start": (STARTS[2] + dt.timedelta(hours=2)).isoformat()},
+    )
+    assert r.status_code == 200 and r.get_json()["course"]["session"] == 3
+
+    review = f"/api/v1/courses/{course['id']}/review"
+    assert client.post(review, json={"decision": "continue"}).status_code == 401
+    front = {"Authorization": f"Bearer {clinic.tokens['front_desk']}"}
+    assert client.post(review, json={"decision": "continue"}, headers=front).status_code == 403
+    nurse = {"Authorization": f"Bearer {clinic.tokens['nurse']}"}
+    r = client.post(review, json={"decision": "maybe"}, headers=nurse)
+    assert r.status_code == 422 and "decision" in r.get_json()["error"]["fields"]
+    r = client.post(review, json={"decision": "continue"}, headers=nurse)
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["review_state"] == "continued"
+    assert not any(a["awaiting_review"] for a in r.get_json()["appointments"])
+    assert client.post(review, json={"decision": "stop"}, headers=nurse).status_code == 409
+    assert (
+        client.post(
+            "/api/v1/courses/999999/review", json={"decision": "stop"}, headers=nurse
+        ).status_code
+        == 404
+    )
+    assert (
+        client.get(f"/api/v1/courses/{course['id']}", headers=nurse).get_json()["progress"]
+        == "0 of 6"
+    )
+
+    clock.now = STARTS[0] - dt.timedelta(hours=10)
+    r = client.post(f"/api/v1/manage/{course['manage_token']}/cancel")
+    assert r.status_code == 200, r.get_json()
+    out = r.get_json()
+    assert [a["id"] for a in out["kept_late"]] == [course["appointments"][0]["id"]]
+    assert out["cancelled"] == [a["id"] for a in course["appointments"][1:]]
+    first = course["appointments"][0]
+    r = client.post(f"/api/v1/manage/{first['manage_token']}/cancel")
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "too_late"
