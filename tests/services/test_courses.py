@@ -304,3 +304,39 @@ def test_every_session_invite_is_read_by_icaljs_at_its_instant(session, clock):
         True,
         True,
     ]
+
+
+def test_the_demo_offers_both_courses_and_plans_them(session, clock):
+    from scheduler.services import demo
+    from tests.factories import HASHER
+
+    demo.seed_demo(session, HASHER, clock.now)
+    demo.seed_demo(session, HASHER, clock.now)
+    session.commit()
+    location = booking.get_location(session, "sf-mission")
+    offered = {t.slug: t for t in courses.list_templates(session, location)}
+    assert set(offered) == {"iv-ketamine-induction", "crps-5-day"}
+    induction = offered["iv-ketamine-induction"]
+    assert (induction.sessions, induction.min_gap_hours, induction.max_gap_hours) == (6, 44, 168)
+    assert (induction.within_days, induction.review_after) == (21, 2)
+    assert offered["crps-5-day"].service.duration_minutes == 240
+
+    plan = courses.plan(
+        session, "sf-mission", "iv-ketamine-induction", STARTS[0], now=clock.now, settings=SETTINGS
+    )
+    assert len(plan.sessions) == 6
+    crps = courses.plan(
+        session,
+        "sf-mission",
+        "crps-5-day",
+        at(TUESDAY, 8, 15, plus_days=1),
+        now=clock.now,
+        settings=SETTINGS,
+    )
+    assert [f"{s.start.astimezone(LA):%a %H:%M}" for s in crps.sessions] == [
+        "Wed 08:15",
+        "Thu 08:15",
+        "Fri 08:15",
+        "Mon 08:15",
+        "Tue 08:15",
+    ]
