@@ -97,18 +97,17 @@ class NoPlan(DomainError):
     http_status = 409
 
 
-class TooFar(DomainError):
-    """A session would be past the maximum gap after the one before, or outside the window."""
+class TooFar(Conflict):
+    """A session would be past the maximum gap after the one before, or outside the window.
+    (A Conflict, so every page that shows a refused move shows this one too.)"""
 
     code = "too_far"
-    http_status = 409
 
 
-class OffPattern(DomainError):
+class OffPattern(Conflict):
     """A session would fall on a weekday the course's pattern does not use."""
 
     code = "off_pattern"
-    http_status = 409
 
 
 def parse_weekdays(text: str | None) -> tuple[frozenset[int] | None, bool]:

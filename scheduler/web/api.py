@@ -142,6 +142,11 @@ def _course_ref(appt: Appointment) -> s.CourseRef | None:
     return s.CourseRef(id=course.id, session=appt.course_session, sessions=course.sessions)
 
 
+def _course_progress(appt: Appointment) -> str | None:
+    course = courses.course_of(appt)
+    return courses.progress_label(course) if course is not None else None
+
+
 def course_out(course: Course) -> dict[str, Any]:
     """A course with every session (cancelled ones too), as the API and its manage token give it."""
     template = course.template
@@ -587,6 +592,9 @@ def calendar(location: str) -> ResponseReturnValue:
                         escort_missing=day_of.escort_missing(a),
                         confirmed=a.confirmed_at is not None,
                         ride_confirmed=a.ride_confirmed_at is not None,
+                        course=_course_ref(a),
+                        course_progress=_course_progress(a),
+                        awaiting_review=a.awaiting_review,
                     )
                     for a in appts
                     if a.resource_id == res.id

@@ -247,6 +247,9 @@ class CalendarAppointmentOut(BaseModel):
     escort_missing: bool = False
     confirmed: bool = False
     ride_confirmed: bool = False
+    course: CourseRef | None = None  # a session of a treatment course
+    course_progress: str | None = None  # the course's "3 of 6" (sessions held of the course's)
+    awaiting_review: bool = False
 
 
 class ReadyOut(BaseModel):

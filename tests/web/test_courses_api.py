@@ -4,7 +4,9 @@ the course's manage token, moving a session against the rules, cancel the rest, 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from scheduler.models import Appointment, Course
@@ -23,6 +25,12 @@ INDUCTION = {
     "review_after": 2,
 }
 STARTS = [at(DAY, 10) + dt.timedelta(days=2 * i) for i in range(6)]
+
+
+@pytest.fixture
+def app_config(app_config: dict[str, Any], twilio: Any) -> dict[str, Any]:
+    """Texts go through the real Twilio client to the local Twilio server."""
+    return {**app_config, **twilio.config()}
 
 
 def setup(session):
@@ -177,6 +185,10 @@ def test_move_a_session_cancel_the_rest_and_review(client, session, clock):
         client.get(f"/api/v1/courses/{course['id']}", headers=nurse).get_json()["progress"]
         == "0 of 6"
     )
+    calendar = client.get(f"/api/v1/locations/sf/calendar?date={DAY}", headers=nurse).get_json()
+    (visit,) = [a for r in calendar["resources"] for a in r["appointments"]]
+    assert visit["course"] == {"id": course["id"], "session": 1, "sessions": 6}
+    assert visit["course_progress"] == "0 of 6" and visit["awaiting_review"] is False
 
     clock.now = STARTS[0] - dt.timedelta(hours=10)
     r = client.post(f"/api/v1/manage/{course['manage_token']}/cancel")
@@ -187,3 +199,23 @@ def test_move_a_session_cancel_the_rest_and_review(client, session, clock):
     first = course["appointments"][0]
     r = client.post(f"/api/v1/manage/{first['manage_token']}/cancel")
     assert r.status_code == 409 and r.get_json()["error"]["code"] == "too_late"
+
+
+def test_stop_at_review_sends_one_discreet_text(app, client, session, clock, twilio):
+    from tests.test_sms_reply_flow import send_due
+
+    clinic = setup(session)
+    nurse = {"Authorization": f"Bearer {clinic.tokens['nurse']}"}
+    stopped = client.post("/api/v1/courses", json=body(n=1)).get_json()
+    clock.now = at(DAY, 9) - dt.timedelta(days=1)  # Mon 30 Nov, 09:00: outside quiet hours
+    r = client.post(
+        f"/api/v1/courses/{stopped['id']}/review", json={"decision": "stop"}, headers=nurse
+    )
+    assert r.status_code == 200 and r.get_json()["status"] == "stopped"
+    assert [a["status"] for a in r.get_json()["appointments"]] == ["booked"] * 2 + ["cancelled"] * 4
+    assert send_due(app, clock.now) == "sent=1 skipped=0 failed=0"
+    assert send_due(app, clock.now + dt.timedelta(minutes=5)) == "sent=0 skipped=0 failed=0"
+    (text,) = twilio.messages
+    assert text.to == patient_json(1)["phone"]
+    assert "after your review, your visits from Sat 5 Dec" in text.body
+    assert "ketamine" not in text.body.lower() and "infusion" not in text.body.lower()
