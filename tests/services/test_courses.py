@@ -305,6 +305,16 @@ def test_every_session_invite_is_read_by_icaljs_at_its_instant(session, clock):
         True,
     ]
 
+    # A moved session: its own invite mail, same UID, SEQUENCE 1, at the new instant.
+    moved_to = STARTS[2] + dt.timedelta(hours=3)
+    courses.move_session(session, visits[2], moved_to, now=clock.now, settings=SETTINGS)
+    session.commit()
+    update = session.scalars(select(MailOutbox).where(MailOutbox.kind == "invite")).one()
+    (doc,) = icaljs.parse(_calendar_parts(update)[:1])
+    (event,) = doc["events"]
+    assert (event["uid"], event["sequence"]) == (visits[2].ics_uid, 1)
+    assert dt.datetime.fromisoformat(event["start"].replace("Z", "+00:00")) == moved_to
+
 
 def test_the_demo_offers_both_courses_and_plans_them(session, clock):
     from scheduler.services import demo
@@ -340,3 +350,54 @@ def test_the_demo_offers_both_courses_and_plans_them(session, clock):
         "Mon 08:15",
         "Tue 08:15",
     ]
+
+
+def test_save_template_names_every_bad_field_and_updates_in_place(session, clock):
+    clinic(session)
+    with pytest.raises(InvalidInput) as caught:
+        courses.save_template(
+            session,
+            None,
+            {
+                "slug": "induction",  # taken
+                "name": "",
+                "service": "nope",
+                "sessions": "six",
+                "min_gap_hours": 48,
+                "max_gap_hours": 24,
+                "within_days": 0,
+                "weekdays": "mon,funday",
+                "review_after": 0,
+            },
+        )
+    assert set(caught.value.fields) == {
+        "slug",
+        "name",
+        "service",
+        "sessions",
+        "max_gap_hours",
+        "within_days",
+        "weekdays",
+        "review_after",
+    }
+    with pytest.raises(InvalidInput) as caught:
+        courses.save_template(
+            session,
+            None,
+            {
+                "slug": "tight",
+                "name": "Tight",
+                "service": "infusion",
+                "sessions": 6,
+                "min_gap_hours": 72,
+                "max_gap_hours": 96,
+                "within_days": 14,
+            },
+        )
+    assert set(caught.value.fields) == {"within_days"}
+    template = courses.get_template(session, booking.get_location(session, "sf"), "induction")
+    courses.save_template(session, template, {"weekdays": "Fri, mon ,wed", "review_after": ""})
+    assert (template.weekdays, template.review_after, template.sessions) == ("mon,wed,fri", None, 6)
+    assert courses.describe(template) == (
+        "6 sessions, 44 hours to 7 days apart, within 21 days, on Mon/Wed/Fri"
+    )
