@@ -22,6 +22,7 @@ Interface (stable; the patient and staff pages code against it):
     get_course(session, course_id) -> Course
     sessions(course) -> list[Appointment]                              by session number
     progress(course) -> tuple[int, int]; progress_label(course) -> "3 of 6"
+    status_of(course) -> str                                         "completed" once all held
     course_of(appointment) -> Course | None
     move_session(session, appointment, new_start, *, now, settings, by_staff=False,
                  resource_id=None) -> Appointment                    too_soon / too_far
@@ -778,6 +779,17 @@ def progress(course: Course) -> tuple[int, int]:
     done = sum(1 for a in visits if a.status in HELD_STATUSES)
     total = sum(1 for a in visits if a.status != AppointmentStatus.CANCELLED) or len(visits)
     return done, max(total, done)
+
+
+def status_of(course: Course) -> str:
+    """The course's status, `completed` once it is active with every session that stands
+    held (checked in, completed or no-show: nothing left booked)."""
+    if course.status != CourseStatus.ACTIVE:
+        return course.status
+    standing = [a for a in sessions(course) if a.status != AppointmentStatus.CANCELLED]
+    if standing and all(a.status != AppointmentStatus.BOOKED for a in standing):
+        return CourseStatus.COMPLETED.value
+    return course.status
 
 
 def progress_label(course: Course) -> str:

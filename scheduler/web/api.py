@@ -154,7 +154,7 @@ def course_out(course: Course) -> dict[str, Any]:
         id=course.id,
         course=template.slug,
         name=template.name,
-        status=course.status,
+        status=courses.status_of(course),
         review_state=course.review_state,
         review_after=template.review_after,
         progress=courses.progress_label(course),

@@ -108,6 +108,11 @@ def test_plan_then_book_a_whole_course(session, clock):
     visits[1].status = "checked_in"
     session.commit()
     assert courses.progress(course) == (2, 6)
+    assert courses.status_of(course) == "active"
+    for visit in visits[2:]:
+        visit.status = "completed"
+    session.commit()
+    assert courses.status_of(course) == "completed" and courses.progress_label(course) == "6 of 6"
 
 
 def test_a_closure_inside_the_course_moves_one_session(session, clock):
