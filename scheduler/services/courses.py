@@ -1,40 +1,45 @@
 """Treatment courses: templates, the planner (pure), booking a whole course, and its lifecycle.
 
-Interface (stable; the patient and staff pages code against it):
+Interface (stable; the patient and staff pages code against it; add, do not rename):
 
-    CourseTemplate, Course                         models (scheduler.models.courses)
-    TemplateRules                                  a template's rules as plain values
-    PlannedSession(start, end, moved)              one session of a plan (moved: why, or None)
-    Plan(template, location, sessions)             a proposal the patient confirms
-    CourseRequest                                  like booking.BookingRequest, with `starts`
-    CancelResult(cancelled, kept_late)             what cancel_rest did
-    NoPlan, TooFar                                 errors (409 no_plan, 409 too_far;
-                                                   too close is errors.TooSoon, 409 too_soon)
+    CourseTemplate, Course, CourseStatus, ReviewState   models (scheduler.models.courses)
+    Appointment.course_id / course_session (1-based) / awaiting_review
+    TemplateRules (.of(template), .on_pattern(day))      a template's rules as plain values
+    PlannedSession(start, end, moved)          one session of a plan (moved: why, else None)
+    Plan(template, location, sessions)         a proposal the patient confirms
+    CourseRequest                              booking.BookingRequest's fields, with `starts`
+    CancelResult(cancelled, kept_late)         what cancel_rest did
+    NoPlan (409 no_plan), TooFar (409 too_far), OffPattern (409 off_pattern); a move closer
+    than the minimum gap is errors.TooSoon (409 too_soon)
 
-    list_templates(session, location) -> list[CourseTemplate]          active, offered there
-    get_template(session, location, slug) -> CourseTemplate            NotFound names `course`
-    save_template(session, template | None, fields) -> CourseTemplate  InvalidInput names fields
-    plan_sessions(rules, first_start, *, tz, is_free, now) -> list[PlannedSession]   pure
-    check_starts(rules, starts, *, tz) -> None                         InvalidInput naming starts
+    list_templates(session, location) -> list[CourseTemplate]       active, offered there
+    all_templates(session) -> list[CourseTemplate]                  the settings page
+    get_template(session, location, slug) -> CourseTemplate         NotFound names `course`
+    save_template(session, template | None, fields) -> CourseTemplate   InvalidInput per field
+    describe(template) -> str                "6 sessions, 44 hours to 7 days apart, ..."
+    plan_sessions(rules, first_start, *, tz, free_starts, closed_days) -> list[PlannedSession]
+    check_starts(rules, starts, *, tz) -> None                      InvalidInput naming starts
     plan(session, location_slug, course_slug, first_start, *, now, settings) -> Plan
-    book_course(session, request, *, now, settings) -> Course          all or nothing
-    get_by_token(session, token) -> Course
+    book_course(session, request, *, now, settings) -> Course       all or nothing
+    get_by_token(session, token) -> Course; find_by_token(...) -> Course | None
     get_course(session, course_id) -> Course
-    sessions(course) -> list[Appointment]                              by session number
-    progress(course) -> tuple[int, int]; progress_label(course) -> "3 of 6"
-    status_of(course) -> str                                         "completed" once all held
+    sessions(course) -> list[Appointment]                           by session number
+    held_sessions(course) -> list[Appointment]; next_held_start(course) -> datetime | None
+    progress(course) -> (done, total); progress_label(course) -> "3 of 6"
+    status_of(course) -> str                                        "completed" once all held
     course_of(appointment) -> Course | None
+    check_move(session, appointment, new_start) -> None             (booking.reschedule calls it)
     move_session(session, appointment, new_start, *, now, settings, by_staff=False,
-                 resource_id=None) -> Appointment                    too_soon / too_far
-    check_move(session, appointment, new_start) -> None              the course rules for a move
+                 resource_id=None) -> Appointment
     cancel_rest(session, course, *, now, settings, by_staff=False) -> CancelResult
     review(session, course, decision, *, now, settings, staff=None) -> Course
-    reviews_due(session, location_ids, now) -> list[Course]          open, <= 48 h to next held
+    reviews_due(session, location_ids, now) -> list[Course]         open, <= 48 h to next held
     patient_courses(session, patient_id) -> list[Course]
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import secrets
@@ -632,7 +637,7 @@ def _book_one(
             # Refused before anything was written: that chair is taken, any other will do.
             if "resource" not in exc.fields:
                 raise
-        request = booking.BookingRequest(**{**request.__dict__, "resource_id": None})
+        request = dataclasses.replace(request, resource_id=None)
     return booking.book(session, request, now=now, settings=settings)
 
 
