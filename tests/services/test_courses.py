@@ -406,3 +406,50 @@ def test_save_template_names_every_bad_field_and_updates_in_place(session, clock
     assert courses.describe(template) == (
         "6 sessions, 44 hours to 7 days apart, within 21 days, on Mon/Wed/Fri"
     )
+
+
+def test_a_weekday_pattern_across_spring_forward_on_the_database(session, clock):
+    loc = make_location(session, slug="sf", chairs=2, rooms=0)
+    make_service(session, [loc], slug="infusion", horizon_days=200)
+    courses.save_template(
+        session,
+        None,
+        {
+            "slug": "mwf",
+            "name": "Mon/Wed/Fri",
+            "service": "infusion",
+            "sessions": 6,
+            "min_gap_hours": 44,
+            "max_gap_hours": 96,
+            "within_days": 14,
+            "weekdays": "mon,wed,fri",
+        },
+    )
+    session.commit()
+    monday = dt.date(2027, 3, 8)  # the clocks go forward on Sunday 14 March
+    plan = courses.plan(session, "sf", "mwf", at(monday, 10), now=clock.now, settings=SETTINGS)
+    local = [s.start.astimezone(LA) for s in plan.sessions]
+    assert [f"{x:%a %d %H:%M %Z}" for x in local] == [
+        "Mon 08 10:00 PST",
+        "Wed 10 10:00 PST",
+        "Fri 12 10:00 PST",
+        "Mon 15 10:00 PDT",
+        "Wed 17 10:00 PDT",
+        "Fri 19 10:00 PDT",
+    ]
+    assert plan.sessions[3].start - plan.sessions[2].start == dt.timedelta(hours=71)
+    request = courses.CourseRequest(
+        location="sf", course="mwf", starts=[s.start for s in plan.sessions], patient=patient()
+    )
+    course = courses.book_course(session, request, now=clock.now, settings=SETTINGS)
+    session.commit()
+    assert [a.start_at for a in courses.sessions(course)] == [s.start for s in plan.sessions]
+    with pytest.raises(courses.OffPattern):
+        courses.move_session(
+            session,
+            courses.sessions(course)[1],
+            at(monday, 10, plus_days=3),  # a Thursday
+            now=clock.now,
+            settings=SETTINGS,
+        )
+    session.rollback()
