@@ -37,7 +37,16 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 from scheduler.extensions import csrf, db, limiter
 from scheduler.models import Appointment, AppointmentStatus, Location, Service, ServiceKind
-from scheduler.services import availability, booking, day_of, idempotency, invites, patients
+from scheduler.services import (
+    availability,
+    booking,
+    course_view,
+    courses,
+    day_of,
+    idempotency,
+    invites,
+    patients,
+)
 from scheduler.services.availability import Slot
 from scheduler.services.clock import NonexistentLocalTime, in_supported_range, local_to_utc
 from scheduler.services.errors import (
@@ -382,7 +391,35 @@ def locations() -> ResponseReturnValue:
 def services(location: str) -> ResponseReturnValue:
     loc = _location_or_404(location)
     offered = sorted((x for x in loc.services if x.active), key=lambda x: (x.kind, x.name))
-    return render_template("patient/services.html", location=loc, services=offered, step=2)
+    return render_template(
+        "patient/services.html",
+        location=loc,
+        services=offered,
+        course_offers=course_view.offers(db.session(), loc),
+        describe=courses.describe,
+        step=2,
+    )
+
+
+def _course_or_404(location: Location, service: Service) -> Any:
+    """The course chosen with `?course=` (None: a single visit); unknown is a 404."""
+    slug = request.args.get("course")
+    if slug is None:
+        return None
+    try:
+        return course_view.offered(db.session(), location, service.id, slug[:64])
+    except NotFound:
+        abort(404)
+
+
+def course_plan_url(location: Location, service: Service, course: Any, value: str) -> str:
+    return url_for(
+        "patient.course_plan",
+        location=location.slug,
+        service=service.slug,
+        course=course.slug,
+        start=value,
+    )
 
 
 @bp.route("/book/<location>/<service>")
@@ -390,12 +427,18 @@ def services(location: str) -> ResponseReturnValue:
 def days(location: str, service: str) -> ResponseReturnValue:
     loc = _location_or_404(location)
     svc = _service_or_404(loc, service)
+    course = _course_or_404(loc, svc)
+    extra = {"course": course.slug} if course is not None else {}
     cal = month_calendar(
         loc,
         svc,
         parse_month(request.args.get("month")),
-        lambda d: url_for("patient.times", location=loc.slug, service=svc.slug, day=d.isoformat()),
-        lambda m: url_for("patient.days", location=loc.slug, service=svc.slug, month=f"{m:%Y-%m}"),
+        lambda d: url_for(
+            "patient.times", location=loc.slug, service=svc.slug, day=d.isoformat(), **extra
+        ),
+        lambda m: url_for(
+            "patient.days", location=loc.slug, service=svc.slug, month=f"{m:%Y-%m}", **extra
+        ),
     )
     first_free = None
     if cal["first_day"] is not None:  # the month it opened on by itself: its first free time
@@ -406,12 +449,20 @@ def days(location: str, service: str) -> ResponseReturnValue:
             first_free = TimeChoice(
                 value,
                 clock_time(slots[0].start.astimezone(tz)),
-                url_for("patient.details", location=loc.slug, service=svc.slug, start=value),
+                course_plan_url(loc, svc, course, value)
+                if course is not None
+                else url_for("patient.details", location=loc.slug, service=svc.slug, start=value),
                 when(slots[0].start, tz),
                 leave_time(slots[0].end, svc.recovery_minutes, tz),
             )
     return render_template(
-        "patient/days.html", location=loc, service=svc, cal=cal, first_free=first_free, step=3
+        "patient/days.html",
+        location=loc,
+        service=svc,
+        course=course,
+        cal=cal,
+        first_free=first_free,
+        step=3,
     )
 
 
@@ -420,13 +471,20 @@ def days(location: str, service: str) -> ResponseReturnValue:
 def times(location: str, service: str, day: str) -> ResponseReturnValue:
     loc = _location_or_404(location)
     svc = _service_or_404(loc, service)
+    course = _course_or_404(loc, svc)
     date = parse_day(day)
     tz = ZoneInfo(loc.timezone)
     slots = availability.location_slots(db.session(), loc, svc, date, 1, now())
     groups = time_groups(
         slots,
         tz,
-        lambda value: url_for("patient.details", location=loc.slug, service=svc.slug, start=value),
+        (lambda value: course_plan_url(loc, svc, course, value))
+        if course is not None
+        else (
+            lambda value: url_for(
+                "patient.details", location=loc.slug, service=svc.slug, start=value
+            )
+        ),
         svc.recovery_minutes,
     )
     return render_template(
@@ -437,8 +495,13 @@ def times(location: str, service: str, day: str) -> ResponseReturnValue:
         day_label=long_day(date),
         groups=groups,
         zone_note=zone_note(loc, date),
+        course=course,
         back_url=url_for(
-            "patient.days", location=loc.slug, service=svc.slug, month=f"{date:%Y-%m}"
+            "patient.days",
+            location=loc.slug,
+            service=svc.slug,
+            month=f"{date:%Y-%m}",
+            **({"course": course.slug} if course is not None else {}),
         ),
         step=4,
     )
@@ -648,7 +711,14 @@ def _changeable(appt: Appointment) -> tuple[bool, bool]:
 def _appointment_context(appt: Appointment) -> dict[str, Any]:
     tz = ZoneInfo(appt.location.timezone)
     can_change, too_late = _changeable(appt)
+    course = courses.course_of(appt)
     return {
+        "course": course,
+        "course_label": f"Session {appt.course_session} of {course.sessions}"
+        if course is not None
+        else "",
+        "course_url": url_for("manage.show", token=course.manage_token) if course else "",
+        "held": bool(course is not None and appt.awaiting_review and appt.active),
         "appt": appt,
         "location": appt.location,
         "service": appt.service,
@@ -685,6 +755,9 @@ def _check_csrf() -> None:
 
 @manage_bp.route("/<token>")
 def show(token: str) -> ResponseReturnValue:
+    course = courses.find_by_token(db.session(), token)
+    if course is not None:
+        return patient_courses.course_page(course)
     appt = _appointment(token)
     events = get_flashed_messages(category_filter=["event"])
     return render_template(
@@ -793,11 +866,12 @@ def reschedule_confirm(token: str) -> ResponseReturnValue:
         problem, start_error, status = "Choose a time.", "Choose one of the times.", 422
     elif request.method == "POST":
         try:
-            booking.reschedule(db.session(), appt, start, now=now(), settings=settings())
+            # A course's session moves within the course's rules (too_soon, too_far).
+            courses.move_session(db.session(), appt, start, now=now(), settings=settings())
             db.session.commit()
             flash("rescheduled", "event")
             return redirect(url_for("manage.show", token=token), 303)
-        except (SlotUnavailable, InvalidInput, Conflict, TooLate, TooSoon, NotCleared) as exc:
+        except DomainError as exc:
             # TooSoon and NotCleared: the patient's spacing and clearance rules hold on a move.
             db.session.rollback()
             appt = _appointment(token)
@@ -891,3 +965,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(duration, "duration")
     app.register_blueprint(bp)
     app.register_blueprint(manage_bp)
+
+
+# The course pages live in their own module on these blueprints.
+from scheduler.web import patient_courses as patient_courses  # noqa: E402

@@ -1,0 +1,195 @@
+"""Treatment courses on the patient pages: offered beside single visits, the plan from a first
+time, booking every session at once, the course page (move one, cancel the rest), refusals
+shown in place; and on the staff pages (templates, progress, review)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from scheduler.models import Appointment, Course
+from scheduler.services import booking, courses
+from scheduler.services.patients import PatientDetails
+from scheduler.services.settings import ClinicSettings
+from tests.web.staff_support import DAY, at, make_clinic
+
+INDUCTION = {
+    "slug": "induction",
+    "name": "IV ketamine induction",
+    "service": "infusion",
+    "sessions": 6,
+    "min_gap_hours": 44,
+    "max_gap_hours": 168,
+    "within_days": 21,
+    "review_after": 2,
+}
+PATIENT = {
+    "name": "Robin Example",
+    "phone": "(415) 555-0123",
+    "email": "robin@example.com",
+    "date_of_birth": "1980-04-02",
+    "sms_consent": "1",
+}
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+FIRST = "2026-12-01T10:00"  # Tue 1 Dec, 10:00 in San Francisco
+PLAN_URL = f"/book/sf/infusion/course/induction?start={FIRST}"
+DETAILS = "/book/sf/infusion/course/induction/details"
+
+
+@pytest.fixture
+def app_config(app_config: dict[str, Any]) -> dict[str, Any]:
+    return {**app_config, "WTF_CSRF_ENABLED": True}
+
+
+def setup(session: Any) -> Any:
+    clinic = make_clinic(session)
+    courses.save_template(session, None, INDUCTION)
+    session.commit()
+    return clinic
+
+
+def text_of(response: Any) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", response.get_data(as_text=True)).split())
+
+
+def csrf(html: str) -> str:
+    match = CSRF.search(html)
+    assert match, "no CSRF token"
+    return match.group(1)
+
+
+def starts_of(html: str) -> list[str]:
+    return re.findall(r'name="starts" value="([^"]+)"', html)
+
+
+def book_through_pages(client: Any, starts: list[str] | None = None) -> Any:
+    page = client.get(DETAILS, query_string={"starts": starts or planned(client)})
+    assert page.status_code == 200, page.status_code
+    html = page.get_data(as_text=True)
+    data = {
+        **PATIENT,
+        "csrf_token": csrf(html),
+        "submission": re.search(r'name="submission" value="([^"]+)"', html).group(1),  # type: ignore[union-attr]
+        "starts": starts_of(html),
+    }
+    return client.post(DETAILS, data=data)
+
+
+def planned(client: Any) -> list[str]:
+    plan = client.get(PLAN_URL)
+    assert plan.status_code == 200, text_of(plan)
+    return starts_of(plan.get_data(as_text=True))
+
+
+def test_a_course_is_offered_planned_booked_and_managed(client, session, clock):
+    setup(session)
+    services = client.get("/book/sf")
+    assert "Book a course: IV ketamine induction" in text_of(services)
+    days = client.get("/book/sf/infusion?course=induction")
+    assert days.status_code == 200 and "Choose the time of your first visit" in text_of(days)
+    assert "course=induction" in days.get_data(as_text=True)
+    times = client.get("/book/sf/infusion/2026-12-01?course=induction")
+    assert f"/book/sf/infusion/course/induction?start={FIRST}" in times.get_data(as_text=True)
+    assert client.get("/book/sf/infusion?course=nope").status_code == 404
+
+    plan = client.get(PLAN_URL)
+    words = text_of(plan)
+    assert plan.status_code == 200
+    assert "Session 1 : Tue 1 Dec, 10:00 AM PST" in words
+    assert "Session 6 : Fri 11 Dec, 10:00 AM PST" in words
+    assert words.count("Held for you until your clinician reviews") == 4
+    starts = starts_of(plan.get_data(as_text=True))
+    assert starts == [f"2026-12-{d:02d}T10:00" for d in (1, 3, 5, 7, 9, 11)]
+
+    booked = book_through_pages(client, starts)
+    assert booked.status_code == 303, text_of(booked)
+    course = session.scalars(select(Course)).one()
+    assert booked.headers["Location"].endswith(f"/a/{course.manage_token}")
+    page = client.get(booked.headers["Location"])
+    words = text_of(page)
+    assert "Your course is booked" in words and "robin@example.com" in words
+    assert "calendar invitation for each session" in words
+    assert words.count("Held until your review") == 4 and "0 of 6" in words
+    assert session.scalar(select(func.count()).select_from(Appointment)) == 6
+
+    # A session's own page says where it sits and links back to the course.
+    third = courses.sessions(course)[2]
+    one = text_of(client.get(f"/a/{third.manage_token}"))
+    assert "Session 3 of 6" in one and "See the whole course" in one
+    assert "held for you until your clinician reviews" in one
+
+    # Moving session 2 against the rules: too soon after session 1 is refused in place.
+    second = courses.sessions(course)[1]
+    url = f"/a/{second.manage_token}/reschedule/confirm"
+    token = csrf(client.get(f"{url}?start=2026-12-02T10:00").get_data(as_text=True))
+    refused = client.post(url, data={"start": "2026-12-02T10:00", "csrf_token": token})
+    assert refused.status_code == 409
+    assert "at least 44 hours after session 1" in text_of(refused)
+    moved = client.post(url, data={"start": "2026-12-03T11:00", "csrf_token": token})
+    assert moved.status_code == 303
+    session.expire_all()
+    assert second.start_at == at(dt.date(2026, 12, 3), 11)
+
+    # Cancel the rest, with session 1 inside the late window kept and listed.
+    clock.now = at(DAY, 9)  # one hour before session 1
+    confirm = client.get(f"/a/{course.manage_token}/cancel-rest")
+    words = text_of(confirm)
+    assert confirm.status_code == 200 and "These are kept" in words
+    assert "Session 1: Tue 1 Dec, 10:00 AM PST" in words
+    done = client.post(
+        f"/a/{course.manage_token}/cancel-rest",
+        data={"csrf_token": csrf(confirm.get_data(as_text=True))},
+    )
+    assert done.status_code == 303
+    after = text_of(client.get(done.headers["Location"]))
+    assert "The rest of your course is cancelled" in after
+    assert after.count("Cancelled") >= 5 and "Too close to change online" in after
+    session.expire_all()
+    assert [a.status for a in courses.sessions(course)] == ["booked"] + ["cancelled"] * 5
+
+
+def test_refusals_are_shown_in_place(client, session, clock):
+    clinic = setup(session)
+    starts = planned(client)
+    # Another patient takes every chair at session 4's time: 409 naming session 4.
+    taken = at(dt.date(2026, 12, 7), 10)
+    for n in range(4):
+        booking.book(
+            session,
+            booking.BookingRequest(
+                location="sf",
+                service="infusion",
+                start=taken,
+                patient=PatientDetails(f"Other {n}", f"+1415556{n:04d}", f"o{n}@example.com"),
+                source="staff",
+            ),
+            now=clock.now,
+            settings=ClinicSettings(),
+        )
+    session.commit()
+    refused = book_through_pages(client, starts)
+    words = text_of(refused)
+    assert refused.status_code == 409, words
+    assert "Session 4" in words and "see the plan again" in words
+    assert session.scalar(select(func.count()).select_from(Course)) == 0
+
+    # Spacing broken (sessions 1 and 2 a day apart): 422 naming the session, nothing booked.
+    spaced = [starts[0], "2026-12-02T10:00", *starts[2:]]
+    refused = book_through_pages(client, spaced)
+    assert refused.status_code == 422 and "Session 2" in text_of(refused)
+    # The details themselves: the birth date is asked as for a single visit.
+    page = client.get(DETAILS, query_string={"starts": starts})
+    html = page.get_data(as_text=True)
+    data = {**PATIENT, "date_of_birth": "", "csrf_token": csrf(html), "starts": starts}
+    missing = client.post(DETAILS, data=data)
+    assert missing.status_code == 422 and "Date of birth" in text_of(missing)
+    # No plan from a time that is not free; a start that is not a time at all.
+    no_plan = client.get("/book/sf/infusion/course/induction?start=2026-12-01T10:05")
+    assert no_plan.status_code == 409 and "Choose another time" in text_of(no_plan)
+    assert client.get("/book/sf/infusion/course/induction?start=junk").status_code == 400
+    assert client.get(DETAILS, query_string={"starts": ["junk"]}).status_code == 400
+    assert clinic.sf.slug == "sf"
