@@ -38,6 +38,8 @@ from scheduler.services import (
     availability,
     booking,
     calendar_view,
+    course_view,
+    courses,
     day_of,
     patients,
     sms_replies,
@@ -46,7 +48,7 @@ from scheduler.services import (
 from scheduler.services.clock import NonexistentLocalTime, local_to_utc
 from scheduler.services.errors import Conflict, DomainError, SlotUnavailable
 from scheduler.services.patients import PatientDetails
-from scheduler.web import formatting, staff_patients
+from scheduler.web import formatting, staff_courses, staff_patients
 from scheduler.web.auth import current_staff
 from scheduler.web.common import json_error, now, settings
 from scheduler.web.formatting import local
@@ -165,7 +167,12 @@ def grid_css() -> ResponseReturnValue:
 def home() -> ResponseReturnValue:
     staff = current_staff()
     locations = visible_locations(staff)
-    return render_template("staff/home.html", locations=locations, staff=staff)
+    return render_template(
+        "staff/home.html",
+        locations=locations,
+        staff=staff,
+        reviews_due=course_view.reviews_due(db.session(), locations, now()),
+    )
 
 
 @bp.route("/<slug>/calendar")
@@ -206,6 +213,11 @@ def calendar(slug: str) -> ResponseReturnValue:
         today=_today(location),
         resources=calendar_view.location_resources(db.session(), location),
         can_settings=can_edit_settings(current_staff(), location),
+        reviews_due=course_view.reviews_due(db.session(), [location], now()),
+        course_badges=course_view.badges(
+            db.session(),
+            [b.appointment for c in (grid.columns if grid else []) for b in c.boxes],
+        ),
         clearance_ends=patients.clearance_ends(
             db.session(),
             [
@@ -301,6 +313,9 @@ def _render_appointment(
             can_move=appt.status == AppointmentStatus.BOOKED,
             resources=resources,
             reminders=_reminder_history(appt.id),
+            course=courses.course_of(appt),
+            badge=course_view.badges(db.session(), [appt]).get(appt.id),
+            may_review=staff_courses.may_review(staff),
             error=error,
             local=local,
         ),

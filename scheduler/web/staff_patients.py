@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from scheduler.extensions import db
 from scheduler.models import Appointment, Patient, Service
-from scheduler.services import audit, patient_sms, patients, reminders
+from scheduler.services import audit, course_view, patient_sms, patients, reminders
 from scheduler.services.errors import DomainError, InvalidInput, NotFound
 from scheduler.web.auth import current_staff
 from scheduler.web.common import now, settings
@@ -112,6 +112,7 @@ def _render_record(
             zone=zone,
             clearance_services=[s for s in services if s.requires_clearance],
             may_clear=patients.may_record_clearance(staff),
+            courses=course_view.patient_lines(session, patient.id, [x.id for x in locations]),
             error=error,
         ),
         status,

@@ -15,7 +15,7 @@ from scheduler.models import Appointment, Course
 from scheduler.services import booking, courses
 from scheduler.services.patients import PatientDetails
 from scheduler.services.settings import ClinicSettings
-from tests.web.staff_support import DAY, at, make_clinic
+from tests.web.staff_support import DAY, at, make_clinic, sign_in
 
 INDUCTION = {
     "slug": "induction",
@@ -193,3 +193,107 @@ def test_refusals_are_shown_in_place(client, session, clock):
     assert client.get("/book/sf/infusion/course/induction?start=junk").status_code == 400
     assert client.get(DETAILS, query_string={"starts": ["junk"]}).status_code == 400
     assert clinic.sf.slug == "sf"
+
+
+def book_course(session: Any, clock: Any, n: int = 1) -> Course:
+    course = courses.book_course(
+        session,
+        courses.CourseRequest(
+            location="sf",
+            course="induction",
+            starts=[at(DAY, 10) + dt.timedelta(days=2 * i) for i in range(6)],
+            patient=PatientDetails(f"Course Patient {n}", f"+1415557{n:04d}", f"c{n}@example.com"),
+            source="staff",
+        ),
+        now=clock.now,
+        settings=ClinicSettings(),
+    )
+    session.commit()
+    return course
+
+
+def test_staff_edit_templates_see_progress_and_record_the_review(client, session, clock):
+    clinic = setup(session)
+    sign_in(client, "admin@clinic.example")
+    listed = client.get("/staff/settings/courses")
+    assert listed.status_code == 200 and "IV ketamine induction" in text_of(listed)
+    assert "review after session 2" in text_of(listed)
+    new = client.get("/staff/settings/courses/new")
+    form = {
+        "csrf_token": csrf(new.get_data(as_text=True)),
+        "slug": "crps-5",
+        "name": "CRPS 5-day",
+        "service": "infusion",
+        "sessions": "5",
+        "min_gap_hours": "20",
+        "max_gap_hours": "96",
+        "within_days": "7",
+        "weekdays": "consecutive_weekdays",
+        "review_after": "",
+        "active": "on",
+    }
+    bad = client.post("/staff/settings/courses/new", data={**form, "max_gap_hours": "2"})
+    assert bad.status_code == 422 and "must be at least the minimum gap" in text_of(bad)
+    made = client.post("/staff/settings/courses/new", data=form)
+    assert made.status_code == 303 and made.headers["Location"].endswith("/courses/crps-5")
+    edit = client.get("/staff/settings/courses/crps-5")
+    assert "consecutive_weekdays" in edit.get_data(as_text=True)
+    saved = client.post(
+        "/staff/settings/courses/crps-5",
+        data={**form, "csrf_token": csrf(edit.get_data(as_text=True)), "sessions": "6"},
+    )
+    assert saved.status_code == 303
+    crps = courses.get_template(session, clinic.sf, "crps-5")
+    session.refresh(crps)
+    assert crps.sessions == 6 and crps.weekdays == "consecutive_weekdays"
+
+    course = book_course(session, clock)
+    first, third = courses.sessions(course)[0], courses.sessions(course)[2]
+    cal = text_of(client.get("/staff/sf/calendar?date=2026-12-01"))
+    assert "Session 1 of 6" in cal
+    cal = text_of(client.get("/staff/sf/calendar?date=2026-12-05"))
+    assert "Session 3 of 6 · awaiting review" in cal
+    record = text_of(client.get(f"/staff/patients/{course.patient_id}"))
+    assert "IV ketamine induction" in record and "0 of 6" in record
+    assert "Course reviews due" not in text_of(client.get("/staff/"))
+    clock.now = at(dt.date(2026, 12, 3), 11)  # 46 hours before session 3, review still open
+    home = text_of(client.get("/staff/"))
+    assert "Course reviews due" in home and "Course Patient 1" in home
+    assert "Course reviews due" in text_of(client.get("/staff/sf/calendar?date=2026-12-03"))
+
+    visit = client.get(f"/staff/appointments/{third.id}")
+    words = text_of(visit)
+    assert "Session 3 of 6" in words and "awaiting review" in words
+    assert "Record the review" in words
+    token = csrf(visit.get_data(as_text=True))
+    client.post("/staff/sign-out", data={"csrf_token": token})
+    sign_in(client, "front_desk@clinic.example")
+    front = client.get(f"/staff/appointments/{first.id}")
+    assert "Record the review" not in text_of(front)
+    refused = client.post(
+        f"/staff/courses/{course.id}/review",
+        data={"decision": "stop", "csrf_token": csrf(front.get_data(as_text=True))},
+    )
+    assert refused.status_code == 403
+    client.post("/staff/sign-out", data={"csrf_token": csrf(front.get_data(as_text=True))})
+    sign_in(client, "prescriber@clinic.example")
+    visit = client.get(f"/staff/appointments/{third.id}")
+    token = csrf(visit.get_data(as_text=True))
+    junk = client.post(
+        f"/staff/courses/{course.id}/review", data={"decision": "maybe", "csrf_token": token}
+    )
+    assert junk.status_code == 422 and "continue or stop" in text_of(junk)
+    stopped = client.post(
+        f"/staff/courses/{course.id}/review",
+        data={"decision": "stop", "csrf_token": token, "appointment": str(third.id)},
+    )
+    assert stopped.status_code == 303
+    assert stopped.headers["Location"].endswith(f"/staff/appointments/{third.id}")
+    page = text_of(client.get(f"/staff/courses/{course.id}"))
+    assert "review: stopped by Prescriber User" in page and "Record the review" not in page
+    session.expire_all()
+    assert [a.status for a in courses.sessions(course)] == ["booked"] * 2 + ["cancelled"] * 4
+    again = client.post(
+        f"/staff/courses/{course.id}/review", data={"decision": "stop", "csrf_token": token}
+    )
+    assert again.status_code == 409
