@@ -352,6 +352,37 @@ ENDPOINTS = [
         200,
         allowed=lambda r, o: r == "admin",
     ),
+    Endpoint("course page", "GET", lambda w, loc: f"/staff/courses/{w.courses[loc].id}", 200),
+    Endpoint(
+        "course review",
+        "POST",
+        lambda w, loc: f"/staff/courses/{w.courses[loc].id}/review",
+        303,
+        allowed=lambda r, o: r == "admin" or (r in ("manager", "prescriber", "nurse") and o),
+        data=lambda w, loc: {"decision": "continue"},
+    ),
+    Endpoint(
+        "course settings",
+        "GET",
+        lambda w, loc: "/staff/settings/courses",
+        200,
+        allowed=lambda r, o: r in ("admin", "manager"),
+    ),
+    Endpoint(
+        "new course template",
+        "GET",
+        lambda w, loc: "/staff/settings/courses/new",
+        200,
+        allowed=lambda r, o: r in ("admin", "manager"),
+    ),
+    # Its service is offered at both locations: only an admin may edit it.
+    Endpoint(
+        "course template",
+        "GET",
+        lambda w, loc: "/staff/settings/courses/pair",
+        200,
+        allowed=lambda r, o: r == "admin",
+    ),
     # The JSON API, with the same users' Bearer tokens.
     Endpoint(
         "api calendar",
