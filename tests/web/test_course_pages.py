@@ -171,6 +171,9 @@ def test_refusals_are_shown_in_place(client, session, clock):
             settings=ClinicSettings(),
         )
     session.commit()
+    # A fresh plan moves session 4 and says why.
+    replanned = text_of(client.get(PLAN_URL))
+    assert "Nothing is free at 10:00 on Mon 7 Dec: moved to" in replanned
     refused = book_through_pages(client, starts)
     words = text_of(refused)
     assert refused.status_code == 409, words
