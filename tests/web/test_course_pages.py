@@ -66,7 +66,7 @@ def starts_of(html: str) -> list[str]:
     return re.findall(r'name="starts" value="([^"]+)"', html)
 
 
-def book_through_pages(client: Any, starts: list[str] | None = None) -> Any:
+def book_through_pages(client: Any, starts: list[str] | None = None, resend: bool = False) -> Any:
     page = client.get(DETAILS, query_string={"starts": starts or planned(client)})
     assert page.status_code == 200, page.status_code
     html = page.get_data(as_text=True)
@@ -76,7 +76,11 @@ def book_through_pages(client: Any, starts: list[str] | None = None) -> Any:
         "submission": re.search(r'name="submission" value="([^"]+)"', html).group(1),  # type: ignore[union-attr]
         "starts": starts_of(html),
     }
-    return client.post(DETAILS, data=data)
+    first = client.post(DETAILS, data=data)
+    if resend:  # a double click: the same form again finds the first booking
+        again = client.post(DETAILS, data=data)
+        assert again.status_code == 303 and again.headers["Location"] == first.headers["Location"]
+    return first
 
 
 def planned(client: Any) -> list[str]:
@@ -105,7 +109,7 @@ def test_a_course_is_offered_planned_booked_and_managed(client, session, clock):
     starts = starts_of(plan.get_data(as_text=True))
     assert starts == [f"2026-12-{d:02d}T10:00" for d in (1, 3, 5, 7, 9, 11)]
 
-    booked = book_through_pages(client, starts)
+    booked = book_through_pages(client, starts, resend=True)
     assert booked.status_code == 303, text_of(booked)
     course = session.scalars(select(Course)).one()
     assert booked.headers["Location"].endswith(f"/a/{course.manage_token}")
@@ -129,6 +133,9 @@ def test_a_course_is_offered_planned_booked_and_managed(client, session, clock):
     refused = client.post(url, data={"start": "2026-12-02T10:00", "csrf_token": token})
     assert refused.status_code == 409
     assert "at least 44 hours after session 1" in text_of(refused)
+    too_far = client.post(url, data={"start": "2026-12-09T11:00", "csrf_token": token})
+    assert too_far.status_code == 409
+    assert "at most 7 days after session 1" in text_of(too_far)
     moved = client.post(url, data={"start": "2026-12-03T11:00", "csrf_token": token})
     assert moved.status_code == 303
     session.expire_all()
