@@ -36,7 +36,14 @@ from sqlalchemy import select
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from scheduler.extensions import csrf, db, limiter
-from scheduler.models import Appointment, AppointmentStatus, Location, Service, ServiceKind
+from scheduler.models import (
+    Appointment,
+    AppointmentStatus,
+    CourseTemplate,
+    Location,
+    Service,
+    ServiceKind,
+)
 from scheduler.services import (
     availability,
     booking,
@@ -401,7 +408,7 @@ def services(location: str) -> ResponseReturnValue:
     )
 
 
-def _course_or_404(location: Location, service: Service) -> Any:
+def _course_or_404(location: Location, service: Service) -> CourseTemplate | None:
     """The course chosen with `?course=` (None: a single visit); unknown is a 404."""
     slug = request.args.get("course")
     if slug is None:
@@ -412,7 +419,14 @@ def _course_or_404(location: Location, service: Service) -> Any:
         abort(404)
 
 
-def course_plan_url(location: Location, service: Service, course: Any, value: str) -> str:
+def _course_arg(course: CourseTemplate | None) -> dict[str, Any]:
+    """The `course` query argument that keeps a course's booking steps together."""
+    return {"course": course.slug} if course is not None else {}
+
+
+def course_plan_url(
+    location: Location, service: Service, course: CourseTemplate, value: str
+) -> str:
     return url_for(
         "patient.course_plan",
         location=location.slug,
@@ -428,7 +442,7 @@ def days(location: str, service: str) -> ResponseReturnValue:
     loc = _location_or_404(location)
     svc = _service_or_404(loc, service)
     course = _course_or_404(loc, svc)
-    extra = {"course": course.slug} if course is not None else {}
+    extra = _course_arg(course)
     cal = month_calendar(
         loc,
         svc,
@@ -501,7 +515,7 @@ def times(location: str, service: str, day: str) -> ResponseReturnValue:
             location=loc.slug,
             service=svc.slug,
             month=f"{date:%Y-%m}",
-            **({"course": course.slug} if course is not None else {}),
+            **_course_arg(course),
         ),
         step=4,
     )

@@ -19,7 +19,6 @@ from scheduler.services.errors import DomainError
 from scheduler.web.api_courses import REVIEWERS
 from scheduler.web.auth import current_staff
 from scheduler.web.common import now, settings
-from scheduler.web.inputs import MAX_ID
 from scheduler.web.staff_common import forbidden, form_value, install_pages, login
 from scheduler.web.staff_settings import _require_settings_role
 
@@ -173,7 +172,7 @@ def course_template(slug: str) -> ResponseReturnValue:
 
 
 def _course(course_id: int) -> Course:
-    course = db.session.get(Course, course_id) if course_id <= MAX_ID else None
+    course = db.session.get(Course, course_id)
     if course is None or not current_staff().can_access(course.location_id):
         forbidden()  # unknown and another location's look alike
     return course
