@@ -108,6 +108,7 @@ def test_book_a_six_session_course_on_a_phone_then_review_it(
     page.get_by_role("heading", name="Your details").wait_for()
     fill_details(page)
     steps.shot("details")
+    assert violations(page, axe_source) == []
     page.get_by_role("button", name="Book all 6 sessions").click()
     page.get_by_role("heading", name="Your course is booked").wait_for()
     sessions = page.locator("#sessions > li")
@@ -149,3 +150,8 @@ def test_book_a_six_session_course_on_a_phone_then_review_it(
         desk.close()
     page.reload()
     assert "Held until your review" not in page.inner_text("#sessions")
+    page.get_by_role("link", name="Cancel the rest of the course").click()
+    page.get_by_role("heading", name="Cancel the rest of your course?").wait_for()
+    assert page.locator("#to-cancel li").count() == 6
+    steps.shot("cancel-rest")
+    assert violations(page, axe_source) == []
