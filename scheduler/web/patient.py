@@ -732,6 +732,7 @@ def _appointment_context(appt: Appointment) -> dict[str, Any]:
         if course is not None
         else "",
         "course_url": url_for("manage.show", token=course.manage_token) if course else "",
+        "course_rules": courses.describe(course.template) if course else "",
         "held": bool(course is not None and appt.awaiting_review and appt.active),
         "appt": appt,
         "location": appt.location,

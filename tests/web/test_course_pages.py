@@ -126,6 +126,8 @@ def test_a_course_is_offered_planned_booked_and_managed(client, session, clock):
     assert "Session 3 of 6" in one and "See the whole course" in one
     assert "held for you until your clinician reviews" in one
 
+    days = text_of(client.get(f"/a/{third.manage_token}/reschedule"))
+    assert "Session 3 of 6 of your course (6 sessions, 44 hours to 7 days apart" in days
     # Moving session 2 against the rules: too soon after session 1 is refused in place.
     second = courses.sessions(course)[1]
     url = f"/a/{second.manage_token}/reschedule/confirm"
