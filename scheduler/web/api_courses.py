@@ -31,8 +31,10 @@ from scheduler.web.api import (
 from scheduler.web.common import now, settings
 
 MAX_ID = 2**31 - 1
-# Who records the review decision: clinicians and the managers who stand in for them.
-REVIEWERS = frozenset({StaffRole.ADMIN, StaffRole.MANAGER, StaffRole.PRESCRIBER, StaffRole.NURSE})
+# Who records the review decision: whether a course goes on after the response review is a
+# prescriber's call (clinics review response after the 2nd or 3rd infusion and stop when there is
+# none); managers and admins record it on the prescriber's word. Nurses and the front desk read.
+REVIEWERS = frozenset({StaffRole.ADMIN, StaffRole.MANAGER, StaffRole.PRESCRIBER})
 
 
 def template_out(template: Any) -> dict[str, Any]:
@@ -180,7 +182,7 @@ def get_course(course_id: int) -> ResponseReturnValue:
 def review_course(course_id: int) -> ResponseReturnValue:
     course = _staff_course(course_id)
     if g.staff.role not in REVIEWERS:
-        raise Forbidden("A clinician or a manager records the review.")
+        raise Forbidden("A prescriber, a manager or an admin records the review.")
     body = parse_body(s.ReviewIn)
     courses.review(
         db.session(), course, body.decision, now=now(), settings=settings(), staff=g.staff

@@ -358,7 +358,7 @@ ENDPOINTS = [
         "POST",
         lambda w, loc: f"/staff/courses/{w.courses[loc].id}/review",
         303,
-        allowed=lambda r, o: r == "admin" or (r in ("manager", "prescriber", "nurse") and o),
+        allowed=lambda r, o: r == "admin" or (r in ("manager", "prescriber") and o),
         data=lambda w, loc: {"decision": "continue"},
     ),
     Endpoint(
@@ -532,7 +532,7 @@ ENDPOINTS = [
         "POST",
         lambda w, loc: f"/api/v1/courses/{w.courses[loc].id}/review",
         200,
-        allowed=lambda r, o: r == "admin" or (r in ("manager", "prescriber", "nurse") and o),
+        allowed=lambda r, o: r == "admin" or (r in ("manager", "prescriber") and o),
         data=lambda w, loc: {"decision": "continue"},
         api=True,
     ),

@@ -168,16 +168,19 @@ def test_move_a_session_cancel_the_rest_and_review(client, session, clock):
     front = {"Authorization": f"Bearer {clinic.tokens['front_desk']}"}
     assert client.post(review, json={"decision": "continue"}, headers=front).status_code == 403
     nurse = {"Authorization": f"Bearer {clinic.tokens['nurse']}"}
-    r = client.post(review, json={"decision": "maybe"}, headers=nurse)
+    # Whether a course goes on is the prescriber's decision: a nurse reads, but cannot record it.
+    assert client.post(review, json={"decision": "continue"}, headers=nurse).status_code == 403
+    prescriber = {"Authorization": f"Bearer {clinic.tokens['prescriber']}"}
+    r = client.post(review, json={"decision": "maybe"}, headers=prescriber)
     assert r.status_code == 422 and "decision" in r.get_json()["error"]["fields"]
-    r = client.post(review, json={"decision": "continue"}, headers=nurse)
+    r = client.post(review, json={"decision": "continue"}, headers=prescriber)
     assert r.status_code == 200, r.get_json()
     assert r.get_json()["review_state"] == "continued"
     assert not any(a["awaiting_review"] for a in r.get_json()["appointments"])
-    assert client.post(review, json={"decision": "stop"}, headers=nurse).status_code == 409
+    assert client.post(review, json={"decision": "stop"}, headers=prescriber).status_code == 409
     assert (
         client.post(
-            "/api/v1/courses/999999/review", json={"decision": "stop"}, headers=nurse
+            "/api/v1/courses/999999/review", json={"decision": "stop"}, headers=prescriber
         ).status_code
         == 404
     )
@@ -205,11 +208,11 @@ def test_stop_at_review_sends_one_discreet_text(app, client, session, clock, twi
     from tests.test_sms_reply_flow import send_due
 
     clinic = setup(session)
-    nurse = {"Authorization": f"Bearer {clinic.tokens['nurse']}"}
+    prescriber = {"Authorization": f"Bearer {clinic.tokens['prescriber']}"}
     stopped = client.post("/api/v1/courses", json=body(n=1)).get_json()
     clock.now = at(DAY, 9) - dt.timedelta(days=1)  # Mon 30 Nov, 09:00: outside quiet hours
     r = client.post(
-        f"/api/v1/courses/{stopped['id']}/review", json={"decision": "stop"}, headers=nurse
+        f"/api/v1/courses/{stopped['id']}/review", json={"decision": "stop"}, headers=prescriber
     )
     assert r.status_code == 200 and r.get_json()["status"] == "stopped"
     assert [a["status"] for a in r.get_json()["appointments"]] == ["booked"] * 2 + ["cancelled"] * 4
