@@ -73,6 +73,8 @@ class Config:
         self.REMINDER_LEASE_SECONDS = int(os.environ.get("REMINDER_LEASE_SECONDS", "300"))
         self.REMINDER_RECHECK_SECONDS = float(os.environ.get("REMINDER_RECHECK_SECONDS", "1"))
         self.REMINDER_SEND_CONCURRENCY = int(os.environ.get("REMINDER_SEND_CONCURRENCY", "4"))
+        self.WAITLIST_OFFER_MINUTES = int(os.environ.get("WAITLIST_OFFER_MINUTES", "30") or 30)
+        self.WAITLIST_BATCH_SIZE = int(os.environ.get("WAITLIST_BATCH_SIZE", "3") or 3)
         self.TWILIO_TIMEOUT_SECONDS = float(os.environ.get("TWILIO_TIMEOUT_SECONDS", "10"))
         self.SMTP_TIMEOUT = float(os.environ.get("SMTP_TIMEOUT", "10"))
         # Send a request's queued mail right after its response (the worker retries failures).

@@ -708,3 +708,12 @@ from scheduler.models.rota import ClinicianRole as ClinicianRole  # noqa: E402
 from scheduler.models.rota import Shift as Shift  # noqa: E402
 from scheduler.models.rota import ShiftPattern as ShiftPattern  # noqa: E402
 from scheduler.models.rota import ShiftSkip as ShiftSkip  # noqa: E402
+from scheduler.models.waitlist import LIVE_OFFER_STATUSES as LIVE_OFFER_STATUSES  # noqa: E402
+from scheduler.models.waitlist import FreedReason as FreedReason  # noqa: E402
+from scheduler.models.waitlist import FreedStatus as FreedStatus  # noqa: E402
+from scheduler.models.waitlist import OfferStatus as OfferStatus  # noqa: E402
+from scheduler.models.waitlist import WaitlistEntry as WaitlistEntry  # noqa: E402
+from scheduler.models.waitlist import WaitlistFreed as WaitlistFreed  # noqa: E402
+from scheduler.models.waitlist import WaitlistOffer as WaitlistOffer  # noqa: E402
+from scheduler.models.waitlist import WaitlistStatus as WaitlistStatus  # noqa: E402
+from scheduler.models.waitlist import WaitlistTimes as WaitlistTimes  # noqa: E402

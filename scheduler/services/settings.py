@@ -34,6 +34,10 @@ class ClinicSettings:
         default=(dt.timedelta(hours=48), dt.timedelta(hours=2))
     )
     patient_min_age_years: int = 18
+    # The waitlist: how long an offered slot stays claimable, and how many waiting patients
+    # are offered one freed slot at a time (the next ones after those offers expire).
+    waitlist_offer_minutes: int = 30
+    waitlist_batch: int = 3
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ClinicSettings:
@@ -43,6 +47,8 @@ class ClinicSettings:
             mail_from=config.get("MAIL_FROM", cls.mail_from),
             reminder_offsets=parse_offsets(config.get("REMINDER_OFFSETS", "48h,2h")),
             patient_min_age_years=int(config.get("PATIENT_MIN_AGE_YEARS", 18)),
+            waitlist_offer_minutes=max(1, int(config.get("WAITLIST_OFFER_MINUTES", 30))),
+            waitlist_batch=max(1, int(config.get("WAITLIST_BATCH_SIZE", 3))),
         )
 
     def manage_url(self, token: str) -> str:
