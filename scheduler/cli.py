@@ -158,6 +158,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(create_staff_command)
     app.cli.add_command(reset_password_command)
     app.cli.add_command(reminders_group)
+    app.cli.add_command(waitlist_group)
 
 
 @click.group("reminders", cls=AppGroup)
@@ -187,6 +188,24 @@ def reminders_send_due(now_text: str | None) -> None:
     # With --now the reminders are looked at that instant; mail still goes at real time.
     result = jobs.dispatch_once(current_app._get_current_object(), parse_now(now_text))  # type: ignore[attr-defined]
     click.echo(f"sent={result.sent} skipped={result.skipped} failed={result.failed}")
+
+
+@click.group("waitlist", cls=AppGroup)
+def waitlist_group() -> None:
+    """The waitlist worker (it also runs with every reminder pass)."""
+
+
+@waitlist_group.command("send-due")
+@click.option("--now", "now_text", default=None, help="ISO 8601 instant to treat as now")
+def waitlist_send_due(now_text: str | None) -> None:
+    """Turn freed slots into offers, text what is due once, and exit."""
+    from scheduler import jobs
+
+    result = jobs.waitlist_once(current_app._get_current_object(), parse_now(now_text))  # type: ignore[attr-defined]
+    click.echo(
+        f"offered={result.offered} sent={result.sent} skipped={result.skipped} "
+        f"failed={result.failed} deferred={result.deferred} expired={result.expired}"
+    )
 
 
 def main() -> None:

@@ -14,7 +14,12 @@ Two ways to run it:
   these (systemd, a container) next to the web workers.
 `flask --app scheduler reminders send-due [--now ISO]` is one pass (cron, operators, tests).
 
-Each job run: the reminder pass (then the invite mail outbox, when installed). A pass claims
+Each job run: the reminder pass, the waitlist pass, then the invite mail outbox (when
+installed). The waitlist pass (`waitlist_once`; `flask --app scheduler waitlist send-due` runs
+it alone) expires offers past their time, turns "a slot may have freed" rows into offers
+(services.waitlist.process_freed, in one transaction: the offers' unique (entry, slot) makes
+concurrent workers offer each pair once) and texts them one at a time, each recorded as soon
+as the provider answers: a worker killed mid-pass can repeat at most the one text in flight. A pass claims
 REMINDER_BATCH_SIZE rows at a time under a REMINDER_LEASE_SECONDS lease, re-checks the visits
 at most REMINDER_RECHECK_SECONDS before sending, keeps up to REMINDER_SEND_CONCURRENCY texts in
 flight on a small thread pool (only HTTP there; the database stays on the job's thread) and
@@ -43,7 +48,7 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from scheduler.extensions import db
-from scheduler.services import reminders
+from scheduler.services import reminders, waitlist
 from scheduler.services.settings import ClinicSettings
 from scheduler.services.sms import (
     LogSmsSender,
@@ -96,6 +101,8 @@ def dispatch_once(
     with app.app_context():
         try:
             result = _send_due(app, now, stop, max_rows)
+            if stop is None or not stop.is_set():
+                _log_waitlist(app, _waitlist_pass(app, now, stop))
             if stop is None or not stop.is_set():
                 _deliver_mail(app, _clock(app)())
         finally:
@@ -293,6 +300,130 @@ def _tally(result: DispatchResult, outcome: reminders.Outcome) -> None:
         result.retrying += 1
     elif outcome.kind == "deferred":
         result.deferred += 1
+
+
+@dataclass
+class WaitlistResult:
+    offered: int = 0  # offers made from freed slots
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+    retrying: int = 0  # also counted in `failed`
+    deferred: int = 0  # quiet hours
+    expired: int = 0  # offers whose time ran out
+
+
+def waitlist_once(
+    app: Flask, now: dt.datetime, *, stop: threading.Event | None = None
+) -> WaitlistResult:
+    """One waitlist pass alone (the CLI's `waitlist send-due`; tests)."""
+    with app.app_context():
+        try:
+            result = _waitlist_pass(app, now, stop)
+        finally:
+            db.session.remove()
+    _log_waitlist(app, result)
+    return result
+
+
+def _log_waitlist(app: Flask, result: WaitlistResult) -> None:
+    if result.offered or result.sent or result.failed or result.skipped:
+        logged = isinstance(sms_sender(app), LogSmsSender)
+        log.info(
+            "waitlist: offered=%d %s=%d skipped=%d failed=%d deferred=%d expired=%d",
+            result.offered,
+            "logged-not-sent" if logged else "sent",
+            result.sent,
+            result.skipped,
+            result.failed,
+            result.deferred,
+            result.expired,
+        )
+
+
+def _waitlist_pass(app: Flask, now: dt.datetime, stop: threading.Event | None) -> WaitlistResult:
+    session = db.session
+    settings = ClinicSettings.from_config(app.config)
+    sender = sms_sender(app)
+    batch = int(app.config.get("REMINDER_BATCH_SIZE", 100))
+    lease = dt.timedelta(seconds=int(app.config.get("REMINDER_LEASE_SECONDS", 300)))
+    started = time.monotonic()
+    result = WaitlistResult()
+
+    def stopped() -> bool:
+        return stop is not None and stop.is_set()
+
+    def lease_until() -> dt.datetime:
+        return now + dt.timedelta(seconds=time.monotonic() - started) + lease
+
+    token = f"{os.getpid()}-{secrets.token_hex(8)}"
+    # Freed slots into offers: one transaction per claimed batch.
+    while not stopped():
+        made = waitlist.process_freed(
+            session(),
+            now=now,
+            settings=settings,
+            batch=batch,
+            token=token,
+            lease_until=lease_until(),
+        )
+        session.commit()
+        result.offered += made
+        if not made:
+            break
+    with _row_session(session) as rows:
+        result.expired = waitlist.expire_offers(rows, now)
+        rows.commit()
+        while not stopped():
+            token = f"{os.getpid()}-{secrets.token_hex(8)}"
+            items = waitlist.claim_offers(
+                rows, now, token=token, lease_until=lease_until(), limit=batch
+            )
+            rows.commit()
+            if not items:
+                break
+            try:
+                for item in items:
+                    if stopped():
+                        break
+                    _offer_one(rows, item, sender, now, settings, result)
+            finally:
+                # Texts not handled (stopping, or an unexpected error): hand them back.
+                rows.rollback()
+                waitlist.release_offers(rows, token)
+                rows.commit()
+    return result
+
+
+def _offer_one(
+    rows: Session,
+    item: waitlist.OutgoingOffer,
+    sender: SmsSender,
+    now: dt.datetime,
+    settings: ClinicSettings,
+    result: WaitlistResult,
+) -> None:
+    """Check, send and record one offer text (no transaction open while sending)."""
+    outcome = waitlist.prepare_offer(rows, item, now)
+    rows.commit()
+    if outcome is not None:
+        if outcome == "skipped":
+            result.skipped += 1
+        elif outcome == "deferred":
+            result.deferred += 1
+        return
+    try:
+        answer = waitlist.deliver_offer(item, sender, settings)
+    except SmsError as exc:
+        outcome = waitlist.record_offer_error(rows, item, exc, now)
+        rows.commit()
+        if outcome in ("failed", "retrying"):
+            result.failed += 1
+            result.retrying += outcome == "retrying"
+        return
+    if waitlist.record_offer_sent(rows, item, answer, now, settings):
+        result.sent += 1
+    rows.commit()
 
 
 def _deliver_mail(app: Flask, now: dt.datetime) -> None:

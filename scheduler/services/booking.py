@@ -40,6 +40,7 @@ from scheduler.models import (
     AppointmentStatus,
     Clinician,
     ClinicianRole,
+    FreedReason,
     Location,
     Patient,
     Resource,
@@ -49,7 +50,7 @@ from scheduler.models import (
     StaffUser,
     service_locations,
 )
-from scheduler.services import availability, notifications, patients, staffing
+from scheduler.services import availability, notifications, patients, staffing, waitlist
 from scheduler.services.availability import Slot, overlaps
 from scheduler.services.day_of import Escort, validate_escort
 from scheduler.services.errors import (
@@ -601,6 +602,7 @@ def reschedule(
         from scheduler.services import courses
 
         courses.check_move(session, appointment, start)
+    previous = (appointment.occupied_start, appointment.occupied_end)
     slot = _slot_for(
         session,
         appointment.location,
@@ -628,7 +630,9 @@ def reschedule(
     appointment.updated_at = now
     appointment.confirmed_at = None
     session.flush()
-    notifications.appointment_changed(session, appointment, "rescheduled", now, settings)
+    notifications.appointment_changed(
+        session, appointment, "rescheduled", now, settings, previous=previous
+    )
     return appointment
 
 
@@ -828,9 +832,16 @@ def create_block(
     return block
 
 
-def delete_block(session: Session, block: ResourceBlock) -> None:
+def delete_block(session: Session, block: ResourceBlock, *, now: dt.datetime | None = None) -> None:
+    """Put the resource back in service; the waitlist looks at the freed time (after `now`)."""
+    interval = (block.resource.location_id, block.start_at, block.end_at)
     session.delete(block)
     session.flush()
+    location_id, start, end = interval
+    when = now if now is not None else dt.datetime.now(UTC)
+    waitlist.queue_freed(
+        session, location_id, max(start, when), end, reason=FreedReason.UNBLOCKED, now=when
+    )
 
 
 __all__ = [

@@ -30,6 +30,7 @@ from scheduler.models import (
     Appointment,
     Clinician,
     ClinicianRole,
+    FreedReason,
     Location,
     Service,
     ServiceKind,
@@ -38,7 +39,7 @@ from scheduler.models import (
     ShiftSkip,
     end_of_day,
 )
-from scheduler.services import availability
+from scheduler.services import availability, waitlist
 from scheduler.services.clock import in_supported_range
 from scheduler.services.errors import (
     ClinicianBusy,
@@ -430,8 +431,10 @@ def add_shift(
     end: dt.datetime,
     *,
     note: str = "",
+    now: dt.datetime | None = None,
 ) -> ShiftInterval:
-    """A one-off shift (an extra day, or cover); refused if the clinician is busy anywhere then."""
+    """A one-off shift (an extra day, or cover); refused if the clinician is busy anywhere then.
+    Under the staffing rules more staff is more room: the waitlist looks at the shift's time."""
     start, end = _aware(start, "start"), _aware(end, "end")
     if end <= start:
         raise InvalidInput("The shift must end after it starts.", {"end": "must be after start"})
@@ -459,6 +462,11 @@ def add_shift(
         raise ClinicianBusy(
             f"{clinician.name} already has a shift then.", {"clinician": "already on shift then"}
         ) from exc
+    if location.staffing_rules:
+        when = now if now is not None else dt.datetime.now(UTC)
+        waitlist.queue_freed(
+            session, location.id, max(start, when), end, reason=FreedReason.SHIFT, now=when
+        )
     return _one_off(shift, clinician)
 
 

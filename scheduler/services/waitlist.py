@@ -16,7 +16,7 @@ Interface (names kept stable for the pages and the worker):
     get_offer(session, token, *, now) -> OfferView   the offer, its entry and slot, its state
     claim(session, token, *, now, settings) -> Appointment   Conflict code taken / expired
   Triggers (inside the changing transaction; they only write a queue row)
-    queue_freed(session, location_id, start, end, *, reason, now) -> WaitlistFreed
+    queue_freed(session, location_id, start, end, *, reason, now) -> WaitlistFreed | None
     appointment_freed(session, appointment, change, *, now, previous=None) -> None
   Worker (scheduler.jobs decides the transactions)
     process_freed(session, *, now, settings, batch, token, lease_until) -> int   offers made
@@ -24,6 +24,7 @@ Interface (names kept stable for the pages and the worker):
     prepare_offer(session, item, now) -> str | None        None: send it; else why not
     deliver_offer(item, sender, settings) -> SendResult    HTTP only, no database
     record_offer_sent(session, item, result, now, settings) -> bool
+    render_offer(item, settings) -> str
     record_offer_error(session, item, exc, now) -> str
     release_offers(session, token) -> int
     expire_offers(session, now) -> int
@@ -41,27 +42,57 @@ claim wins, the others get Conflict `taken` and stay on the list.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, case, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, aliased, joinedload
 
 from scheduler.models import (
+    LIVE_OFFER_STATUSES,
     Appointment,
+    AppointmentStatus,
+    FreedReason,
+    FreedStatus,
     Location,
+    OfferStatus,
+    Patient,
     Service,
+    SmsOptOut,
     StaffUser,
     WaitlistEntry,
     WaitlistFreed,
     WaitlistOffer,
     WaitlistStatus,
+    WaitlistTimes,
+    service_locations,
 )
-from scheduler.services.errors import Conflict
-from scheduler.services.patients import PatientDetails
+from scheduler.services import availability, booking, patients, reminders
+from scheduler.services.errors import (
+    Conflict,
+    InvalidInput,
+    NotCleared,
+    NotFound,
+    SlotUnavailable,
+    TooSoon,
+)
+from scheduler.services.patients import PatientDetails, validate_details
 from scheduler.services.settings import ClinicSettings
 from scheduler.services.sms import SendResult, SmsError, SmsSender
 
 UTC = dt.UTC
 OFFER_PATH = "/waitlist/offers/"
+NOON = dt.time(12, 0)
+FREED = WaitlistFreed.__table__
+OFFERS = WaitlistOffer.__table__
+MAX_ATTEMPTS = reminders.MAX_ATTEMPTS
+ENTRY_CHUNK = 64  # entries read at a time, in join order, while looking for a batch
+LIVE = tuple(s.value for s in LIVE_OFFER_STATUSES)
 
 
 class OfferTaken(Conflict):
@@ -71,7 +102,7 @@ class OfferTaken(Conflict):
 
 
 class OfferExpired(Conflict):
-    """The offer was not claimed in time."""
+    """The offer was not claimed in time (or the patient left the list)."""
 
     code = "expired"
 
@@ -80,11 +111,11 @@ class OfferExpired(Conflict):
 class JoinRequest:
     location: str  # slug
     service: str | None  # slug; or
-    course: str | None  # a course template's slug (course entries)
+    course: str | None  # a course template's slug (course entries: not supported yet)
     patient: PatientDetails
     earliest: dt.date  # local dates, inclusive
     latest: dt.date
-    times: str = "any"  # morning | afternoon | any
+    times: str = WaitlistTimes.ANY.value  # morning | afternoon | any
     source: str = "online"  # online | staff | api
 
 
@@ -98,26 +129,47 @@ class OfferView:
     service: Service
     start: dt.datetime  # UTC
     end: dt.datetime
-    expired: bool  # not claimable any more: its time ran out
+    expired: bool  # its time ran out (or the patient left the list) before a claim
     taken: bool  # someone else has the slot (or it is no longer free)
     claimed: bool  # this patient booked it
     appointment_id: int | None  # the visit booked by claiming it
 
+    @property
+    def claimable(self) -> bool:
+        return not (self.expired or self.taken or self.claimed)
+
 
 @dataclass(frozen=True)
 class OutgoingOffer:
-    """A claimed offer text, with what the text needs (never logged)."""
+    """A claimed offer text and what the text needs (never logged)."""
 
     id: int
     token: str  # the worker's claim token
     offer_token: str  # the link's token
+    attempts: int
     phone: str
-    first_name: str
-    shared_phone: bool
+    patient_name: str
+    shared_phone: bool  # several patients have this number: the text names the patient
     timezone: str
     location: str  # the location's name
+    title: str  # the service's public title ("" keeps the text discreet)
     start: dt.datetime
-    attempts: int
+
+
+def fits_times(times: str, start: dt.datetime, tz: ZoneInfo) -> bool:
+    """Morning: a local start before 12:00; afternoon: from 12:00; any: any."""
+    if times == WaitlistTimes.ANY:
+        return True
+    morning = start.astimezone(tz).time() < NOON
+    return morning if times == WaitlistTimes.MORNING else not morning
+
+
+def _times_for(start: dt.datetime, tz: ZoneInfo) -> str:
+    return (
+        WaitlistTimes.MORNING.value
+        if start.astimezone(tz).time() < NOON
+        else WaitlistTimes.AFTERNOON.value
+    )
 
 
 # --- joining and leaving --------------------------------------------------------------------------
@@ -127,19 +179,107 @@ def join(
     session: Session, request: JoinRequest, *, now: dt.datetime, settings: ClinicSettings
 ) -> WaitlistEntry:
     """Put the patient on the location's waitlist for the service (or course); InvalidInput
-    naming the field for a bad date range, unknown times, or a course (not supported)."""
-    raise NotImplementedError
+    naming the field for a bad date range, unknown times, or a course (not supported yet).
+    Joining again for the same service and location updates the dates and times (the place in
+    the queue is kept)."""
+    if request.course:
+        raise InvalidInput(
+            "Waiting for a course's next visit is not available yet: join the waitlist for "
+            "the service instead.",
+            {"course": "not supported yet: give a service"},
+        )
+    if not request.service:
+        raise InvalidInput("Choose a service.", {"service": "required"})
+    location = booking.get_location(session, request.location)
+    service = booking.get_service(session, location, request.service)
+    tz = ZoneInfo(location.timezone)
+    today = now.astimezone(tz).date()
+    fields: dict[str, str] = {}
+    if request.times not in {t.value for t in WaitlistTimes}:
+        fields["times"] = "morning, afternoon or any"
+    last = today + dt.timedelta(days=service.horizon_days)
+    if request.latest < request.earliest:
+        fields["latest"] = "before earliest"
+    elif request.latest < today:
+        fields["latest"] = "in the past"
+    elif request.earliest > last:
+        fields["earliest"] = f"at most {service.horizon_days} days ahead"
+    details = request.patient
+    try:
+        details = validate_details(
+            request.patient,
+            require_email=False,
+            today=today,
+            min_age_years=settings.patient_min_age_years,
+            birth_date_required=service.requires_clearance,
+        )
+    except InvalidInput as exc:
+        fields.update(exc.fields)
+    if fields:
+        raise InvalidInput("Some details need correcting.", fields)
+    patient = patients.find_or_create(session, details, now)
+    earliest, latest = max(request.earliest, today), min(request.latest, last)
+    entry = session.scalars(
+        select(WaitlistEntry).where(
+            WaitlistEntry.patient_id == patient.id,
+            WaitlistEntry.location_id == location.id,
+            WaitlistEntry.service_id == service.id,
+            WaitlistEntry.status == WaitlistStatus.ACTIVE,
+        )
+    ).first()
+    if entry is None:
+        entry = WaitlistEntry(
+            location_id=location.id,
+            service_id=service.id,
+            course_slug=None,
+            patient_id=patient.id,
+            status=WaitlistStatus.ACTIVE.value,
+            manage_token=secrets.token_urlsafe(32),
+            source=request.source,
+            created_at=now,
+        )
+        session.add(entry)
+    entry.earliest, entry.latest, entry.times = earliest, latest, request.times
+    entry.updated_at = now
+    entry.location, entry.service, entry.patient = location, service, patient
+    session.flush()
+    return entry
 
 
 def get_entry(session: Session, token: str) -> WaitlistEntry:
     """The entry with this manage token, or NotFound."""
-    raise NotImplementedError
+    entry = (
+        session.scalars(select(WaitlistEntry).where(WaitlistEntry.manage_token == token)).first()
+        if 0 < len(token) <= 64
+        else None
+    )
+    if entry is None:
+        raise NotFound("No such waitlist entry.")
+    return entry
 
 
 def leave(session: Session, token: str, *, now: dt.datetime) -> WaitlistEntry:
     """The patient leaves the list: the entry becomes `left` and its live offers are withdrawn.
     Leaving twice is fine; NotFound for an unknown token."""
-    raise NotImplementedError
+    entry = get_entry(session, token)
+    if entry.status == WaitlistStatus.ACTIVE:
+        entry.status = WaitlistStatus.LEFT.value
+        entry.updated_at = now
+        _close_live(session, WaitlistOffer.entry_id == entry.id, OfferStatus.SKIPPED, now, "left")
+    session.flush()
+    return entry
+
+
+def _close_live(
+    session: Session, where: Any, status: OfferStatus, now: dt.datetime, reason: str
+) -> int:
+    result = session.execute(
+        update(WaitlistOffer)
+        .where(where, WaitlistOffer.status.in_(LIVE))
+        .values(status=status.value, reason=reason, closed_at=now, claim_token=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # --- staff ----------------------------------------------------------------------------------------
@@ -154,12 +294,32 @@ def entries_for_location(
 ) -> list[WaitlistEntry]:
     """The location's entries in join order (patient and service loaded); `status` None: all;
     `today`: only entries whose latest date is not before it."""
-    raise NotImplementedError
+    query = (
+        select(WaitlistEntry)
+        .options(joinedload(WaitlistEntry.patient), joinedload(WaitlistEntry.service))
+        .where(WaitlistEntry.location_id == location.id)
+        .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
+    )
+    if status is not None:
+        query = query.where(WaitlistEntry.status == status.value)
+    if today is not None:
+        query = query.where(WaitlistEntry.latest >= today)
+    return list(session.scalars(query))
 
 
 def offers_for_entries(session: Session, entry_ids: list[int]) -> dict[int, list[WaitlistOffer]]:
     """Each entry's offers, newest first (for the staff page)."""
-    raise NotImplementedError
+    found: dict[int, list[WaitlistOffer]] = {entry_id: [] for entry_id in entry_ids}
+    if not entry_ids:
+        return found
+    rows = session.scalars(
+        select(WaitlistOffer)
+        .where(WaitlistOffer.entry_id.in_(entry_ids))
+        .order_by(WaitlistOffer.created_at.desc(), WaitlistOffer.id.desc())
+    )
+    for offer in rows:
+        found[offer.entry_id].append(offer)
+    return found
 
 
 def offer_by_hand(
@@ -173,7 +333,30 @@ def offer_by_hand(
 ) -> WaitlistOffer:
     """Staff offer `start` to `entry`: checked like the worker's offers (the engine offers the
     start, the patient may have it), then texted by the worker. Conflict when already offered."""
-    raise NotImplementedError
+    if entry.status != WaitlistStatus.ACTIVE:
+        raise Conflict("This patient is no longer waiting.", {"entry": f"is {entry.status}"})
+    if start.tzinfo is None:
+        raise InvalidInput("The start needs a UTC offset.", {"start": "needs a UTC offset"})
+    start = start.astimezone(UTC)
+    location, service = entry.location, entry.service
+    slot = availability.slot_at(session, location, service, start, now)
+    if slot is None or slot.free < 1:
+        raise SlotUnavailable(
+            "That time is not free for this service.", {"start": "not a free start"}
+        )
+    patients.check_visit(session, entry.patient_id, location, service, start)
+    if _patient_busy(session, entry.patient_id, slot.start, slot.end):
+        raise Conflict("The patient has another visit then.", {"start": "patient busy"})
+    if reminders.is_opted_out(session, entry.patient.phone):
+        raise Conflict("This patient has opted out of texts.", {"entry": "opted out of SMS"})
+    offer_id = _insert_offer(session, entry, slot, None, now, staff_id=staff.id)
+    if offer_id is None:
+        raise Conflict(
+            "This time was already offered to this patient.", {"start": "already offered"}
+        )
+    offer = session.get(WaitlistOffer, offer_id)
+    assert offer is not None
+    return offer
 
 
 # --- the offer link -------------------------------------------------------------------------------
@@ -184,9 +367,54 @@ def offer_url(settings: ClinicSettings, token: str) -> str:
     return f"{settings.public_base_url}{OFFER_PATH}{token}"
 
 
+def _find_offer(session: Session, token: str, *, lock: bool = False) -> WaitlistOffer:
+    query = select(WaitlistOffer).where(WaitlistOffer.token == token)
+    if lock:
+        query = query.with_for_update()
+    offer = session.scalars(query).first() if 0 < len(token) <= 64 else None
+    # An offer not texted yet has no link out there: it is not shown.
+    if offer is None or offer.status == OfferStatus.PENDING:
+        raise NotFound("No such offer.")
+    return offer
+
+
+def _slot_free(
+    session: Session, location: Location, service: Service, start: dt.datetime, now: dt.datetime
+) -> bool:
+    slot = availability.slot_at(session, location, service, start, now)
+    return slot is not None and slot.free > 0
+
+
 def get_offer(session: Session, token: str, *, now: dt.datetime) -> OfferView:
     """The offer with this token and its state, or NotFound (also before it was texted)."""
-    raise NotImplementedError
+    offer = _find_offer(session, token)
+    entry = offer.entry
+    claimed = offer.status == OfferStatus.CLAIMED
+    expired = not claimed and (
+        offer.status == OfferStatus.EXPIRED
+        or (offer.expires_at is not None and offer.expires_at <= now)
+        or entry.status == WaitlistStatus.LEFT
+        or offer.status in (OfferStatus.SKIPPED, OfferStatus.FAILED)
+    )
+    taken = not claimed and (
+        offer.status == OfferStatus.TAKEN
+        or (
+            not expired
+            and not _slot_free(session, entry.location, entry.service, offer.slot_start, now)
+        )
+    )
+    return OfferView(
+        offer=offer,
+        entry=entry,
+        location=entry.location,
+        service=entry.service,
+        start=offer.slot_start,
+        end=offer.slot_end,
+        expired=expired,
+        taken=taken,
+        claimed=claimed,
+        appointment_id=offer.appointment_id,
+    )
 
 
 def claim(
@@ -196,9 +424,69 @@ def claim(
 
     OfferExpired (409 `expired`) after the offer's time; OfferTaken (409 `taken`) when the slot
     is gone (the entry stays active). On success the entry is booked and the other live offers
-    of that slot are marked taken.
+    of that slot are marked taken when it has no room left. Claiming again answers the visit.
     """
-    raise NotImplementedError
+    offer = _find_offer(session, token, lock=True)
+    entry = offer.entry
+    if offer.status == OfferStatus.CLAIMED and offer.appointment_id is not None:
+        appointment = session.get(Appointment, offer.appointment_id)
+        if appointment is not None:
+            return appointment
+    if offer.status == OfferStatus.TAKEN:
+        raise OfferTaken("Sorry, this time has just been taken. You stay on the waitlist.")
+    if (
+        offer.status not in (OfferStatus.SENT, OfferStatus.SENDING)
+        or (offer.expires_at is not None and offer.expires_at <= now)
+        or entry.status != WaitlistStatus.ACTIVE
+    ):
+        raise OfferExpired("This offer has expired. You stay on the waitlist for the next one.")
+    location, service, patient = entry.location, entry.service, entry.patient
+    request = booking.BookingRequest(
+        location=location.slug,
+        service=service.slug,
+        start=offer.slot_start,
+        patient=PatientDetails(
+            patient.name, patient.phone, patient.email, patient.sms_consent, patient.date_of_birth
+        ),
+        source="waitlist",
+        require_email=bool(patient.email),
+    )
+    try:
+        appointment = booking.book(session, request, now=now, settings=settings)
+    except SlotUnavailable as exc:
+        raise OfferTaken("Sorry, this time has just been taken. You stay on the waitlist.") from exc
+    offer.status, offer.appointment_id, offer.closed_at = (
+        OfferStatus.CLAIMED.value,
+        appointment.id,
+        now,
+    )
+    entry.status, entry.appointment_id, entry.updated_at = (
+        WaitlistStatus.BOOKED.value,
+        appointment.id,
+        now,
+    )
+    session.flush()
+    _close_live(
+        session,
+        and_(WaitlistOffer.entry_id == entry.id, WaitlistOffer.id != offer.id),
+        OfferStatus.SKIPPED,
+        now,
+        "booked another offer",
+    )
+    if not _slot_free(session, location, service, offer.slot_start, now):
+        _close_live(
+            session,
+            and_(
+                WaitlistOffer.location_id == location.id,
+                WaitlistOffer.slot_start == offer.slot_start,
+                WaitlistOffer.id != offer.id,
+            ),
+            OfferStatus.TAKEN,
+            now,
+            "claimed by another patient",
+        )
+    session.flush()
+    return appointment
 
 
 # --- triggers -------------------------------------------------------------------------------------
@@ -212,10 +500,36 @@ def queue_freed(
     *,
     reason: str,
     now: dt.datetime,
-) -> WaitlistFreed:
+) -> WaitlistFreed | None:
     """Record that [start, end) at the location may have room now (inside the caller's
-    transaction; the worker looks at it after commit)."""
-    raise NotImplementedError
+    transaction; the worker looks at it after commit). None when nothing is to be looked at:
+    the time has passed, or no one waits at the location."""
+    if end <= now or end <= start:
+        return None
+    waiting = session.scalar(
+        select(
+            exists().where(
+                WaitlistEntry.location_id == location_id,
+                WaitlistEntry.status == WaitlistStatus.ACTIVE,
+            )
+        )
+    )
+    if not waiting:
+        return None
+    freed = WaitlistFreed(
+        location_id=location_id,
+        start_at=start,
+        end_at=end,
+        reason=reason,
+        status=FreedStatus.PENDING.value,
+        next_attempt_at=now,
+        attempts=0,
+        rounds=0,
+        created_at=now,
+    )
+    session.add(freed)
+    session.flush()
+    return freed
 
 
 def appointment_freed(
@@ -228,10 +542,53 @@ def appointment_freed(
 ) -> None:
     """Queue what a visit change frees: a cancel, a no-show recorded before the visit ends,
     or a move (`previous`: the occupied interval it left). Other changes free nothing."""
-    raise NotImplementedError
+    if change == "rescheduled" and previous is not None:
+        start, end = previous
+        reason = FreedReason.MOVED
+    elif change == "cancelled":
+        start, end, reason = (
+            appointment.occupied_start,
+            appointment.occupied_end,
+            FreedReason.CANCELLED,
+        )
+    elif change == "status" and appointment.status == AppointmentStatus.NO_SHOW:
+        start, end, reason = (
+            appointment.occupied_start,
+            appointment.occupied_end,
+            FreedReason.NO_SHOW,
+        )
+    else:
+        return
+    queue_freed(session, appointment.location_id, start, end, reason=reason.value, now=now)
 
 
-# --- worker ---------------------------------------------------------------------------------------
+# --- worker: freed slots into offers --------------------------------------------------------------
+
+
+def _claim(session: Session, table: Any, due: Any, values: dict[str, Any], limit: int) -> list[int]:
+    """Mark up to `limit` rows matching `due` with `values` (as reminders.claim_due does):
+    one FOR UPDATE SKIP LOCKED statement on PostgreSQL, a conditional UPDATE on SQLite."""
+    pick = select(table.c.id).where(due).order_by(table.c.next_attempt_at).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        picked = pick.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+        statement = (
+            update(table).where(table.c.id == picked.c.id, due).values(**values)
+        ).returning(table.c.id)
+    else:
+        ids = list(session.scalars(pick))
+        if not ids:
+            return []
+        statement = (
+            update(table).where(table.c.id.in_(ids), due).values(**values).returning(table.c.id)
+        )
+    return sorted(session.scalars(statement))
+
+
+def _due(table: Any, now: dt.datetime, pending: str, working: str) -> Any:
+    return or_(
+        and_(table.c.status == pending, table.c.next_attempt_at <= now),
+        and_(table.c.status == working, table.c.lease_until < now),
+    )
 
 
 def process_freed(
@@ -244,8 +601,268 @@ def process_freed(
     lease_until: dt.datetime,
 ) -> int:
     """Claim up to `batch` due freed rows and insert the offers they owe (pending, texted by
-    the send step); returns how many offers were inserted. The caller commits."""
-    raise NotImplementedError
+    the send step); returns how many offers were inserted. The caller commits.
+
+    A row with offers out (or just made) is looked at again when they expire: the slot, if
+    still free, goes to the next entries in join order. A row with nothing left to offer and
+    no live offers is done."""
+    due = _due(FREED, now, FreedStatus.PENDING.value, FreedStatus.WORKING.value)
+    values = {
+        "status": FreedStatus.WORKING.value,
+        "claim_token": token,
+        "lease_until": lease_until,
+        "attempts": FREED.c.attempts + 1,
+    }
+    ids = _claim(session, FREED, due, values, batch)
+    made = 0
+    wait = dt.timedelta(minutes=settings.waitlist_offer_minutes)
+    for freed in session.scalars(
+        select(WaitlistFreed).where(WaitlistFreed.id.in_(ids)).order_by(WaitlistFreed.id)
+    ):
+        new, live = offer_freed(session, freed, now=now, settings=settings)
+        made += new
+        if live and freed.end_at > now:
+            freed.status = FreedStatus.PENDING.value
+            freed.next_attempt_at = now + wait
+            freed.rounds += 1 if new else 0
+        else:
+            freed.status, freed.done_at = FreedStatus.DONE.value, now
+        freed.claim_token, freed.lease_until = None, None
+    session.flush()
+    return made
+
+
+def offer_freed(
+    session: Session, freed: WaitlistFreed, *, now: dt.datetime, settings: ClinicSettings
+) -> tuple[int, int]:
+    """Insert the offers one freed interval owes now: (offers inserted, offers live after)."""
+    live = session.scalar(
+        select(func.count())
+        .select_from(WaitlistOffer)
+        .where(
+            WaitlistOffer.freed_id == freed.id,
+            WaitlistOffer.status.in_(LIVE),
+            or_(WaitlistOffer.expires_at.is_(None), WaitlistOffer.expires_at > now),
+        )
+    )
+    need = settings.waitlist_batch - int(live or 0)
+    if need <= 0:
+        return 0, int(live or 0)
+    location = session.get(Location, freed.location_id)
+    if location is None or not location.active:
+        return 0, int(live or 0)
+    tz = ZoneInfo(location.timezone)
+    first_day = freed.start_at.astimezone(tz).date()
+    last_day = (freed.end_at - dt.timedelta(microseconds=1)).astimezone(tz).date()
+    services = list(
+        session.scalars(
+            select(Service)
+            .join(service_locations, service_locations.c.service_id == Service.id)
+            .where(
+                service_locations.c.location_id == location.id,
+                Service.active.is_(True),
+                Service.id.in_(
+                    select(WaitlistEntry.service_id).where(
+                        WaitlistEntry.location_id == location.id,
+                        WaitlistEntry.status == WaitlistStatus.ACTIVE,
+                        WaitlistEntry.earliest <= last_day,
+                        WaitlistEntry.latest >= first_day,
+                    )
+                ),
+            )
+            .order_by(Service.id)
+        )
+    )
+    found: list[tuple[WaitlistEntry, availability.Slot]] = []
+    for service in services:
+        slots = freed_slots(session, location, service, freed, now)
+        if slots:
+            found += _fitting_entries(session, location, service, slots, freed, now, need)
+    found.sort(key=lambda pair: (pair[0].created_at, pair[0].id))
+    made = 0
+    for entry, slot in found[:need]:
+        if _insert_offer(session, entry, slot, freed.id, now) is not None:
+            made += 1
+    return made, int(live or 0) + made
+
+
+def freed_slots(
+    session: Session,
+    location: Location,
+    service: Service,
+    freed: WaitlistFreed,
+    now: dt.datetime,
+) -> list[availability.Slot]:
+    """The starts the availability engine offers for `service` whose occupied time meets the
+    freed interval (the rest of the day had its chance already)."""
+    tz = ZoneInfo(location.timezone)
+    first_day = freed.start_at.astimezone(tz).date()
+    last_day = (freed.end_at - dt.timedelta(microseconds=1)).astimezone(tz).date()
+    days = (last_day - first_day).days + 1
+    prep = dt.timedelta(minutes=service.prep_minutes)
+    recovery = dt.timedelta(minutes=service.recovery_minutes)
+    return [
+        slot
+        for slot in availability.location_slots(session, location, service, first_day, days, now)
+        if availability.overlaps(
+            slot.start - prep, slot.end + recovery, freed.start_at, freed.end_at
+        )
+    ]
+
+
+def _patient_busy(session: Session, patient_id: int, start: dt.datetime, end: dt.datetime) -> bool:
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    Appointment.patient_id == patient_id,
+                    Appointment.active.is_(True),
+                    Appointment.start_at < end,
+                    Appointment.end_at > start,
+                )
+            )
+        )
+    )
+
+
+def _patient_may(
+    session: Session,
+    entry: WaitlistEntry,
+    location: Location,
+    service: Service,
+    slot: availability.Slot,
+) -> bool:
+    """Clearance and spacing (`patients.check_visit`) and no visit of their own then."""
+    try:
+        patients.check_visit(session, entry.patient_id, location, service, slot.start)
+    except (NotCleared, TooSoon):
+        return False
+    return not _patient_busy(session, entry.patient_id, slot.start, slot.end)
+
+
+def _fitting_entries(
+    session: Session,
+    location: Location,
+    service: Service,
+    slots: Sequence[availability.Slot],
+    freed: WaitlistFreed,
+    now: dt.datetime,
+    need: int,
+) -> list[tuple[WaitlistEntry, availability.Slot]]:
+    """Up to `need` entries for `service`, in join order, each with the earliest of `slots`
+    that fits their dates, times and rules. SQL narrows by location, service, status, dates,
+    times, opt-out, offers already made and offers still out; the rules are checked per entry
+    until the batch is full."""
+    tz = ZoneInfo(location.timezone)
+    days = [slot.start.astimezone(tz).date() for slot in slots]
+    times = {WaitlistTimes.ANY.value} | {_times_for(slot.start, tz) for slot in slots}
+    starts = [slot.start for slot in slots]
+    offered = exists().where(
+        WaitlistOffer.entry_id == WaitlistEntry.id,
+        or_(WaitlistOffer.freed_id == freed.id, WaitlistOffer.slot_start.in_(starts)),
+    )
+    out_now = exists().where(
+        WaitlistOffer.entry_id == WaitlistEntry.id,
+        WaitlistOffer.status.in_(LIVE),
+        or_(WaitlistOffer.expires_at.is_(None), WaitlistOffer.expires_at > now),
+    )
+    opted_out = exists().where(SmsOptOut.phone == Patient.phone, SmsOptOut.opted_out.is_(True))
+    query = (
+        select(WaitlistEntry)
+        .join(Patient, Patient.id == WaitlistEntry.patient_id)
+        .options(joinedload(WaitlistEntry.patient))
+        .where(
+            WaitlistEntry.location_id == location.id,
+            WaitlistEntry.service_id == service.id,
+            WaitlistEntry.status == WaitlistStatus.ACTIVE,
+            WaitlistEntry.earliest <= max(days),
+            WaitlistEntry.latest >= min(days),
+            WaitlistEntry.times.in_(sorted(times)),
+            ~offered,
+            ~out_now,
+            ~opted_out,
+        )
+        .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
+        .limit(ENTRY_CHUNK)
+    )
+    found: list[tuple[WaitlistEntry, availability.Slot]] = []
+    after: tuple[dt.datetime, int] | None = None
+    while len(found) < need:
+        page = query
+        if after is not None:
+            page = page.where(
+                or_(
+                    WaitlistEntry.created_at > after[0],
+                    and_(WaitlistEntry.created_at == after[0], WaitlistEntry.id > after[1]),
+                )
+            )
+        entries = list(session.scalars(page).unique())
+        for entry in entries:
+            for slot, day in zip(slots, days, strict=True):
+                if (
+                    entry.earliest <= day <= entry.latest
+                    and fits_times(entry.times, slot.start, tz)
+                    and _patient_may(session, entry, location, service, slot)
+                ):
+                    found.append((entry, slot))
+                    break
+            if len(found) >= need:
+                break
+        if len(entries) < ENTRY_CHUNK:
+            break
+        after = (entries[-1].created_at, entries[-1].id)
+    return found
+
+
+@functools.cache
+def _insert_offer_query(dialect: str) -> Any:
+    if dialect == "postgresql":
+        return (
+            postgresql.insert(OFFERS)
+            .on_conflict_do_nothing(index_elements=["entry_id", "slot_start"])
+            .returning(OFFERS.c.id)
+        )
+    return (
+        sqlite.insert(OFFERS)
+        .on_conflict_do_nothing(index_elements=["entry_id", "slot_start"])
+        .returning(OFFERS.c.id)
+    )
+
+
+def _insert_offer(
+    session: Session,
+    entry: WaitlistEntry,
+    slot: availability.Slot,
+    freed_id: int | None,
+    now: dt.datetime,
+    *,
+    staff_id: int | None = None,
+) -> int | None:
+    """Insert a pending offer of `slot` to `entry`; None when (entry, slot) was offered before
+    (ON CONFLICT DO NOTHING: concurrent workers never both offer it)."""
+    values = {
+        "entry_id": entry.id,
+        "location_id": entry.location_id,
+        "slot_start": slot.start,
+        "slot_end": slot.end,
+        "resource_id": None,
+        "token": secrets.token_urlsafe(24),
+        "status": OfferStatus.PENDING.value,
+        "to_phone": entry.patient.phone,
+        "next_attempt_at": now,
+        "attempts": 0,
+        "error_code": "",
+        "reason": "",
+        "freed_id": freed_id,
+        "offered_by_id": staff_id,
+        "created_at": now,
+    }
+    session.flush()
+    new_id = session.scalar(_insert_offer_query(session.get_bind().dialect.name), values)
+    return None if new_id is None else int(new_id)
+
+
+# --- worker: the texts ----------------------------------------------------------------------------
 
 
 def claim_offers(
@@ -253,18 +870,139 @@ def claim_offers(
 ) -> list[OutgoingOffer]:
     """Mark up to `limit` due offer texts as ours (`sending`) and load them; the caller
     commits. Rows of a worker whose lease ran out are taken over."""
-    raise NotImplementedError
+    due = _due(OFFERS, now, OfferStatus.PENDING.value, OfferStatus.SENDING.value)
+    values = {
+        "status": OfferStatus.SENDING.value,
+        "claim_token": token,
+        "lease_until": lease_until,
+        "attempts": OFFERS.c.attempts + 1,
+    }
+    ids = _claim(session, OFFERS, due, values, limit)
+    if not ids:
+        return []
+    sharer = aliased(Patient)
+    shared = exists().where(
+        sharer.phone == Patient.phone, sharer.id != Patient.id, sharer.merged_into_id.is_(None)
+    )
+    rows = session.execute(
+        select(
+            WaitlistOffer.id,
+            WaitlistOffer.token,
+            WaitlistOffer.attempts,
+            func.coalesce(func.nullif(WaitlistOffer.to_phone, ""), Patient.phone),
+            Patient.name,
+            shared.label("shared"),
+            Location.timezone,
+            Location.name,
+            Service.public_title,
+            WaitlistOffer.slot_start,
+        )
+        .join(WaitlistEntry, WaitlistEntry.id == WaitlistOffer.entry_id)
+        .join(Patient, Patient.id == WaitlistEntry.patient_id)
+        .join(Location, Location.id == WaitlistEntry.location_id)
+        .join(Service, Service.id == WaitlistEntry.service_id)
+        .where(WaitlistOffer.id.in_(ids), WaitlistOffer.claim_token == token)
+        .order_by(WaitlistOffer.id)
+    )
+    return [
+        OutgoingOffer(
+            id=r[0],
+            token=token,
+            offer_token=r[1],
+            attempts=r[2],
+            phone=r[3],
+            patient_name=r[4],
+            shared_phone=bool(r[5]),
+            timezone=r[6],
+            location=r[7],
+            title=r[8] or "",
+            start=r[9],
+        )
+        for r in rows
+    ]
+
+
+def _finish(session: Session, item: OutgoingOffer, **values: object) -> bool:
+    """Record the outcome of our claim (only while the row is still ours)."""
+    result = session.execute(
+        update(OFFERS)
+        .where(OFFERS.c.id == item.id, OFFERS.c.claim_token == item.token)
+        .values(**values)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 def prepare_offer(session: Session, item: OutgoingOffer, now: dt.datetime) -> str | None:
     """Decide one claimed text before sending: None to send it now; else the outcome recorded
-    (`skipped`: opted out, no consent, the slot or entry went; `deferred`: quiet hours)."""
-    raise NotImplementedError
+    (`skipped`: opted out, the slot or the entry went; `deferred`: quiet hours; `lost`: another
+    worker has the row)."""
+    offer = session.get(WaitlistOffer, item.id, populate_existing=True)
+    if offer is None or offer.claim_token != item.token:
+        return "lost"
+    entry = offer.entry
+    reason = ""
+    if entry.status != WaitlistStatus.ACTIVE:
+        reason = "no longer waiting"
+    elif reminders.is_opted_out(session, item.phone):
+        reason = "opted out"
+    elif not _slot_free(session, entry.location, entry.service, offer.slot_start, now):
+        reason = "slot no longer free"
+    if reason:
+        ok = _finish(
+            session,
+            item,
+            status=OfferStatus.SKIPPED.value,
+            reason=reason,
+            closed_at=now,
+            claim_token=None,
+            lease_until=None,
+        )
+        return "skipped" if ok else "lost"
+    tz = ZoneInfo(item.timezone)
+    if reminders.in_quiet_hours(now, tz):
+        later = reminders.outside_quiet_hours(now, tz, offer.slot_start)
+        notice = dt.timedelta(minutes=entry.service.min_notice_minutes)
+        if later <= now or later + notice > offer.slot_start:
+            ok = _finish(
+                session,
+                item,
+                status=OfferStatus.SKIPPED.value,
+                reason="quiet hours until the visit",
+                closed_at=now,
+                claim_token=None,
+                lease_until=None,
+            )
+            return "skipped" if ok else "lost"
+        ok = _finish(
+            session,
+            item,
+            status=OfferStatus.PENDING.value,
+            next_attempt_at=later,
+            attempts=OFFERS.c.attempts - 1,
+            claim_token=None,
+            lease_until=None,
+        )
+        return "deferred" if ok else "lost"
+    return None
+
+
+def render_offer(item: OutgoingOffer, settings: ClinicSettings) -> str:
+    """The offer's text: no treatment name; the first name when the number is shared."""
+    return reminders.render_text(
+        "waitlist_offer.txt",
+        clinic=settings.clinic_name,
+        who=reminders.first_name(item.patient_name) if item.shared_phone else "",
+        title=item.title,
+        location=item.location,
+        when=reminders.local_when(item.start, ZoneInfo(item.timezone)),
+        minutes=settings.waitlist_offer_minutes,
+        url=offer_url(settings, item.offer_token),
+    )
 
 
 def deliver_offer(item: OutgoingOffer, sender: SmsSender, settings: ClinicSettings) -> SendResult:
     """Hand one offer text to the provider (no database); raises SmsError."""
-    raise NotImplementedError
+    return sender.send(item.phone, render_offer(item, settings))
 
 
 def record_offer_sent(
@@ -276,21 +1014,70 @@ def record_offer_sent(
 ) -> bool:
     """The text went: `sent`, claimable until now + the offer time. False when the row was
     no longer ours."""
-    raise NotImplementedError
+    return _finish(
+        session,
+        item,
+        status=case(
+            (OFFERS.c.status == OfferStatus.SENDING.value, OfferStatus.SENT.value),
+            else_=OFFERS.c.status,
+        ),
+        provider_sid=result.sid,
+        sent_at=now,
+        expires_at=now + dt.timedelta(minutes=settings.waitlist_offer_minutes),
+        error_code="",
+        claim_token=None,
+        lease_until=None,
+    )
 
 
 def record_offer_error(
     session: Session, item: OutgoingOffer, exc: SmsError, now: dt.datetime
 ) -> str:
     """A failed send: `failed` for good, or pending again with backoff; returns the outcome."""
-    raise NotImplementedError
+    if exc.permanent or item.attempts >= MAX_ATTEMPTS:
+        ok = _finish(
+            session,
+            item,
+            status=OfferStatus.FAILED.value,
+            error_code=exc.code[:16],
+            reason="rejected" if exc.permanent else f"gave up after {item.attempts} attempts",
+            closed_at=now,
+            claim_token=None,
+            lease_until=None,
+        )
+        return "failed" if ok else "lost"
+    ok = _finish(
+        session,
+        item,
+        status=OfferStatus.PENDING.value,
+        error_code=exc.code[:16],
+        next_attempt_at=now + reminders.backoff(item.attempts),
+        claim_token=None,
+        lease_until=None,
+    )
+    return "retrying" if ok else "lost"
 
 
 def release_offers(session: Session, token: str) -> int:
     """Hand back texts claimed under `token` and not sent (the worker is stopping)."""
-    raise NotImplementedError
+    result = session.execute(
+        update(OFFERS)
+        .where(OFFERS.c.claim_token == token, OFFERS.c.status == OfferStatus.SENDING.value)
+        .values(
+            status=OfferStatus.PENDING.value,
+            attempts=OFFERS.c.attempts - 1,
+            claim_token=None,
+            lease_until=None,
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def expire_offers(session: Session, now: dt.datetime) -> int:
     """Mark sent offers past their time as expired; returns how many."""
-    raise NotImplementedError
+    result = session.execute(
+        update(OFFERS)
+        .where(OFFERS.c.status == OfferStatus.SENT.value, OFFERS.c.expires_at <= now)
+        .values(status=OfferStatus.EXPIRED.value, closed_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

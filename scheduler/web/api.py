@@ -677,7 +677,7 @@ def delete_block(location: str, block_id: int) -> ResponseReturnValue:
     if block is None or block.resource.location_id != loc.id:
         raise NotFound("No such block.")
     name = block.resource.name
-    booking.delete_block(db.session(), block)
+    booking.delete_block(db.session(), block, now=now())
     audit.record(
         db.session(),
         actor=g.staff,
@@ -827,7 +827,7 @@ def create_shift(location: str) -> ResponseReturnValue:
     loc = _staff_location(location)
     _require_manager()
     body = parse_body(s.ShiftIn)
-    shift = staffing.add_shift(db.session(), loc, body.clinician, body.start, body.end)
+    shift = staffing.add_shift(db.session(), loc, body.clinician, body.start, body.end, now=now())
     audit.record(
         db.session(),
         actor=g.staff,
@@ -957,6 +957,7 @@ def escort_ready(appointment_id: int) -> ResponseReturnValue:
 # The patient and course endpoints live in their own modules on this blueprint.
 from scheduler.web import api_courses as api_courses  # noqa: E402
 from scheduler.web import api_patients as api_patients  # noqa: E402
+from scheduler.web import api_waitlist as api_waitlist  # noqa: E402
 
 
 @route(

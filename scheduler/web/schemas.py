@@ -516,3 +516,61 @@ class ManageCancelOut(BaseModel):
 
 class ReviewIn(_In):
     decision: Literal["continue", "stop"]
+
+
+# --- waitlist -------------------------------------------------------------------------------------
+
+
+class WaitlistIn(_In):
+    location: str = Field(min_length=1, max_length=64)
+    service: str | None = Field(default=None, min_length=1, max_length=64)
+    # A course template's slug: waiting for a course's next visit (not supported yet: 422).
+    course: str | None = Field(default=None, min_length=1, max_length=64)
+    patient: PatientIn
+    sms_consent: bool = True  # joining the waitlist is asking to be texted offers
+    earliest: Day
+    latest: Day
+    times: Literal["morning", "afternoon", "any"] = "any"
+
+
+class WaitlistJoinOut(BaseModel):
+    id: int
+    manage_token: str
+
+
+class WaitlistQuery(_In):
+    status: Literal["active", "booked", "left", "all"] = "active"
+
+
+class WaitlistOfferIn(_In):
+    start: Instant
+
+
+class WaitlistOfferOut(BaseModel):
+    id: int
+    start: str
+    end: str
+    status: str
+    by_hand: bool
+    sent_at: str | None
+    expires_at: str | None
+    appointment: int | None
+
+
+class WaitlistPatientOut(BaseModel):
+    id: int
+    name: str
+    phone: str
+
+
+class WaitlistEntryOut(BaseModel):
+    id: int
+    service: str
+    patient: WaitlistPatientOut
+    earliest: dt.date
+    latest: dt.date
+    times: str
+    status: str
+    joined_at: str
+    appointment: int | None
+    offers: list[WaitlistOfferOut]

@@ -820,7 +820,7 @@ def block_delete(slug: str, block_id: int) -> ResponseReturnValue:
         "unblock_reason": form_value("reason"),
     }
     name = block.resource.name
-    booking.delete_block(db.session(), block)
+    booking.delete_block(db.session(), block, now=now())
     audit.record(
         db.session(),
         actor=current_staff(),

@@ -214,7 +214,9 @@ def shift_add(slug: str) -> ResponseReturnValue:
             details = {"clinician": name, "weekday": day.weekday(), "from": day.isoformat()}
             details |= {"starts": f"{starts:%H:%M}", "ends": f"{ends_local:%H:%M}"}
             return f"pattern {pattern.id}", details, f"{name} now works every {day:%A}."
-        shift = staffing.add_shift(db.session(), location, clinician_id, start, end, note=note)
+        shift = staffing.add_shift(
+            db.session(), location, clinician_id, start, end, note=note, now=now()
+        )
         label = f"{day:%a %d %b} " + rota_view.span(start, end, ZoneInfo(location.timezone))
         details = {"clinician": shift.name, "when": label, "note": note}
         return f"shift {shift.id}", details, f"Shift added: {shift.name}, {label}."
