@@ -39,7 +39,7 @@ from scheduler.models import (
     ShiftSkip,
     end_of_day,
 )
-from scheduler.services import availability, waitlist
+from scheduler.services import availability
 from scheduler.services.clock import in_supported_range
 from scheduler.services.errors import (
     ClinicianBusy,
@@ -463,6 +463,8 @@ def add_shift(
             f"{clinician.name} already has a shift then.", {"clinician": "already on shift then"}
         ) from exc
     if location.staffing_rules:
+        from scheduler.services import waitlist  # (waitlist -> booking -> staffing)
+
         when = now if now is not None else dt.datetime.now(UTC)
         waitlist.queue_freed(
             session, location.id, max(start, when), end, reason=FreedReason.SHIFT, now=when

@@ -92,6 +92,7 @@ FREED = WaitlistFreed.__table__
 OFFERS = WaitlistOffer.__table__
 MAX_ATTEMPTS = reminders.MAX_ATTEMPTS
 ENTRY_CHUNK = 64  # entries read at a time, in join order, while looking for a batch
+MAX_ROUNDS = 5  # looks for the next entries after concurrent workers' offers won
 LIVE = tuple(s.value for s in LIVE_OFFER_STATUSES)
 
 
@@ -673,16 +674,28 @@ def offer_freed(
             .order_by(Service.id)
         )
     )
-    found: list[tuple[WaitlistEntry, availability.Slot]] = []
-    for service in services:
-        slots = freed_slots(session, location, service, freed, now)
-        if slots:
-            found += _fitting_entries(session, location, service, slots, freed, now, need)
-    found.sort(key=lambda pair: (pair[0].created_at, pair[0].id))
-    made = 0
-    for entry, slot in found[:need]:
-        if _insert_offer(session, entry, slot, freed.id, now) is not None:
-            made += 1
+    starts = {
+        service.id: freed_slots(session, location, service, freed, now) for service in services
+    }
+    made, tried = 0, set[int]()
+    # A concurrent worker may have offered one of these (entry, slot) pairs first: its insert
+    # wins, ours does nothing, and the next entries in join order are looked at instead.
+    for _ in range(MAX_ROUNDS):
+        if made >= need:
+            break
+        found: list[tuple[WaitlistEntry, availability.Slot]] = []
+        for service in services:
+            if starts[service.id]:
+                found += _fitting_entries(
+                    session, location, service, starts[service.id], freed, now, need - made, tried
+                )
+        if not found:
+            break
+        found.sort(key=lambda pair: (pair[0].created_at, pair[0].id))
+        for entry, slot in found[: need - made]:
+            tried.add(entry.id)
+            if _insert_offer(session, entry, slot, freed.id, now) is not None:
+                made += 1
     return made, int(live or 0) + made
 
 
@@ -748,6 +761,7 @@ def _fitting_entries(
     freed: WaitlistFreed,
     now: dt.datetime,
     need: int,
+    tried: set[int],
 ) -> list[tuple[WaitlistEntry, availability.Slot]]:
     """Up to `need` entries for `service`, in join order, each with the earliest of `slots`
     that fits their dates, times and rules. SQL narrows by location, service, status, dates,
@@ -785,6 +799,8 @@ def _fitting_entries(
         .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
         .limit(ENTRY_CHUNK)
     )
+    if tried:
+        query = query.where(WaitlistEntry.id.not_in(sorted(tried)))
     found: list[tuple[WaitlistEntry, availability.Slot]] = []
     after: tuple[dt.datetime, int] | None = None
     while len(found) < need:

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 from scheduler.models import Course
-from scheduler.services import booking, courses, staffing
+from scheduler.services import booking, courses, staffing, waitlist
+from scheduler.services.patients import PatientDetails
+from scheduler.services.settings import ClinicSettings
 from tests.web.staff_support import DAY, LA, NY, at, book, make_clinic, sign_in
 
 ROLES = ("admin", "manager", "front_desk", "nurse", "prescriber")
@@ -36,6 +38,7 @@ class World:
     clinician: Any
     shifts: dict[str, str]
     courses: dict[str, Any]
+    entries: dict[str, Any]
 
 
 @pytest.fixture
@@ -92,8 +95,24 @@ def world(session, clock) -> World:
         session.flush()
         appt.course_id, appt.course_session = course.id, 1
         booked[key] = course
+    entries = {
+        key: waitlist.join(
+            session,
+            waitlist.JoinRequest(
+                location=key,
+                service="infusion",
+                course=None,
+                patient=PatientDetails(f"Waiting {n}", f"+1415555{70 + n:04d}", "", True),
+                earliest=DAY,
+                latest=DAY,
+            ),
+            now=clock.now,
+            settings=ClinicSettings(),
+        )
+        for n, key in enumerate(("sf", "ny"))
+    }
     session.commit()
-    return World(clinic, appts, blocks, chairs, clinician, shifts, booked)
+    return World(clinic, appts, blocks, chairs, clinician, shifts, booked, entries)
 
 
 def access(role: str, own: bool) -> bool:
@@ -534,6 +553,21 @@ ENDPOINTS = [
         200,
         allowed=lambda r, o: r == "admin" or (r in ("manager", "prescriber") and o),
         data=lambda w, loc: {"decision": "continue"},
+        api=True,
+    ),
+    Endpoint(
+        "api waitlist",
+        "GET",
+        lambda w, loc: f"/api/v1/locations/{loc}/waitlist",
+        200,
+        api=True,
+    ),
+    Endpoint(
+        "api waitlist offer by hand",
+        "POST",
+        lambda w, loc: f"/api/v1/locations/{loc}/waitlist/{w.entries[loc].id}/offers",
+        201,
+        data=lambda w, loc: {"start": at(DAY, 13, tz=LA if loc == "sf" else NY).isoformat()},
         api=True,
     ),
 ]
