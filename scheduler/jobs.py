@@ -357,19 +357,20 @@ def _waitlist_pass(app: Flask, now: dt.datetime, stop: threading.Event | None) -
         return now + dt.timedelta(seconds=time.monotonic() - started) + lease
 
     token = f"{os.getpid()}-{secrets.token_hex(8)}"
-    # Freed slots into offers: one transaction per claimed batch.
+    # Freed slots into offers: one transaction per claimed batch, until none is left due.
     while not stopped():
-        made = waitlist.process_freed(
+        claimed: list[int] = []
+        result.offered += waitlist.process_freed(
             session(),
             now=now,
             settings=settings,
             batch=batch,
             token=token,
             lease_until=lease_until(),
+            claimed=claimed,
         )
         session.commit()
-        result.offered += made
-        if not made:
+        if len(claimed) < batch:
             break
     with _row_session(session) as rows:
         result.expired = waitlist.expire_offers(rows, now)
@@ -383,7 +384,11 @@ def _waitlist_pass(app: Flask, now: dt.datetime, stop: threading.Event | None) -
             if not items:
                 break
             try:
-                for item in items:
+                # Checked together just before the batch's texts (one transaction), each text
+                # then recorded as soon as the provider answers.
+                ready = [item for item in items if _prepared(rows, item, now, result)]
+                rows.commit()
+                for item in ready:
                     if stopped():
                         break
                     _offer_one(rows, item, sender, now, settings, result)
@@ -395,6 +400,18 @@ def _waitlist_pass(app: Flask, now: dt.datetime, stop: threading.Event | None) -
     return result
 
 
+def _prepared(
+    rows: Session, item: waitlist.OutgoingOffer, now: dt.datetime, result: WaitlistResult
+) -> bool:
+    """Whether the claimed text is to go now (else its outcome is recorded and counted)."""
+    outcome = waitlist.prepare_offer(rows, item, now)
+    if outcome == "skipped":
+        result.skipped += 1
+    elif outcome == "deferred":
+        result.deferred += 1
+    return outcome is None
+
+
 def _offer_one(
     rows: Session,
     item: waitlist.OutgoingOffer,
@@ -403,15 +420,7 @@ def _offer_one(
     settings: ClinicSettings,
     result: WaitlistResult,
 ) -> None:
-    """Check, send and record one offer text (no transaction open while sending)."""
-    outcome = waitlist.prepare_offer(rows, item, now)
-    rows.commit()
-    if outcome is not None:
-        if outcome == "skipped":
-            result.skipped += 1
-        elif outcome == "deferred":
-            result.deferred += 1
-        return
+    """Send and record one checked offer text (no transaction open while sending)."""
     try:
         answer = waitlist.deliver_offer(item, sender, settings)
     except SmsError as exc:

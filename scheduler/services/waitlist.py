@@ -19,7 +19,7 @@ Interface (names kept stable for the pages and the worker):
     queue_freed(session, location_id, start, end, *, reason, now) -> WaitlistFreed | None
     appointment_freed(session, appointment, change, *, now, previous=None) -> None
   Worker (scheduler.jobs decides the transactions)
-    process_freed(session, *, now, settings, batch, token, lease_until) -> int   offers made
+    process_freed(session, *, now, settings, batch, token, lease_until, claimed=None) -> int
     claim_offers(session, now, *, token, lease_until, limit) -> list[OutgoingOffer]
     prepare_offer(session, item, now) -> str | None        None: send it; else why not
     deliver_offer(item, sender, settings) -> SendResult    HTTP only, no database
@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased, joinedload
 
@@ -600,9 +600,11 @@ def process_freed(
     batch: int,
     token: str,
     lease_until: dt.datetime,
+    claimed: list[int] | None = None,
 ) -> int:
     """Claim up to `batch` due freed rows and insert the offers they owe (pending, texted by
-    the send step); returns how many offers were inserted. The caller commits.
+    the send step); returns how many offers were inserted (the rows claimed are appended to
+    `claimed`: fewer than `batch` means none is left due). The caller commits.
 
     A row with offers out (or just made) is looked at again when they expire: the slot, if
     still free, goes to the next entries in join order. A row with nothing left to offer and
@@ -615,6 +617,8 @@ def process_freed(
         "attempts": FREED.c.attempts + 1,
     }
     ids = _claim(session, FREED, due, values, batch)
+    if claimed is not None:
+        claimed.extend(ids)
     made = 0
     wait = dt.timedelta(minutes=settings.waitlist_offer_minutes)
     for freed in session.scalars(
@@ -723,19 +727,22 @@ def freed_slots(
     ]
 
 
-def _patient_busy(session: Session, patient_id: int, start: dt.datetime, end: dt.datetime) -> bool:
-    return bool(
-        session.scalar(
-            select(
-                exists().where(
-                    Appointment.patient_id == patient_id,
-                    Appointment.active.is_(True),
-                    Appointment.start_at < end,
-                    Appointment.end_at > start,
-                )
-            )
-        )
+_A = Appointment.__table__.c
+# Built once: the worker asks it for every entry it considers.
+_PATIENT_BUSY = select(
+    exists().where(
+        _A.patient_id == bindparam("patient_id"),
+        _A.active.is_(True),
+        _A.start_at < bindparam("end", type_=_A.start_at.type),
+        _A.end_at > bindparam("start", type_=_A.end_at.type),
     )
+)
+
+
+def _patient_busy(session: Session, patient_id: int, start: dt.datetime, end: dt.datetime) -> bool:
+    """The patient has an active visit overlapping [start, end)."""
+    params = {"patient_id": patient_id, "start": start, "end": end}
+    return bool(session.scalar(_PATIENT_BUSY, params))
 
 
 def _patient_may(
@@ -797,14 +804,15 @@ def _fitting_entries(
             ~opted_out,
         )
         .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
-        .limit(ENTRY_CHUNK)
     )
     if tried:
         query = query.where(WaitlistEntry.id.not_in(sorted(tried)))
     found: list[tuple[WaitlistEntry, availability.Slot]] = []
     after: tuple[dt.datetime, int] | None = None
+    # Most entries the SQL returns fit: the first page asks for a few more than the batch.
+    chunk = min(ENTRY_CHUNK, 4 * need)
     while len(found) < need:
-        page = query
+        page = query.limit(chunk)
         if after is not None:
             page = page.where(
                 or_(
@@ -824,9 +832,10 @@ def _fitting_entries(
                     break
             if len(found) >= need:
                 break
-        if len(entries) < ENTRY_CHUNK:
+        if len(entries) < chunk:
             break
         after = (entries[-1].created_at, entries[-1].id)
+        chunk = ENTRY_CHUNK
     return found
 
 
