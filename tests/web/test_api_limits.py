@@ -55,8 +55,11 @@ class TestLimits:
         codes = [client.post("/api/v1/appointments", json={}).status_code for _ in range(3)]
         assert codes == [422, 422, 422]
         _assert_429(client.post("/api/v1/appointments", json={}))
-        # Cancelling and moving by token count in the same bucket.
+        # Cancelling and moving by token count in the same bucket, and so do the waitlist's
+        # joins and claims.
         _assert_429(client.post("/api/v1/manage/" + "x" * 43 + "/cancel"))
+        _assert_429(client.post("/api/v1/waitlist", json={}))
+        _assert_429(client.post("/api/v1/waitlist/offers/" + "x" * 32 + "/claim"))
         # Reads are counted apart.
         assert client.get("/api/v1/locations").status_code == 200
 
