@@ -1,6 +1,6 @@
-"""Waitlist workers as real processes (`flask waitlist send-due`) on PostgreSQL, counted at the
-local Twilio server: two workers at once offer each (entry, slot) once; a worker SIGKILLed
-mid-offer loses no offer and repeats none beyond the text in flight."""
+"""Waitlist workers as real processes (`flask waitlist send-due`), counted at the
+local Twilio server: two workers at once offer each (entry, slot) once (PostgreSQL); a worker
+SIGKILLed mid-offer loses no offer and repeats none beyond the text in flight (both databases)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import signal
 from collections import Counter
 
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from scheduler.models import WaitlistOffer
@@ -61,12 +61,18 @@ def test_two_workers_at_once_offer_each_entry_and_slot_once(pg_url, engine, twil
     assert offer_states(engine) == {"sent": 3 * CHAIRS}
 
 
-def test_a_worker_killed_mid_offer_loses_none_and_repeats_at_most_the_one_in_flight(
-    pg_url, engine, twilio
-):
+def test_a_worker_killed_mid_offer_loses_none_and_repeats_at_most_the_one_in_flight(db_url, twilio):
+    engine = create_engine(db_url)
+    try:
+        _kill_mid_offer(db_url, engine, twilio)
+    finally:
+        engine.dispose()
+
+
+def _kill_mid_offer(url: str, engine, twilio) -> None:
     seed(engine)
     twilio.hold_after(7)  # the 8th text is accepted; its answer never reaches the worker
-    worker = send_due(pg_url, twilio, NOW + dt.timedelta(seconds=1))
+    worker = send_due(url, twilio, NOW + dt.timedelta(seconds=1))
     assert twilio.wait_held(1, timeout=90), worker.poll()
     os.kill(worker.pid, signal.SIGKILL)
     worker.communicate(timeout=30)
@@ -81,10 +87,10 @@ def test_a_worker_killed_mid_offer_loses_none_and_repeats_at_most_the_one_in_fli
 
     # Before the lease runs out another worker texts the rest and leaves the dead one's alone;
     # after it, those go (again, for the one whose answer was lost).
-    finish(send_due(pg_url, twilio, NOW + dt.timedelta(seconds=2)))
+    finish(send_due(url, twilio, NOW + dt.timedelta(seconds=2)))
     assert offer_states(engine)["sending"] == len(in_flight)
     late = NOW + dt.timedelta(seconds=2 * LEASE_SECONDS)
-    finish(send_due(pg_url, twilio, late))
+    finish(send_due(url, twilio, late))
 
     per_phone = Counter(m.to for m in twilio.messages)
     assert len(per_phone) == 3 * CHAIRS  # no offer lost
