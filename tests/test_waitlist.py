@@ -3,6 +3,7 @@ others see `taken`, late ones `expired`), quiet hours and STOP, the triggers and
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 import time
@@ -286,6 +287,31 @@ def test_quiet_hours_hold_the_texts_and_stop_is_honoured(app, session, clock, tw
     assert (result.sent, result.skipped) == (2, 1)
     assert sorted(m.to for m in twilio.messages) == [phone(1), phone(7)]
     assert {o.to_phone: o.status for o in offers(session)}[phone(2)] == "skipped"
+
+
+def test_joining_without_an_email_keeps_a_known_patients_email(app, session, clock):
+    world = make_world(session, clock.now)
+    booked = world.visits[0].patient
+    request = waitlist.JoinRequest(
+        location="wl",
+        service="infusion",
+        course=None,
+        patient=waitlist.PatientDetails(booked.name, booked.phone, "", True),
+        earliest=DAY,
+        latest=DAY,
+    )
+    entry = waitlist.join(session, request, now=clock.now, settings=SETTINGS)
+    assert entry.patient_id == booked.id
+    assert entry.patient.email == "b9000@example.com"
+    # Joining again updates the dates and times and keeps the place in the queue.
+    again = waitlist.join(
+        session,
+        dataclasses.replace(request, latest=DAY + dt.timedelta(days=2), times="morning"),
+        now=clock.now + dt.timedelta(hours=1),
+        settings=SETTINGS,
+    )
+    assert again.id == entry.id and again.created_at == clock.now
+    assert (again.latest, again.times) == (DAY + dt.timedelta(days=2), "morning")
 
 
 def test_each_trigger_queues_a_look_and_nothing_without_a_waitlist(app, session, clock):

@@ -218,7 +218,17 @@ def join(
         fields.update(exc.fields)
     if fields:
         raise InvalidInput("Some details need correcting.", fields)
+    # Joining without an e-mail keeps the one a known patient gave before (a booking's latest
+    # e-mail wins in find_or_create, an empty one included).
+    emails: dict[int, str] = {
+        row.id: row.email
+        for row in session.execute(
+            select(Patient.id, Patient.email).where(Patient.phone == details.phone)
+        )
+    }
     patient = patients.find_or_create(session, details, now)
+    if not details.email and emails.get(patient.id):
+        patient.email = emails[patient.id]
     earliest, latest = max(request.earliest, today), min(request.latest, last)
     entry = session.scalars(
         select(WaitlistEntry).where(
