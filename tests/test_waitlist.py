@@ -400,3 +400,14 @@ def test_the_api_joins_leaves_lists_and_offers_by_hand(app, session, clock, clie
     left = client.get("/api/v1/locations/wl/waitlist?status=left", headers=auth).get_json()
     assert [e["id"] for e in left] == [joined["id"]]
     assert [o["status"] for o in left[0]["offers"]] == ["skipped"]
+
+
+def test_the_reminder_job_and_the_cli_run_the_waitlist_pass(app, session, clock, twilio, scene):
+    cancel_all(session, scene, clock.now)
+    session.commit()
+    jobs.dispatch_once(app, clock.now)  # what the embedded worker and `reminders run` call
+    assert sorted(m.to for m in twilio.messages) == [phone(1), phone(2), phone(7)]
+    later = clock.now + dt.timedelta(minutes=31)
+    out = app.test_cli_runner().invoke(args=["waitlist", "send-due", "--now", later.isoformat()])
+    assert out.exit_code == 0, out.output
+    assert out.output.strip() == "offered=1 sent=1 skipped=0 failed=0 deferred=0 expired=3"
