@@ -28,7 +28,7 @@ from scheduler.models import (
     WaitlistFreed,
     WaitlistOffer,
 )
-from scheduler.services import booking, staffing, waitlist
+from scheduler.services import booking, courses, staffing, waitlist
 from tests.factories import make_service, make_staff
 from tests.waitlist_support import (
     DAY,
@@ -365,8 +365,10 @@ def test_the_api_joins_leaves_lists_and_offers_by_hand(app, session, clock, clie
     joined = r.get_json()
     assert set(joined) == {"id", "manage_token"}
 
-    bad = client.post("/api/v1/waitlist", json={**body, "service": None, "course": "crps"})
+    bad = client.post("/api/v1/waitlist", json={**body, "course": "crps"})
     assert bad.status_code == 422 and "course" in bad.get_json()["error"]["fields"]
+    bad = client.post("/api/v1/waitlist", json={**body, "service": None, "course": "crps"})
+    assert bad.status_code == 404 and "course" in bad.get_json()["error"]["fields"]
     bad = client.post("/api/v1/waitlist", json={**body, "earliest": "2026-12-05"})
     assert bad.status_code == 422 and "latest" in bad.get_json()["error"]["fields"]
     bad = client.post("/api/v1/waitlist", json={**body, "times": "evening"})
@@ -411,3 +413,51 @@ def test_the_reminder_job_and_the_cli_run_the_waitlist_pass(app, session, clock,
     out = app.test_cli_runner().invoke(args=["waitlist", "send-due", "--now", later.isoformat()])
     assert out.exit_code == 0, out.output
     assert out.output.strip() == "offered=1 sent=1 skipped=0 failed=0 deferred=0 expired=3"
+
+
+def test_a_course_entry_is_offered_only_a_start_its_course_fits_and_claims_the_course(
+    app, session, clock, client, twilio
+):
+    world = make_world(session, clock.now)
+    rules = {"service": "infusion", "sessions": 2, "min_gap_hours": 24, "max_gap_hours": 72}
+    courses.save_template(
+        session, None, {**rules, "slug": "pair", "name": "Two sessions", "within_days": 7}
+    )
+    courses.save_template(  # Mondays only: no plan starts on a Wednesday
+        session,
+        None,
+        {**rules, "slug": "mondays", "name": "Mondays", "within_days": 14, "weekdays": "mon"},
+    )
+    request = waitlist.JoinRequest(
+        location="wl",
+        service=None,
+        course="mondays",
+        patient=waitlist.PatientDetails("Monday Person", phone(41), "", True),
+        earliest=DAY,
+        latest=DAY,
+    )
+    waitlist.join(session, request, now=clock.now, settings=SETTINGS)
+    paired = waitlist.join(
+        session,
+        dataclasses.replace(
+            request,
+            course="pair",
+            patient=waitlist.PatientDetails("Pair Person", phone(42), "", True),
+        ),
+        now=clock.now,
+        settings=SETTINGS,
+    )
+    assert paired.course_slug == "pair" and paired.service_id == world.infusion.id
+    cancel_all(session, world, clock.now)
+    session.commit()
+    assert jobs.waitlist_once(app, clock.now).sent == 1
+    assert [m.to for m in twilio.messages] == [phone(42)]
+
+    r = client.post(f"/api/v1/waitlist/offers/{offer_token(session, 42)}/claim")
+    assert r.status_code == 201, r.get_json()
+    assert r.get_json()["start"] == "2026-12-02T10:00:00-08:00"
+    visits = session.scalars(
+        select(Appointment).where(Appointment.source == "waitlist").order_by(Appointment.start_at)
+    ).all()
+    assert [v.start_at for v in visits] == [at(DAY, 10), at(DAY + dt.timedelta(days=1), 10)]
+    assert len({v.course_id for v in visits}) == 1 and visits[0].course_id is not None

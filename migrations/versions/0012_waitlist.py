@@ -9,14 +9,14 @@ in the same transaction as the cancel, move, unblock, new shift or early no-show
 claims them under a lease.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

@@ -75,6 +75,7 @@ from scheduler.models import (
 from scheduler.services import availability, booking, patients, reminders
 from scheduler.services.errors import (
     Conflict,
+    DomainError,
     InvalidInput,
     NotCleared,
     NotFound,
@@ -179,20 +180,26 @@ def _times_for(start: dt.datetime, tz: ZoneInfo) -> str:
 def join(
     session: Session, request: JoinRequest, *, now: dt.datetime, settings: ClinicSettings
 ) -> WaitlistEntry:
-    """Put the patient on the location's waitlist for the service (or course); InvalidInput
-    naming the field for a bad date range, unknown times, or a course (not supported yet).
-    Joining again for the same service and location updates the dates and times (the place in
-    the queue is kept)."""
-    if request.course:
+    """Put the patient on the location's waitlist for the service, or to start a course (a
+    template offered there: its first session is offered only where the whole course's plan
+    fits from it); InvalidInput naming the field for a bad date range or unknown times,
+    NotFound naming `location`, `service` or `course`. Joining again for the same service (or
+    course) and location updates the dates and times (the place in the queue is kept)."""
+    from scheduler.services import courses  # (courses -> booking -> notifications -> here)
+
+    if request.course and request.service:
         raise InvalidInput(
-            "Waiting for a course's next visit is not available yet: join the waitlist for "
-            "the service instead.",
-            {"course": "not supported yet: give a service"},
+            "Give a service or a course, not both.", {"course": "give a service or a course"}
         )
-    if not request.service:
+    if not request.service and not request.course:
         raise InvalidInput("Choose a service.", {"service": "required"})
     location = booking.get_location(session, request.location)
-    service = booking.get_service(session, location, request.service)
+    course_slug: str | None = None
+    if request.course:
+        template = courses.get_template(session, location, request.course)
+        service, course_slug = template.service, template.slug
+    else:
+        service = booking.get_service(session, location, str(request.service))
     tz = ZoneInfo(location.timezone)
     today = now.astimezone(tz).date()
     fields: dict[str, str] = {}
@@ -235,6 +242,9 @@ def join(
             WaitlistEntry.patient_id == patient.id,
             WaitlistEntry.location_id == location.id,
             WaitlistEntry.service_id == service.id,
+            WaitlistEntry.course_slug.is_(None)
+            if course_slug is None
+            else WaitlistEntry.course_slug == course_slug,
             WaitlistEntry.status == WaitlistStatus.ACTIVE,
         )
     ).first()
@@ -242,7 +252,7 @@ def join(
         entry = WaitlistEntry(
             location_id=location.id,
             service_id=service.id,
-            course_slug=None,
+            course_slug=course_slug,
             patient_id=patient.id,
             status=WaitlistStatus.ACTIVE.value,
             manage_token=secrets.token_urlsafe(32),
@@ -356,6 +366,8 @@ def offer_by_hand(
             "That time is not free for this service.", {"start": "not a free start"}
         )
     patients.check_visit(session, entry.patient_id, location, service, start)
+    if entry.course_slug is not None:
+        _course_plan(session, location, entry.course_slug, start, now, settings)  # or NoPlan
     if _patient_busy(session, entry.patient_id, slot.start, slot.end):
         raise Conflict("The patient has another visit then.", {"start": "patient busy"})
     if reminders.is_opted_out(session, entry.patient.phone):
@@ -452,18 +464,22 @@ def claim(
     ):
         raise OfferExpired("This offer has expired. You stay on the waitlist for the next one.")
     location, service, patient = entry.location, entry.service, entry.patient
-    request = booking.BookingRequest(
-        location=location.slug,
-        service=service.slug,
-        start=offer.slot_start,
-        patient=PatientDetails(
-            patient.name, patient.phone, patient.email, patient.sms_consent, patient.date_of_birth
-        ),
-        source="waitlist",
-        require_email=bool(patient.email),
+    details = PatientDetails(
+        patient.name, patient.phone, patient.email, patient.sms_consent, patient.date_of_birth
     )
     try:
-        appointment = booking.book(session, request, now=now, settings=settings)
+        if entry.course_slug is not None:
+            appointment = _claim_course(session, entry, offer, details, now, settings)
+        else:
+            request = booking.BookingRequest(
+                location=location.slug,
+                service=service.slug,
+                start=offer.slot_start,
+                patient=details,
+                source="waitlist",
+                require_email=bool(patient.email),
+            )
+            appointment = booking.book(session, request, now=now, settings=settings)
     except SlotUnavailable as exc:
         raise OfferTaken("Sorry, this time has just been taken. You stay on the waitlist.") from exc
     offer.status, offer.appointment_id, offer.closed_at = (
@@ -498,6 +514,56 @@ def claim(
         )
     session.flush()
     return appointment
+
+
+def _course_plan(
+    session: Session,
+    location: Location,
+    course_slug: str,
+    start: dt.datetime,
+    now: dt.datetime,
+    settings: ClinicSettings,
+) -> list[dt.datetime]:
+    """The starts of a course that begins at `start` (courses.plan: the one planner); NoPlan
+    when none keeps the course's rules from there."""
+    from scheduler.services import courses
+
+    plan = courses.plan(session, location.slug, course_slug, start, now=now, settings=settings)
+    return [planned.start for planned in plan.sessions]
+
+
+def _claim_course(
+    session: Session,
+    entry: WaitlistEntry,
+    offer: WaitlistOffer,
+    details: PatientDetails,
+    now: dt.datetime,
+    settings: ClinicSettings,
+) -> Appointment:
+    """Book the whole course from the offered start (planned again now); its first session.
+    A plan that no longer fits is the slot taken."""
+    from scheduler.services import courses
+
+    try:
+        starts = _course_plan(
+            session, entry.location, str(entry.course_slug), offer.slot_start, now, settings
+        )
+    except courses.NoPlan as exc:
+        raise SlotUnavailable("The course no longer fits from this time.") from exc
+    course = courses.book_course(
+        session,
+        courses.CourseRequest(
+            location=entry.location.slug,
+            course=str(entry.course_slug),
+            starts=starts,
+            patient=details,
+            source="waitlist",
+            require_email=bool(details.email),
+        ),
+        now=now,
+        settings=settings,
+    )
+    return courses.sessions(course)[0]
 
 
 # --- triggers -------------------------------------------------------------------------------------
@@ -692,6 +758,7 @@ def offer_freed(
         service.id: freed_slots(session, location, service, freed, now) for service in services
     }
     made, tried = 0, set[int]()
+    course_fits = _CourseFit(session, location, now, settings)
     # A concurrent worker may have offered one of these (entry, slot) pairs first: its insert
     # wins, ours does nothing, and the next entries in join order are looked at instead.
     for _ in range(MAX_ROUNDS):
@@ -701,7 +768,15 @@ def offer_freed(
         for service in services:
             if starts[service.id]:
                 found += _fitting_entries(
-                    session, location, service, starts[service.id], freed, now, need - made, tried
+                    session,
+                    location,
+                    service,
+                    starts[service.id],
+                    freed,
+                    now,
+                    need - made,
+                    tried,
+                    course_fits,
                 )
         if not found:
             break
@@ -770,6 +845,28 @@ def _patient_may(
     return not _patient_busy(session, entry.patient_id, slot.start, slot.end)
 
 
+class _CourseFit:
+    """Whether a course's plan fits from a start (asked once per course and start)."""
+
+    def __init__(
+        self, session: Session, location: Location, now: dt.datetime, settings: ClinicSettings
+    ) -> None:
+        self.session, self.location, self.now, self.settings = session, location, now, settings
+        self.known: dict[tuple[str, dt.datetime], bool] = {}
+
+    def __call__(self, course_slug: str, start: dt.datetime) -> bool:
+        key = (course_slug, start)
+        if key not in self.known:
+            try:
+                _course_plan(
+                    self.session, self.location, course_slug, start, self.now, self.settings
+                )
+                self.known[key] = True
+            except DomainError:  # no plan from there, or the course is no longer offered
+                self.known[key] = False
+        return self.known[key]
+
+
 def _fitting_entries(
     session: Session,
     location: Location,
@@ -779,6 +876,7 @@ def _fitting_entries(
     now: dt.datetime,
     need: int,
     tried: set[int],
+    course_fits: _CourseFit,
 ) -> list[tuple[WaitlistEntry, availability.Slot]]:
     """Up to `need` entries for `service`, in join order, each with the earliest of `slots`
     that fits their dates, times and rules. SQL narrows by location, service, status, dates,
@@ -836,6 +934,7 @@ def _fitting_entries(
                 if (
                     entry.earliest <= day <= entry.latest
                     and fits_times(entry.times, slot.start, tz)
+                    and (entry.course_slug is None or course_fits(entry.course_slug, slot.start))
                     and _patient_may(session, entry, location, service, slot)
                 ):
                     found.append((entry, slot))

@@ -524,7 +524,8 @@ class ReviewIn(_In):
 class WaitlistIn(_In):
     location: str = Field(min_length=1, max_length=64)
     service: str | None = Field(default=None, min_length=1, max_length=64)
-    # A course template's slug: waiting for a course's next visit (not supported yet: 422).
+    # Or a course template's slug: waiting to start that course (its first session is offered
+    # only where the whole course fits from it; the claim books the course).
     course: str | None = Field(default=None, min_length=1, max_length=64)
     patient: PatientIn
     sms_consent: bool = True  # joining the waitlist is asking to be texted offers
