@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import and_, bindparam, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -834,14 +834,25 @@ def create_block(
 
 def delete_block(session: Session, block: ResourceBlock, *, now: dt.datetime | None = None) -> None:
     """Put the resource back in service; the waitlist looks at the freed time (after `now`)."""
-    interval = (block.resource.location_id, block.start_at, block.end_at)
+    # Read by its key: the block may be detached (and expired) here.
+    identity = inspect(block).identity
+    freed = (
+        session.execute(
+            select(Resource.location_id, ResourceBlock.start_at, ResourceBlock.end_at)
+            .join(Resource, Resource.id == ResourceBlock.resource_id)
+            .where(ResourceBlock.id == identity[0])
+        ).first()
+        if identity
+        else None
+    )
     session.delete(block)
     session.flush()
-    location_id, start, end = interval
     when = now if now is not None else dt.datetime.now(UTC)
-    waitlist.queue_freed(
-        session, location_id, max(start, when), end, reason=FreedReason.UNBLOCKED, now=when
-    )
+    if freed is not None:
+        location_id, start, end = freed
+        waitlist.queue_freed(
+            session, location_id, max(start, when), end, reason=FreedReason.UNBLOCKED, now=when
+        )
 
 
 __all__ = [
