@@ -65,6 +65,7 @@ def _register_blueprints(app: Flask) -> None:
         mail,
         patient,
         patient_visits,
+        patient_waitlist,
         reports,
         security,
         staff,
@@ -72,6 +73,7 @@ def _register_blueprints(app: Flask) -> None:
         staff_patients,
         staff_rota,
         staff_settings,
+        staff_waitlist,
         webhooks,
     )
 
@@ -87,6 +89,8 @@ def _register_blueprints(app: Flask) -> None:
         staff_rota,
         staff_patients,
         patient_visits,
+        patient_waitlist,
+        staff_waitlist,
         reports,
         webhooks,
         feeds,

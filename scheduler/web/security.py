@@ -2,7 +2,7 @@
 
 Every response gets a Content-Security-Policy without inline script, `nosniff`, a frame ban and a
 same-origin referrer policy. URLs that carry a secret token (`/a/...`, the API's
-`/api/v1/manage/...`, calendar `/feeds/...`) get `Referrer-Policy: no-referrer` and `Cache-Control: no-store` so the
+`/api/v1/manage/...`, calendar `/feeds/...`, the waitlist's `/waitlist/...`) get `Referrer-Policy: no-referrer` and `Cache-Control: no-store` so the
 token never leaves in a Referer header nor sits in a shared cache. A view that needs a different
 policy sets the header itself: headers already on the response are left alone.
 
@@ -36,7 +36,7 @@ CSP = "; ".join(
     ]
 )
 
-TOKEN_PATH_PREFIXES = ("/a/", "/api/v1/manage/", "/feeds/")
+TOKEN_PATH_PREFIXES = ("/a/", "/api/v1/manage/", "/feeds/", "/waitlist/", "/api/v1/waitlist/")
 
 # Defaults for the limits (per client address); each can be overridden in the app's config.
 DEFAULT_LIMITS = {
