@@ -271,6 +271,20 @@ ENDPOINTS = [
         data=lambda w, loc: {"kind": "chair", "name": "Chair 9"},
     ),
     Endpoint("rota", "GET", lambda w, loc: f"/staff/{loc}/rota?date={DAY}", 200),
+    Endpoint("waitlist", "GET", lambda w, loc: f"/staff/{loc}/waitlist", 200),
+    Endpoint(
+        "waitlist offer form",
+        "GET",
+        lambda w, loc: f"/staff/{loc}/waitlist/{w.entries[loc].id}/offer?date={DAY}",
+        200,
+    ),
+    Endpoint(
+        "waitlist offer by hand",
+        "POST",
+        lambda w, loc: f"/staff/{loc}/waitlist/{w.entries[loc].id}/offer",
+        303,
+        data=lambda w, loc: {"start": at(DAY, 14, tz=LA if loc == "sf" else NY).isoformat()},
+    ),
     Endpoint(
         "rota add shift",
         "POST",
