@@ -50,6 +50,7 @@ AUDIT_ACTIONS = {
     "course.review_continue": "Course review: continue",
     "course.review_stop": "Course review: stop (held sessions cancelled)",
     "course.template_saved": "Course template saved",
+    "waitlist.offered": "Waitlist time offered by hand",
 }
 
 REMINDER_EVENTS = {

@@ -25,7 +25,7 @@ from scheduler.extensions import db
 from scheduler.models import WaitlistEntry, WaitlistOffer
 from scheduler.services import booking
 from tests.conftest import DEFAULT_NOW, FixedClock, _clean
-from tests.factories import make_location, make_staff
+from tests.factories import make_location, make_service, make_staff
 from tests.waitlist_support import DAY, SETTINGS, at, make_world, phone
 from tests.web.staff_support import PASSWORD, csrf_token
 
@@ -54,6 +54,7 @@ def site(request: pytest.FixtureRequest) -> Iterator[Site]:
         world = make_world(session, clock.now)
         shut = make_location(session, slug=CLOSED, name="Closed Clinic", weekdays=())
         world.infusion.locations.append(shut)
+        make_service(session, [world.location], slug="cleared", requires_clearance=True)
         other = make_location(session, slug="other", name="Other Clinic")
         staff = {}
         for role, where in (("manager", world.location), ("front_desk", world.location)):
@@ -167,6 +168,11 @@ def test_the_join_form_starts_on_the_chosen_day_for_two_weeks(site, client):
     assert "each offer lasts 30 minutes" in text_of(page)
     # A day in the past starts today; an unknown service or location is the 404 page.
     assert 'value="2026-11-30"' in client.get(f"{JOIN[:-10]}2020-01-01").get_data(as_text=True)
+    assert 'id="clearance-note"' not in html
+    # A service that needs a prescriber's clearance says that offers wait for one.
+    assert "needs a prescriber's clearance first" in text_of(
+        client.get("/book/wl/cleared/waitlist")
+    )
     assert client.get("/book/wl/nothing/waitlist").status_code == 404
     assert client.get("/book/nowhere/infusion/waitlist").status_code == 404
 
