@@ -388,6 +388,7 @@ def test_staff_see_the_list_in_join_order_and_offer_a_time_by_hand_that_expires(
     assert f'value="{start}"' in html
     assert "outside their days or times" in text_of(form)  # the mornings on that day
     token = csrf_token(html)
+    assert staff.post(form_url, data={"start": at(next_day, 13).isoformat()}).status_code == 400
 
     bad = staff.post(
         form_url, data={"csrf_token": token, "start": "tomorrow", "date": str(next_day)}
