@@ -10,7 +10,6 @@ they send no Referer.
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -319,9 +318,7 @@ def offer(token: str) -> ResponseReturnValue:
             return _offer_page(view, "patient/waitlist_expired.html", 200)
         if view.taken:
             return _offer_page(view, "patient/waitlist_taken.html", 200)
-        return _offer_page(
-            view, "patient/waitlist_offer.html", 200, submission=secrets.token_urlsafe(8)
-        )
+        return _offer_page(view, "patient/waitlist_offer.html", 200)
     try:
         appointment = waitlist.claim(db.session(), token, now=now(), settings=settings())
         db.session.commit()
