@@ -649,7 +649,9 @@ class SmsInbound(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     message_sid: Mapped[str] = mapped_column(String(64), unique=True)
     phone: Mapped[str] = mapped_column(String(20), index=True)
-    action: Mapped[str] = mapped_column(String(16))  # confirm|opt_out|opt_in|help|unknown
+    action: Mapped[str] = mapped_column(
+        String(16)
+    )  # confirm|offer_reply|opt_out|opt_in|help|unknown
     # The text this reply answered (the latest sent to the number within the reply window).
     reminder_id: Mapped[int | None] = mapped_column(
         ForeignKey("reminders.id", ondelete="SET NULL"), nullable=True

@@ -22,6 +22,7 @@ INBOUND_LABELS = {
     "opt_in": "Replied START: texts resumed for this number",
     "help": "Asked for help by text",
     "confirm": "Confirmed the visit by text",
+    "offer_reply": "Replied to a waitlist offer by text (a reply books nothing)",
     "unknown": "Replied with a text that was not understood",
 }
 LOCAL_FORMAT = "%a %d %b %Y %H:%M %Z"

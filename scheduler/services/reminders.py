@@ -363,6 +363,21 @@ def first_name(name: str) -> str:
     return parts[0] if parts else ""
 
 
+def shared_phone(patient: Any = Patient) -> Any:
+    """The one rule for naming the patient in a text (reminders, replies, waitlist offers):
+    another patient, not merged away, has the same mobile number. An SQL EXISTS over `patient`
+    (the Patient entity, or an alias of it) to select beside it."""
+    sharer = aliased(Patient)
+    return exists().where(
+        sharer.phone == patient.phone, sharer.id != patient.id, sharer.merged_into_id.is_(None)
+    )
+
+
+def phone_is_shared(session: Session, patient_id: int) -> bool:
+    """`shared_phone` for one patient."""
+    return bool(session.scalar(select(shared_phone()).where(Patient.id == patient_id)))
+
+
 def load_claimed(
     session: Session, ids: Sequence[int], token: str, now: dt.datetime
 ) -> list[Outgoing]:
@@ -386,10 +401,7 @@ def load_claimed(
             ]
         ),
     )
-    sharer = aliased(Patient)
-    shared = exists().where(
-        sharer.phone == Patient.phone, sharer.id != Patient.id, sharer.merged_into_id.is_(None)
-    )
+    shared = shared_phone()
     rows = session.execute(
         select(
             Reminder.id,

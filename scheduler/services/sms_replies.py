@@ -1,7 +1,8 @@
 """Texts from patients and from the provider: replies to reminders (STOP and START, HELP, C to
 confirm), delivery status callbacks, and the reminder history staff see on a visit.
 
-A reply answers the latest text sent to its number within REPLY_WINDOW (72 h): with a Thursday
+A reply answers the latest text sent to its number within REPLY_WINDOW (72 h), a reminder or a
+waitlist offer (a C or YES to an offer books nothing: the answer gives the link): with a Thursday
 and a Friday visit, C after the Thursday reminder confirms Thursday and C after the Friday
 reminder confirms Friday; on a number several patients share, C confirms the visit of the
 patient the last text named. A status callback is matched by the reminder id in its URL and
@@ -32,7 +33,7 @@ from scheduler.models import (
     SmsInbound,
     SmsOptOut,
 )
-from scheduler.services.reminders import first_name, local_when, render_text
+from scheduler.services.reminders import first_name, local_when, phone_is_shared, render_text
 from scheduler.services.settings import ClinicSettings
 
 # Twilio's standard keywords (it handles these itself too; we mirror its state).
@@ -114,20 +115,6 @@ def _confirmable(appointment: Appointment | None, now: dt.datetime) -> bool:
     )
 
 
-def _shares_phone(session: Session, patient: Patient) -> bool:
-    return bool(
-        session.scalar(
-            select(Patient.id)
-            .where(
-                Patient.phone == patient.phone,
-                Patient.id != patient.id,
-                Patient.merged_into_id.is_(None),
-            )
-            .limit(1)
-        )
-    )
-
-
 def _set_opt_out(
     session: Session, phone: str, opted_out: bool, word: str, now: dt.datetime
 ) -> None:
@@ -168,7 +155,8 @@ def handle_inbound(
 ) -> InboundResult:
     """Apply one inbound SMS. It answers the latest text sent to the number within
     REPLY_WINDOW: C/YES confirm that text's visit (YES to the day-before text also confirms the
-    ride); HELP names that visit's clinic phone. STOP & co. opt the number out (whoever it
+    ride); when that text is a waitlist offer they confirm nothing and the answer gives the
+    offer's link again (or says it is over); HELP names that visit's (or offer's) clinic phone. STOP & co. opt the number out (whoever it
     belongs to: patient or escort), START opts in. Recorded by MessageSid with the text it
     answered, so a redelivered webhook changes nothing twice."""
     if session.scalar(select(SmsInbound.id).where(SmsInbound.message_sid == message_sid)):
@@ -185,17 +173,40 @@ def handle_inbound(
         action = "help"
     else:
         action = "unknown"
+    from scheduler.services import waitlist  # (waitlist -> booking -> reminders)
+
     answered = latest_text(session, phone, now)
+    offer = waitlist.latest_offer_text(session, phone, since=now - REPLY_WINDOW, now=now)
+    if (
+        offer is not None
+        and answered is not None
+        and answered.sent_at is not None
+        and offer.sent_at is not None
+        and answered.sent_at >= offer.sent_at
+    ):
+        offer = None  # a reminder went out after the offer: the reply is about that
+    if offer is not None:
+        answered = None  # the latest text is a waitlist offer: nothing of a visit to confirm
     context = answered.appointment if answered is not None else None
     reply: str | None = None
     confirmed_id: int | None = None
-    values = {"clinic": settings.clinic_name, "phone": _clinic_phone(session, context)}
+    clinic_phone = offer.entry.location.phone if offer is not None else ""
+    values = {
+        "clinic": settings.clinic_name,
+        "phone": clinic_phone or _clinic_phone(session, context),
+    }
     if action == "opt_out":
         # Twilio has already stopped delivery and sent its own answer: no reply from us.
         _set_opt_out(session, phone, True, word or kind, now)
     elif action == "opt_in":
         _set_opt_out(session, phone, False, word or kind, now)
-    if action == "confirm":
+    if action == "confirm" and offer is not None:
+        # C or YES to an offer books nothing (the link does) and confirms no other visit.
+        if word in OPT_IN_WORDS:  # "YES" also re-subscribes at Twilio
+            _set_opt_out(session, phone, False, word, now)
+        action = "offer_reply"
+        reply = waitlist.render_offer_reply(session, offer, now=now, settings=settings)
+    elif action == "confirm":
         if word in OPT_IN_WORDS:  # "YES" also re-subscribes at Twilio
             _set_opt_out(session, phone, False, word, now)
         if answered is None:
@@ -218,7 +229,7 @@ def handle_inbound(
             booking.confirm(session, appointment, now, ride=ride)
             confirmed_id = appointment.id
             tz = ZoneInfo(appointment.location.timezone)
-            shared = _shares_phone(session, appointment.patient)
+            shared = phone_is_shared(session, appointment.patient_id)
             reply = render_text(
                 "confirmed.txt",
                 who=first_name(appointment.patient.name) if shared else "",

@@ -484,7 +484,8 @@ def add_pattern(
     valid_from: dt.date | None = None,
     valid_until: dt.date | None = None,
 ) -> ShiftPattern:
-    """A weekly shift; refused if it would overlap the clinician's shifts in the next year."""
+    """A weekly shift; refused if it would overlap the clinician's shifts in the next year.
+    Under the staffing rules the waitlist looks at its days, as for a one-off shift."""
     fields: dict[str, str] = {}
     if not 0 <= weekday <= 6:
         fields["weekday"] = "0 (Monday) to 6 (Sunday)"
@@ -525,6 +526,10 @@ def add_pattern(
             )
     session.add(pattern)
     session.flush()
+    if location.staffing_rules:
+        from scheduler.services import waitlist  # (waitlist -> booking -> staffing)
+
+        waitlist.pattern_added(session, location, pattern, now=now)
     return pattern
 
 

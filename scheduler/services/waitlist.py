@@ -14,9 +14,12 @@ Interface (names kept stable for the pages and the worker):
   The offer link (claim page, API)
     offer_url(settings, token) -> str           PUBLIC_BASE_URL + /waitlist/offers/{token}
     get_offer(session, token, *, now) -> OfferView   the offer, its entry and slot, its state
+    latest_offer_text(session, phone, *, since, now) -> WaitlistOffer | None   (SMS replies)
+    render_offer_reply(session, offer, *, now, settings) -> str   the answer to a C or YES
     claim(session, token, *, now, settings) -> Appointment   Conflict code taken / expired
   Triggers (inside the changing transaction; they only write a queue row)
     queue_freed(session, location_id, start, end, *, reason, now) -> WaitlistFreed | None
+    pattern_added(session, location, pattern, *, now) -> int   a weekly shift's occurrences
     appointment_freed(session, appointment, change, *, now, previous=None) -> None
   Worker (scheduler.jobs decides the transactions)
     process_freed(session, *, now, settings, batch, token, lease_until, claimed=None) -> int
@@ -51,7 +54,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, aliased, joinedload
+from sqlalchemy.orm import Session, joinedload
 
 from scheduler.models import (
     LIVE_OFFER_STATUSES,
@@ -63,6 +66,7 @@ from scheduler.models import (
     OfferStatus,
     Patient,
     Service,
+    ShiftPattern,
     SmsOptOut,
     StaffUser,
     WaitlistEntry,
@@ -182,7 +186,8 @@ def join(
 ) -> WaitlistEntry:
     """Put the patient on the location's waitlist for the service, or to start a course (a
     template offered there: its first session is offered only where the whole course's plan
-    fits from it); InvalidInput naming the field for a bad date range or unknown times,
+    fits from it); InvalidInput naming the field for a bad date range or unknown times, or
+    `sms_consent` without consent to texts (offers come by SMS only),
     NotFound naming `location`, `service` or `course`. Joining again for the same service (or
     course) and location updates the dates and times (the place in the queue is kept)."""
     from scheduler.services import courses  # (courses -> booking -> notifications -> here)
@@ -205,6 +210,9 @@ def join(
     fields: dict[str, str] = {}
     if request.times not in {t.value for t in WaitlistTimes}:
         fields["times"] = "morning, afternoon or any"
+    if not request.patient.sms_consent:
+        # Offers come by text message only: without consent no offer could ever reach them.
+        fields["sms_consent"] = "required"
     last = today + dt.timedelta(days=service.horizon_days)
     if request.latest < request.earliest:
         fields["latest"] = "before earliest"
@@ -356,6 +364,11 @@ def offer_by_hand(
     start, the patient may have it), then texted by the worker. Conflict when already offered."""
     if entry.status != WaitlistStatus.ACTIVE:
         raise Conflict("This patient is no longer waiting.", {"entry": f"is {entry.status}"})
+    if not entry.patient.sms_consent or reminders.is_opted_out(session, entry.patient.phone):
+        raise Conflict(
+            "This patient does not take text messages: offers go by text only.",
+            {"entry": "no SMS consent or opted out"},
+        )
     if start.tzinfo is None:
         raise InvalidInput("The start needs a UTC offset.", {"start": "needs a UTC offset"})
     start = start.astimezone(UTC)
@@ -399,6 +412,50 @@ def _find_offer(session: Session, token: str, *, lock: bool = False) -> Waitlist
     if offer is None or offer.status == OfferStatus.PENDING:
         raise NotFound("No such offer.")
     return offer
+
+
+def latest_offer_text(
+    session: Session, phone: str, *, since: dt.datetime, now: dt.datetime
+) -> WaitlistOffer | None:
+    """The latest offer texted to `phone` in (since, now] (an SMS reply may be answering it)."""
+    return session.scalars(
+        select(WaitlistOffer)
+        .where(
+            WaitlistOffer.to_phone == phone,
+            WaitlistOffer.sent_at.is_not(None),
+            WaitlistOffer.sent_at <= now,
+            WaitlistOffer.sent_at > since,
+        )
+        .order_by(WaitlistOffer.sent_at.desc(), WaitlistOffer.id.desc())
+        .limit(1)
+    ).first()
+
+
+def render_offer_reply(
+    session: Session, offer: WaitlistOffer, *, now: dt.datetime, settings: ClinicSettings
+) -> str:
+    """The answer to a C or YES sent back to an offer text: a reply books nothing; the link
+    does (given again while the offer stands), else the offer is said to be over."""
+    view = get_offer(session, offer.token, now=now)
+    tz = ZoneInfo(view.location.timezone)
+    shared = reminders.phone_is_shared(session, view.entry.patient_id)
+    return reminders.render_text(
+        "waitlist_offer_reply.txt",
+        clinic=settings.clinic_name,
+        who=reminders.first_name(view.entry.patient.name) if shared else "",
+        when=reminders.local_when(view.start, tz),
+        location=view.location.name,
+        state="claimable"
+        if view.claimable
+        else "claimed"
+        if view.claimed
+        else "taken"
+        if view.taken
+        else "expired",
+        until=reminders.local_when(view.offer.expires_at, tz) if view.offer.expires_at else "",
+        url=offer_url(settings, offer.token),
+        phone=view.location.phone,
+    )
 
 
 def _slot_free(
@@ -607,6 +664,39 @@ def queue_freed(
     session.add(freed)
     session.flush()
     return freed
+
+
+def pattern_added(
+    session: Session, location: Location, pattern: ShiftPattern, *, now: dt.datetime
+) -> int:
+    """A new (or changed) weekly shift adds staff capacity on each day it falls: queue a look at
+    each of its occurrences from now until the last date anyone waits for at the location, as
+    a one-off shift does (reason `shift`). Returns how many intervals were queued."""
+    from scheduler.services import staffing  # (staffing calls this)
+
+    last = session.scalar(
+        select(func.max(WaitlistEntry.latest)).where(
+            WaitlistEntry.location_id == location.id,
+            WaitlistEntry.status == WaitlistStatus.ACTIVE,
+        )
+    )
+    if last is None:
+        return 0
+    tz = ZoneInfo(location.timezone)
+    day = now.astimezone(tz).date()
+    if pattern.valid_from is not None:
+        day = max(day, pattern.valid_from)
+    if pattern.valid_until is not None:
+        last = min(last, pattern.valid_until)
+    queued = 0
+    while day <= last:
+        hit = staffing.occurrence(pattern, day, tz)
+        if hit is not None and queue_freed(
+            session, location.id, max(hit[0], now), hit[1], reason=FreedReason.SHIFT, now=now
+        ):
+            queued += 1
+        day += dt.timedelta(days=1)
+    return queued
 
 
 def appointment_freed(
@@ -880,7 +970,7 @@ def _fitting_entries(
 ) -> list[tuple[WaitlistEntry, availability.Slot]]:
     """Up to `need` entries for `service`, in join order, each with the earliest of `slots`
     that fits their dates, times and rules. SQL narrows by location, service, status, dates,
-    times, opt-out, offers already made and offers still out; the rules are checked per entry
+    times, SMS consent and opt-out, offers already made and offers still out; the rules are checked per entry
     until the batch is full."""
     tz = ZoneInfo(location.timezone)
     days = [slot.start.astimezone(tz).date() for slot in slots]
@@ -907,6 +997,7 @@ def _fitting_entries(
             WaitlistEntry.earliest <= max(days),
             WaitlistEntry.latest >= min(days),
             WaitlistEntry.times.in_(sorted(times)),
+            Patient.sms_consent.is_(True),
             ~offered,
             ~out_now,
             ~opted_out,
@@ -1014,10 +1105,7 @@ def claim_offers(
     ids = _claim(session, OFFERS, due, values, limit)
     if not ids:
         return []
-    sharer = aliased(Patient)
-    shared = exists().where(
-        sharer.phone == Patient.phone, sharer.id != Patient.id, sharer.merged_into_id.is_(None)
-    )
+    shared = reminders.shared_phone()
     rows = session.execute(
         select(
             WaitlistOffer.id,
@@ -1068,7 +1156,7 @@ def _finish(session: Session, item: OutgoingOffer, **values: object) -> bool:
 
 def prepare_offer(session: Session, item: OutgoingOffer, now: dt.datetime) -> str | None:
     """Decide one claimed text before sending: None to send it now; else the outcome recorded
-    (`skipped`: opted out, the slot or the entry went; `deferred`: quiet hours; `lost`: another
+    (`skipped`: no SMS consent or opted out, the slot or the entry went; `deferred`: quiet hours; `lost`: another
     worker has the row)."""
     offer = session.get(WaitlistOffer, item.id, populate_existing=True)
     if offer is None or offer.claim_token != item.token:
@@ -1077,6 +1165,8 @@ def prepare_offer(session: Session, item: OutgoingOffer, now: dt.datetime) -> st
     reason = ""
     if entry.status != WaitlistStatus.ACTIVE:
         reason = "no longer waiting"
+    elif not entry.patient.sms_consent:
+        reason = "no SMS consent"
     elif reminders.is_opted_out(session, item.phone):
         reason = "opted out"
     elif not _slot_free(session, entry.location, entry.service, offer.slot_start, now):

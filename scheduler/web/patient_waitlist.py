@@ -28,8 +28,15 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from scheduler.extensions import csrf, db, limiter
-from scheduler.models import Appointment, Location, Service, WaitlistStatus, WaitlistTimes
-from scheduler.services import patients, waitlist
+from scheduler.models import (
+    Appointment,
+    CourseTemplate,
+    Location,
+    Service,
+    WaitlistStatus,
+    WaitlistTimes,
+)
+from scheduler.services import courses, patients, waitlist
 from scheduler.services.clock import in_supported_range
 from scheduler.services.errors import DomainError, InvalidInput, NotFound
 from scheduler.services.patients import PatientDetails
@@ -47,19 +54,30 @@ bp.before_request(patient._check_csrf)
 bp.errorhandler(HTTPException)(patient._error_page)
 join_bp.errorhandler(HTTPException)(patient._error_page)
 
-FORM_FIELDS = ("name", "phone", "email", "date_of_birth", "earliest", "latest", "times")
+FORM_FIELDS = (
+    "course",
+    "name",
+    "phone",
+    "email",
+    "date_of_birth",
+    "earliest",
+    "latest",
+    "times",
+)
 DEFAULT_WEEKS = 2
 LABELS = {
     **patient.FIELD_LABELS,
     "earliest": "earliest date",
     "latest": "latest date",
     "times": "time of day",
+    "course": "what you are waiting for",
     "sms_consent": "text message consent",
 }
 MESSAGES = {
     "earliest": "Enter the first day you could come, like 2026-12-01.",
     "latest": "Enter the last day you could come, like 2026-12-15.",
     "times": "Choose mornings, afternoons or any time.",
+    "course": "Choose a single visit or one of the courses.",
     "sms_consent": "Tick the box: we offer freed times by text message only.",
 }
 TIMES = (
@@ -97,10 +115,24 @@ def _messages(fields: dict[str, str]) -> dict[str, str]:
     return errors
 
 
-def _check(form: dict[str, str], location: Location) -> dict[str, str]:
+def _courses(location: Location, service: Service) -> list[CourseTemplate]:
+    """The courses of `service` offered at `location` (a patient may wait to start one)."""
+    return [
+        template
+        for template in courses.list_templates(db.session(), location)
+        if template.service_id == service.id
+    ]
+
+
+def _check(
+    form: dict[str, str], location: Location, offered: list[CourseTemplate]
+) -> dict[str, str]:
     """The booking form's rules for the details (name, birth date, mobile, e-mail), readable
-    dates and the consent to texts; the service checks the rest (range, horizon)."""
+    dates, a course among those offered (or none) and the consent to texts; the service checks
+    the rest (range, horizon)."""
     fields: dict[str, str] = {}
+    if form["course"] and form["course"] not in {t.slug for t in offered}:
+        fields["course"] = "required"
     today = patient._today(location)
     try:
         patients.validate_details(
@@ -150,6 +182,7 @@ def _join_page(
             errors=errors,
             problem=problem,
             times=TIMES,
+            courses=[(t.slug, t.name, courses.describe(t)) for t in _courses(location, service)],
             labels=LABELS,
             offer_minutes=settings().waitlist_offer_minutes,
             min_date=today.isoformat(),
@@ -185,7 +218,7 @@ def join(location: str, service: str) -> ResponseReturnValue:
 
     form = {name: request.form.get(name, "")[:2000] for name in FORM_FIELDS}
     form["sms_consent"] = "1" if request.form.get("sms_consent") else ""
-    fields = _check(form, loc)
+    fields = _check(form, loc, _courses(loc, svc))
     if fields:
         return _join_page(loc, svc, form, _messages(fields), "Some details need correcting.", 422)
     earliest, latest, dob = (
@@ -199,8 +232,8 @@ def join(location: str, service: str) -> ResponseReturnValue:
             db.session(),
             waitlist.JoinRequest(
                 location=loc.slug,
-                service=svc.slug,
-                course=None,
+                service=None if form["course"] else svc.slug,
+                course=form["course"] or None,
                 patient=PatientDetails(form["name"], form["phone"], form["email"], True, dob),
                 earliest=earliest,
                 latest=latest,
@@ -303,9 +336,17 @@ def _view(token: str) -> waitlist.OfferView:
         abort(404)
 
 
+def _booked_url(appointment: Appointment) -> str:
+    """Where a claimed offer leads: the course's page for a course's first session, else the
+    visit's page (both at /a/<token>)."""
+    course = courses.course_of(appointment)
+    token = course.manage_token if course is not None else appointment.manage_token
+    return url_for("manage.show", token=token)
+
+
 def _appointment_url(appointment_id: int | None) -> str | None:
     appt = db.session.get(Appointment, appointment_id) if appointment_id else None
-    return url_for("manage.show", token=appt.manage_token) if appt else None
+    return _booked_url(appt) if appt else None
 
 
 @bp.route("/offers/<token>", methods=["GET", "POST"])
@@ -338,7 +379,7 @@ def offer(token: str) -> ResponseReturnValue:
             _view(token), "patient/waitlist_refused.html", exc.http_status, problem=exc.message
         )
     flash("booked", "event")
-    return redirect(url_for("manage.show", token=appointment.manage_token), 303)
+    return redirect(_booked_url(appointment), 303)
 
 
 @bp.route("/<path:anything>", methods=["GET", "POST"])

@@ -528,7 +528,11 @@ class WaitlistIn(_In):
     # only where the whole course fits from it; the claim books the course).
     course: str | None = Field(default=None, min_length=1, max_length=64)
     patient: PatientIn
-    sms_consent: bool = True  # joining the waitlist is asking to be texted offers
+    # Required, and must be true: offers come by SMS only (false or absent: 422 naming it).
+    sms_consent: bool = Field(
+        description="Required and must be true: waitlist offers are sent by SMS only; "
+        "false or absent is refused with 422 naming `sms_consent`."
+    )
     earliest: Day
     latest: Day
     times: Literal["morning", "afternoon", "any"] = "any"
