@@ -22,6 +22,7 @@ from scheduler import create_app, jobs
 from scheduler.extensions import db
 from scheduler.models import (
     Appointment,
+    Patient,
     ResourceBlock,
     SmsOptOut,
     WaitlistEntry,
@@ -29,6 +30,7 @@ from scheduler.models import (
     WaitlistOffer,
 )
 from scheduler.services import booking, courses, staffing, waitlist
+from scheduler.services.errors import Conflict, InvalidInput
 from tests.factories import make_service, make_staff
 from tests.waitlist_support import (
     DAY,
@@ -359,6 +361,7 @@ def test_the_api_joins_leaves_lists_and_offers_by_hand(app, session, clock, clie
         "earliest": DAY.isoformat(),
         "latest": DAY.isoformat(),
         "times": "morning",
+        "sms_consent": True,
     }
     r = client.post("/api/v1/waitlist", json=body)
     assert r.status_code == 201, r.get_json()
@@ -461,3 +464,126 @@ def test_a_course_entry_is_offered_only_a_start_its_course_fits_and_claims_the_c
     ).all()
     assert [v.start_at for v in visits] == [at(DAY, 10), at(DAY + dt.timedelta(days=1), 10)]
     assert len({v.course_id for v in visits}) == 1 and visits[0].course_id is not None
+
+
+# --- SMS consent, shared phones, weekly shifts ----------------------------------------------------
+
+
+def test_joining_needs_sms_consent_and_the_worker_skips_patients_without_it(
+    app, session, clock, client, twilio
+):
+    world = make_world(session, clock.now)
+    session.commit()
+    refused = waitlist.JoinRequest(
+        location="wl",
+        service="infusion",
+        course=None,
+        patient=waitlist.PatientDetails("No Texts", phone(50), "", False),
+        earliest=DAY,
+        latest=DAY,
+    )
+    with pytest.raises(InvalidInput) as caught:
+        waitlist.join(session, refused, now=clock.now, settings=SETTINGS)
+    assert caught.value.fields == {"sms_consent": "required"}
+    session.rollback()
+    body = {
+        "location": "wl",
+        "service": "infusion",
+        "patient": {"name": "Api Person", "phone": phone(51), "email": "a51@example.com"},
+        "earliest": DAY.isoformat(),
+        "latest": DAY.isoformat(),
+    }
+    for consent in ({}, {"sms_consent": False}):
+        r = client.post("/api/v1/waitlist", json={**body, **consent})
+        assert r.status_code == 422, r.get_json()
+        assert "sms_consent" in r.get_json()["error"]["fields"], consent
+    assert client.post("/api/v1/waitlist", json={**body, "sms_consent": True}).status_code == 201
+    assert count(session, WaitlistEntry) == 1
+
+    # Consent withdrawn later (staff edit the patient): never offered, not even by hand.
+    withdrawn = join(session, clock.now, 52)
+    withdrawn.patient.sms_consent = False
+    staff, _ = make_staff(session, role="front_desk", locations=[world.location], now=clock.now)
+    cancel_all(session, world, clock.now)
+    with pytest.raises(Conflict):
+        waitlist.offer_by_hand(
+            session, withdrawn, at(DAY, 10), now=clock.now, settings=SETTINGS, staff=staff
+        )
+    later = join(session, clock.now, 53)
+    session.commit()
+    lease = clock.now + dt.timedelta(minutes=5)
+    waitlist.process_freed(
+        session, now=clock.now, settings=SETTINGS, batch=5, token="t", lease_until=lease
+    )
+    session.commit()
+    assert [o.to_phone for o in offers(session)] == [phone(51), phone(53)]
+    # Consent withdrawn between the offer and its text: the text is skipped.
+    session.get(Patient, later.patient_id).sms_consent = False
+    session.commit()
+    result = jobs.waitlist_once(app, clock.now)
+    assert (result.sent, result.skipped) == (1, 1)
+    assert [m.to for m in twilio.messages] == [phone(51)]
+    assert {o.to_phone: o.status for o in offers(session)}[phone(53)] == "skipped"
+
+
+def test_offers_to_a_shared_phone_carry_the_first_name(app, session, clock, twilio):
+    world = make_world(session, clock.now)
+    family = phone(60)
+    for name in ("Ana Reyes", "Ben Reyes"):
+        request = waitlist.JoinRequest(
+            location="wl",
+            service="infusion",
+            course=None,
+            patient=waitlist.PatientDetails(name, family, "", True),
+            earliest=DAY,
+            latest=DAY,
+        )
+        waitlist.join(session, request, now=clock.now, settings=SETTINGS)
+    join(session, clock.now, 61)  # a number of their own: no name
+    cancel_all(session, world, clock.now)
+    session.commit()
+    assert jobs.waitlist_once(app, clock.now).sent == 3
+    bodies = sorted((m.to, m.body) for m in twilio.messages)
+    assert [to for to, _ in bodies] == [family, family, phone(61)]
+    assert bodies[0][1].startswith("Chairside Clinic: Ana, a time has opened")
+    assert bodies[1][1].startswith("Chairside Clinic: Ben, a time has opened")
+    assert bodies[2][1].startswith("Chairside Clinic: a time has opened")
+
+
+def test_a_weekly_shift_queues_a_look_at_each_of_its_days(app, session, clock):
+    world = make_world(session, clock.now)
+    nurse = staffing.create_clinician(session, name="Nurse Weekly", role="nurse")
+
+    def looks() -> list[tuple[str, dt.datetime, dt.datetime]]:
+        return [
+            (f.reason, f.start_at, f.end_at)
+            for f in session.scalars(select(WaitlistFreed).order_by(WaitlistFreed.start_at))
+        ]
+
+    weekly = {"weekday": DAY.weekday(), "starts": dt.time(12), "ends": dt.time(16)}
+    staffing.add_pattern(session, world.location, nurse.id, now=clock.now, **weekly)
+    assert looks() == []  # staffing rules off: capacity is the chairs'
+    world.location.staffing_rules = True
+    staffing.add_pattern(
+        session, world.location, nurse.id, now=clock.now, **{**weekly, "weekday": 0}
+    )
+    assert looks() == []  # no one waits
+    join(session, clock.now, 70, latest=DAY + dt.timedelta(days=14))
+    other = staffing.create_clinician(session, name="Nurse Other", role="nurse")
+    staffing.add_pattern(session, world.location, other.id, now=clock.now, **weekly)
+    # Every Wednesday from today to the last day anyone waits for, like a one-off shift.
+    assert looks() == [
+        ("shift", at(DAY + dt.timedelta(days=d), 12), at(DAY + dt.timedelta(days=d), 16))
+        for d in (0, 7, 14)
+    ]
+    # A pattern starting later (a changed rota from a date) looks from that date.
+    third = staffing.create_clinician(session, name="Nurse Third", role="nurse")
+    staffing.add_pattern(
+        session,
+        world.location,
+        third.id,
+        now=clock.now,
+        valid_from=DAY + dt.timedelta(days=10),
+        **weekly,
+    )
+    assert len(looks()) == 4 and looks()[-1][1] == at(DAY + dt.timedelta(days=14), 12)

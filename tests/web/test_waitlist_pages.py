@@ -440,3 +440,72 @@ def test_the_staff_list_is_only_for_the_locations_own_staff(site, client):
     assert elsewhere.get(f"/staff/wl/waitlist/{entry_id}/offer").status_code == 403
     # Without signing in: to the sign-in page.
     assert client.get("/staff/wl/waitlist").status_code == 302
+
+
+# --- courses ----------------------------------------------------------------------------------------
+
+
+def test_the_join_form_offers_the_services_courses_and_a_course_offer_leads_to_the_course(
+    site, client
+):
+    from scheduler.models import Course, Patient, StaffUser
+    from scheduler.models import WaitlistEntry as Entry
+    from scheduler.services import courses, waitlist
+
+    app, clock = site.app, site.clock
+    assert 'name="course"' not in client.get(JOIN).get_data(as_text=True)  # none offered yet
+    with app.app_context():
+        rules = {"service": "infusion", "sessions": 2, "min_gap_hours": 24, "max_gap_hours": 72}
+        courses.save_template(
+            db.session, None, {**rules, "slug": "pair", "name": "Two sessions", "within_days": 7}
+        )
+        db.session.commit()
+    page = client.get(JOIN)
+    html = page.get_data(as_text=True)
+    assert 'id="course-single" value="" checked' in html
+    assert 'id="course-pair" value="pair"' in html
+    assert "To start the course Two sessions" in text_of(page)
+    assert "2 sessions, 24 hours to 3 days apart, within 7 days" in text_of(page)
+    # Not one of the courses: named; the single visit stays the default.
+    bad = join_page(client, 41, course="nonesuch")
+    assert bad.status_code == 422 and 'id="course-error"' in bad.get_data(as_text=True)
+    assert re.findall(r'<li><a href="#([a-z_]+)">', bad.get_data(as_text=True)) == ["course"]
+
+    joined = join_page(client, 41, course="pair", times="afternoon")
+    assert joined.status_code == 303
+    ((entry_id, slug),) = query(
+        site,
+        select(Entry.id, Entry.course_slug)
+        .join(Patient, Patient.id == Entry.patient_id)
+        .where(Patient.phone == phone(41)),
+    )
+    assert slug == "pair"
+
+    # Offered (by hand) Thursday 14:00; claiming books the course and lands on its page.
+    thursday = DAY + dt.timedelta(days=1)
+    with app.app_context():
+        entry = db.session.get(Entry, entry_id)
+        staff = db.session.scalars(
+            select(StaffUser).where(StaffUser.email == site.staff["front_desk"])
+        ).one()
+        waitlist.offer_by_hand(
+            db.session, entry, at(thursday, 14), now=clock.now, settings=SETTINGS, staff=staff
+        )
+        db.session.commit()
+    jobs.waitlist_once(app, clock.now)
+    link = f"/waitlist/offers/{offer_tokens(site)[phone(41)]}"
+    page = client.get(link)
+    assert page.status_code == 200 and "A time has opened up" in text_of(page)
+    booked = client.post(link, data={"csrf_token": csrf_token(page.get_data(as_text=True))})
+    assert booked.status_code == 303, text_of(booked)[:400]
+    ((course_token,),) = query(
+        site,
+        select(Course.manage_token)
+        .join(Patient, Patient.id == Course.patient_id)
+        .where(Patient.phone == phone(41)),
+    )
+    assert booked.headers["Location"] == f"/a/{course_token}"
+    course_page = client.get(booked.headers["Location"])
+    assert course_page.status_code == 200 and "Two sessions" in text_of(course_page)
+    # The link again leads to the course too.
+    assert client.get(link).headers["Location"] == f"/a/{course_token}"
