@@ -124,6 +124,8 @@ class WaitlistOffer(Base):
         Index("ix_waitlist_offers_status_next_attempt", "status", "next_attempt_at"),
         Index("ix_waitlist_offers_location_slot", "location_id", "slot_start"),
         Index("ix_waitlist_offers_provider_sid", "provider_sid"),
+        # An SMS reply looks for the latest offer texted to its number (sms_replies).
+        Index("ix_waitlist_offers_to_phone_sent", "to_phone", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
