@@ -85,3 +85,11 @@ def test_served_responses_validate_against_the_documented_models(client, session
     from scheduler.web.openapi import ErrorBody
 
     ErrorBody.model_validate(error)
+
+
+def test_the_waitlist_join_documents_sms_consent_as_required(doc):
+    body = doc["paths"]["/api/v1/waitlist"]["post"]["requestBody"]
+    ref = body["content"]["application/json"]["schema"]["$ref"]
+    schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert "sms_consent" in schema["required"]
+    assert "SMS only" in schema["properties"]["sms_consent"]["description"]
