@@ -156,8 +156,9 @@ def handle_inbound(
     """Apply one inbound SMS. It answers the latest text sent to the number within
     REPLY_WINDOW: C/YES confirm that text's visit (YES to the day-before text also confirms the
     ride); when that text is a waitlist offer they confirm nothing and the answer gives the
-    offer's link again (or says it is over); HELP names that visit's (or offer's) clinic phone. STOP & co. opt the number out (whoever it
-    belongs to: patient or escort), START opts in. Recorded by MessageSid with the text it
+    offer's link again (or says it is over); HELP names that visit's (or offer's) clinic
+    phone. STOP & co. opt the number out (whoever it belongs to: patient or escort; the worker
+    then texts it no offer either), START opts in. Recorded by MessageSid with the text it
     answered, so a redelivered webhook changes nothing twice."""
     if session.scalar(select(SmsInbound.id).where(SmsInbound.message_sid == message_sid)):
         return InboundResult("duplicate", None)

@@ -970,8 +970,8 @@ def _fitting_entries(
 ) -> list[tuple[WaitlistEntry, availability.Slot]]:
     """Up to `need` entries for `service`, in join order, each with the earliest of `slots`
     that fits their dates, times and rules. SQL narrows by location, service, status, dates,
-    times, SMS consent and opt-out, offers already made and offers still out; the rules are checked per entry
-    until the batch is full."""
+    times, SMS consent and opt-out, offers already made and offers still out; the rules are
+    checked per entry until the batch is full."""
     tz = ZoneInfo(location.timezone)
     days = [slot.start.astimezone(tz).date() for slot in slots]
     times = {WaitlistTimes.ANY.value} | {_times_for(slot.start, tz) for slot in slots}
@@ -1156,8 +1156,8 @@ def _finish(session: Session, item: OutgoingOffer, **values: object) -> bool:
 
 def prepare_offer(session: Session, item: OutgoingOffer, now: dt.datetime) -> str | None:
     """Decide one claimed text before sending: None to send it now; else the outcome recorded
-    (`skipped`: no SMS consent or opted out, the slot or the entry went; `deferred`: quiet hours; `lost`: another
-    worker has the row)."""
+    (`skipped`: no SMS consent or opted out, the slot or the entry went; `deferred`: quiet
+    hours; `lost`: another worker has the row)."""
     offer = session.get(WaitlistOffer, item.id, populate_existing=True)
     if offer is None or offer.claim_token != item.token:
         return "lost"
