@@ -40,6 +40,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument(
+        "--profile", action="store_true", help="print cProfile's top functions of availability"
+    )
     args = parser.parse_args()
 
     from sqlalchemy import select
@@ -167,6 +170,8 @@ def main() -> None:
             in_window = len(plain_select())  # type: ignore[arg-type]
             raw_rows = raw_fetch()
             slots = query_availability()
+            if args.profile:
+                _profile(query_availability, args.runs)
             for _ in range(2):  # alternate, so drift on a shared machine falls on both alike
                 t_avail = p50(query_availability, args.runs)
                 t_raw = p50(raw_fetch, args.runs)
@@ -191,6 +196,19 @@ def main() -> None:
                 f" {cpu_raw * 1000:.2f} ms, ratio {cpu_avail / cpu_raw:.2f}x"
             )
             db.engine.dispose()
+
+
+def _profile(fn, runs):  # type: ignore[no-untyped-def]
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(runs):
+        fn()
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
 
 
 def _cpu_p50(fn, runs):  # type: ignore[no-untyped-def]

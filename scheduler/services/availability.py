@@ -37,7 +37,7 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate, count, repeat
+from itertools import accumulate, compress, count, repeat
 from operator import add, ge, itemgetter, mul, sub
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 from zoneinfo import ZoneInfo
@@ -87,7 +87,7 @@ def to_us(instant: dt.datetime) -> int:
 
 def from_us(us: int) -> dt.datetime:
     """The UTC instant `us` microseconds after the epoch."""
-    return _EPOCH + dt.timedelta(microseconds=us)
+    return _EPOCH + dt.timedelta(0, 0, us)
 
 
 def _span_us(length: dt.timedelta) -> int:
@@ -310,21 +310,28 @@ class Steps(Generic[T]):
 
 
 class StartWindow:
-    """Infusion starts (sorted) against "at most `limit` in any `window`".
+    """Infusion starts against "at most `limit` in any `window`".
 
     The fullest window holding a new start s begins at s or at an existing start less than one
-    window before it; each existing start's own window count is computed once. Instants are
-    microseconds (datetimes and a timedelta are converted).
+    window before it; each existing start's own window count is computed once. Starts repeat
+    (a clinic's grid), so they are kept as distinct instants with the number of starts before
+    each. Instants are microseconds (datetimes and a timedelta are converted).
     """
 
     def __init__(
         self, starts: Sequence[dt.datetime] | Sequence[int], window: dt.timedelta | int
     ) -> None:
-        self.starts = sorted(s if isinstance(s, int) else to_us(s) for s in starts)
+        if starts and not isinstance(starts[0], int):
+            starts = [to_us(s) for s in starts]  # type: ignore[arg-type]
+        tally = Counter(starts)
+        self.times: list[int] = sorted(tally)  # type: ignore[arg-type]
+        # before[i]: the starts before times[i] (before[-1]: all of them).
+        self.before = [0, *accumulate(map(tally.__getitem__, self.times))]
         self.window = window if isinstance(window, int) else _span_us(window)
-        ends = [x + self.window for x in self.starts]
-        # counts[i]: the starts in the window beginning at starts[i] (mapped in C).
-        self.counts = list(map(sub, map(bisect_left, repeat(self.starts), ends), count()))
+        ends = map(add, self.times, repeat(self.window))
+        # counts[i]: the starts in the window beginning at times[i] (mapped in C).
+        after = map(self.before.__getitem__, map(bisect_left, repeat(self.times), ends))
+        self.counts = list(map(sub, after, self.before[:-1]))
 
     def room(self, start: dt.datetime | int, limit: int) -> int:
         """How many more starts may go at `start`."""
@@ -334,12 +341,15 @@ class StartWindow:
         """room() for each of `news` (microseconds), mapped in C: per new start, the starts in
         its own window (two bisects) and the fullest count of the earlier starts' windows
         that hold it (a max over the slice of counts between two more bisects)."""
-        starts, window, counts = self.starts, self.window, self.counts
-        here = list(map(bisect_left, repeat(starts), news))
+        times, before, window, counts = self.times, self.before, self.window, self.counts
+        if not times:
+            return [limit] * len(news)
+        at = before.__getitem__
+        here = map(at, map(bisect_left, repeat(times), news))
         ends = map(add, news, repeat(window))
-        own = map(sub, map(bisect_left, repeat(starts), ends), here)
-        earliest = map(bisect_right, repeat(starts), map(sub, news, repeat(window)))
-        latest = map(bisect_right, repeat(starts), news)
+        own = map(sub, map(at, map(bisect_left, repeat(times), ends)), here)
+        earliest = map(bisect_right, repeat(times), map(sub, news, repeat(window)))
+        latest = map(bisect_right, repeat(times), news)
         return [
             limit - (max(n, max(counts[lo:hi])) if lo < hi else n)
             for n, lo, hi in zip(own, earliest, latest, strict=True)
@@ -398,9 +408,18 @@ class _FloorIndex:
             ends_after.__getitem__, map(bisect_right, repeat(cover_starts), occupied_starts)
         )
         covered = map(ge, held_to, occupied_ends)
-        nurses = self.room.mins_over(occupied_starts, occupied_ends)
         window = self.window.rooms(starts, self.staffing.starts_per_window)
-        return list(map(mul, covered, map(max, repeat(0), map(min, nurses, window))))
+        rooms = list(map(mul, covered, map(max, repeat(0), window)))
+        # The nurse room only where the prescriber and the start window leave some.
+        left = list(compress(count(), rooms))
+        if len(left) < len(rooms):
+            occupied_starts = list(map(occupied_starts.__getitem__, left))
+            occupied_ends = list(map(occupied_ends.__getitem__, left))
+        nurses = self.room.mins_over(occupied_starts, occupied_ends)
+        for i, nurse in zip(left, nurses, strict=True):
+            if nurse < rooms[i]:
+                rooms[i] = max(0, nurse)
+        return rooms
 
 
 class _Busy:
@@ -513,27 +532,32 @@ class _Blocked:
     A resource busy over [x, y) cannot take a start s with s - prep < y and
     s + duration + recovery > x: the open interval (x - duration - recovery, y + prep). Merged
     per resource, the number of resources blocked at s is #(lo < s) - #(hi <= s).
+
+    `busy` is (resource, x, y) triples in any order (sorted here: by resource, then time).
     """
 
-    def __init__(self, busy: Iterable[Iterable[Span]], total: int, before: int, after: int) -> None:
+    def __init__(
+        self, busy: Iterable[tuple[int, int, int]], total: int, before: int, after: int
+    ) -> None:
+        self.total = total
+        triples = sorted(busy)
         los: list[int] = []
         his: list[int] = []
-        for spans in busy:
-            last_y: int | None = None  # the busy time so far ends here (touching spans merge)
-            last_hi = 0
-            for x, y in sorted(spans):
-                lo, hi = x - after, y + before
-                if last_y is not None and (x <= last_y or lo < last_hi):
-                    last_y = max(last_y, y)
-                    if hi > last_hi:
-                        his[-1] = last_hi = hi
-                    continue
-                los.append(lo)
-                his.append(hi)
-                last_y, last_hi = y, hi
+        last_rid: int | None = None
+        last_y = last_hi = 0  # the resource's busy time so far ends at last_y
+        for rid, x, y in triples:
+            lo, hi = x - after, y + before
+            if rid == last_rid and (x <= last_y or lo < last_hi):  # touching spans merge
+                last_y = max(last_y, y)
+                if hi > last_hi:
+                    his[-1] = last_hi = hi
+                continue
+            los.append(lo)
+            his.append(hi)
+            last_rid, last_y, last_hi = rid, y, hi
         los.sort()
         his.sort()
-        self.los, self.his, self.total = los, his, total
+        self.los, self.his = los, his
 
     def free(self, start: int) -> int:
         return self.total - (bisect_left(self.los, start) - bisect_right(self.his, start))
@@ -690,7 +714,7 @@ def free_slots(
         hours=hours,
         closed_days=closed_days,
         resource_ids=resource_ids,
-        busy={rid: _spans(busy.get(rid, ())) for rid in resource_ids},
+        busy=[(rid, to_us(x), to_us(y)) for rid in resource_ids for x, y in busy.get(rid, ())],
         rules=rules,
         include_full=include_full,
         floor=floor.in_us() if floor is not None else None,
@@ -706,20 +730,16 @@ def _free_slots(
     hours: Mapping[int, Sequence[tuple[dt.time, dt.time]]],
     closed_days: Collection[dt.date],
     resource_ids: Sequence[int],
-    busy: Mapping[int, Iterable[Span]],
+    busy: Iterable[tuple[int, int, int]],
     rules: Rules,
     include_full: bool,
     floor: _FloorUs | None,
     clinician: int | None,
 ) -> list[Slot]:
-    """free_slots with busy time and floor in microseconds (what the loaders give)."""
+    """free_slots with busy time (resource, start, end) and floor in microseconds (what the
+    loaders give)."""
     r = _RulesUs.of(rules)
-    blocked = _Blocked(
-        (busy.get(rid, ()) for rid in resource_ids),
-        len(resource_ids),
-        r.prep,
-        r.duration + r.recovery,
-    )
+    blocked = _Blocked(busy, len(resource_ids), r.prep, r.duration + r.recovery)
     los, his, total = blocked.los, blocked.his, blocked.total
     starts = _candidate_us(
         tz=tz,
@@ -738,12 +758,15 @@ def _free_slots(
     staff = _FloorIndex(floor) if floor is not None else None
     clinicians: list[tuple[int, ...]] = [()] * len(starts)
     if staff is not None:
-        open_at = [i for i, free in enumerate(frees) if free]
+        open_at = list(compress(count(), frees))
         if staff.staffing.rules and r.kind != ServiceKind.CONSULTATION:
             # Every start the chairs leave room at, in one pass over the floor's look-ups.
-            rooms = staff.infusion_room(r, [starts[i] for i in open_at])
-            for i, room in zip(open_at, rooms, strict=True):
-                frees[i] = min(frees[i], room)
+            if len(open_at) == len(starts):
+                frees = list(map(min, frees, staff.infusion_room(r, starts)))
+            else:
+                rooms = staff.infusion_room(r, list(map(starts.__getitem__, open_at)))
+                for i, room in zip(open_at, rooms, strict=True):
+                    frees[i] = min(frees[i], room)
         else:
             for i in open_at:
                 limit, clinicians[i] = staff.limit(r, starts[i], clinician)
@@ -751,10 +774,10 @@ def _free_slots(
                     frees[i] = min(frees[i], limit)
     slots: list[Slot] = []
     duration = rules.duration
-    for start, free, free_clinicians in zip(starts, frees, clinicians, strict=True):
-        if free or include_full:
-            at = from_us(start)
-            slots.append(Slot(at, at + duration, free, free_clinicians if free else ()))
+    for i in range(len(starts)) if include_full else compress(count(), frees):
+        free = frees[i]
+        at = from_us(starts[i])
+        slots.append(Slot(at, at + duration, free, clinicians[i] if free else ()))
     return slots
 
 
@@ -877,15 +900,29 @@ def _busy_us(
 ) -> dict[int, list[Span]]:
     """busy_intervals in microseconds."""
     busy: dict[int, list[Span]] = {rid: [] for rid in resource_ids}
+    for rid, s, e in _busy_rows(
+        session, resource_ids, start, end, exclude_appointment_id=exclude_appointment_id
+    ):
+        busy[rid].append((s, e))
+    return busy
+
+
+def _busy_rows(
+    session: Session,
+    resource_ids: Sequence[int],
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    exclude_appointment_id: int | None = None,
+) -> list[tuple[int, int, int]]:
+    """busy_intervals as (resource, start, end) rows in microseconds."""
     if not resource_ids:
-        return busy
+        return []
     params = {"ids": list(resource_ids), "start": start, "end": end}
     query = _BUSY_US
     if exclude_appointment_id is not None:
         query, params["exclude"] = _BUSY_US_EXCLUDING, exclude_appointment_id
-    for rid, s, e in _int_rows(session, query, params):
-        busy[rid].append((s, e))
-    return busy
+    return _int_rows(session, query, params)
 
 
 _b = ResourceBlock.__table__.c
@@ -906,6 +943,16 @@ def _block_us(
         for rid, s, e in _int_rows(session, _BLOCKS, params):
             busy[rid].append((s, e))
     return busy
+
+
+def _block_rows(
+    session: Session, resource_ids: Sequence[int], start: dt.datetime, end: dt.datetime
+) -> list[tuple[int, int, int]]:
+    """The blocks meeting [start, end) as (resource, start, end) rows in microseconds."""
+    if not resource_ids:
+        return []
+    params = {"ids": list(resource_ids), "start": start, "end": end}
+    return _int_rows(session, _BLOCKS, params)
 
 
 def block_intervals(
@@ -961,19 +1008,24 @@ def _window(
     return start, end, last_day
 
 
-def _a_and_s(*, exclude: bool) -> Select[Any]:
+def _a_and_s(*, exclude: bool, as_text: bool = False) -> Select[Any]:
     """The location's active visits meeting [start, end): start, occupied start and end, chair
     or room, and for a consultation its end and prescriber (NULL for an infusion), as epoch
-    microseconds; only what the engine uses, computed by the database."""
+    microseconds; only what the engine uses, computed by the database (`as_text`: SQLite's
+    stored text, for `_visit_rows` to convert)."""
     a, svc = Appointment.__table__.c, Service.__table__.c
     consultation = svc.kind == ServiceKind.CONSULTATION.value
+
+    def instant(column: Any) -> Any:
+        return column if as_text else epoch_us(column)
+
     query = (
         select(
-            epoch_us(a.start_at),
-            epoch_us(a.occupied_start),
-            epoch_us(a.occupied_end),
+            instant(a.start_at),
+            instant(a.occupied_start),
+            instant(a.occupied_end),
             a.resource_id,
-            case((consultation, epoch_us(a.end_at))),
+            case((consultation, instant(a.end_at))),
             case((consultation, a.clinician_id)),
         )
         .join_from(Appointment.__table__, Service.__table__, svc.id == a.service_id)
@@ -989,6 +1041,58 @@ def _a_and_s(*, exclude: bool) -> Select[Any]:
 
 _FLOOR_VISITS = _a_and_s(exclude=False)
 _FLOOR_VISITS_EXCLUDING = _a_and_s(exclude=True)
+_FLOOR_VISITS_TEXT = _a_and_s(exclude=False, as_text=True)
+_FLOOR_VISITS_TEXT_EXCLUDING = _a_and_s(exclude=True, as_text=True)
+_EPOCH_NAIVE = _EPOCH.replace(tzinfo=None)
+
+
+class _TextUs(dict[str | None, int | None]):
+    """SQLite's stored instant text ('YYYY-MM-DD HH:MM:SS.ffffff', naive UTC) -> epoch
+    microseconds, remembered: a clinic's visits start on a few grid times, so most of a month's
+    values are repeats, and a dict look-up (in C, through map) is cheaper than a parse."""
+
+    def __missing__(self, text: str | None) -> int | None:
+        if len(self) > 100_000:  # bounded: a long-lived process keeps at most this many
+            self.clear()
+            self[None] = None
+        value = (
+            None if text is None else (dt.datetime.fromisoformat(text) - _EPOCH_NAIVE) // _ONE_US
+        )
+        self[text] = value
+        return value
+
+
+_TEXT_US = _TextUs({None: None})
+
+
+def _visit_columns(
+    session: Session, params: dict[str, Any], exclude_appointment_id: int | None
+) -> tuple[Sequence[Any], ...]:
+    """The rows of `_a_and_s` as six columns, instants as integers. PostgreSQL computes them; on
+    SQLite the stored text is read as it is and converted here (cheaper than SQLite's date
+    functions, and most values repeat)."""
+    as_text = session.get_bind().dialect.name == "sqlite"
+    if exclude_appointment_id is None:
+        query = _FLOOR_VISITS_TEXT if as_text else _FLOOR_VISITS
+    else:
+        query = _FLOOR_VISITS_TEXT_EXCLUDING if as_text else _FLOOR_VISITS_EXCLUDING
+        params["exclude"] = exclude_appointment_id
+    rows = _int_rows(session, query, params)
+    if not rows:
+        return ((),) * 6
+    columns = tuple(zip(*rows, strict=True))
+    if not as_text:
+        return columns
+    starts, occ_starts, occ_ends, resources, consult_ends, clinicians = columns
+    us = _TEXT_US.__getitem__
+    return (
+        list(map(us, starts)),
+        list(map(us, occ_starts)),
+        list(map(us, occ_ends)),
+        resources,
+        consult_ends if consult_ends.count(None) == len(rows) else list(map(us, consult_ends)),
+        clinicians,
+    )
 
 
 def needs_floor(location: Location, rules: Rules) -> bool:
@@ -1017,40 +1121,33 @@ def _load_floor_us(
     end: dt.datetime,
     *,
     exclude_appointment_id: int | None = None,
-    busy: dict[int, list[Span]] | None = None,
+    busy: list[tuple[int, int, int]] | None = None,
+    busy_resources: Collection[int] = (),
 ) -> _FloorUs:
     """load_floor in microseconds: the rota expanded once for the window, every visit read once.
 
-    `busy` (resource id -> spans), when given, also receives the occupied intervals of the
-    visits read, for the resources it has keys for: the listing reads each visit once.
+    `busy`, when given, also receives the occupied intervals of the visits read on
+    `busy_resources`, as (resource, start, end): the listing reads each visit once.
     """
-    prescribers: dict[int, list[Span]] = {}
-    nurses: list[Span] = []
-    for shift in staffing.shift_intervals(session, location, start, end):
-        span = (to_us(shift.start), to_us(shift.end))
-        if shift.role == ClinicianRole.PRESCRIBER:
-            prescribers.setdefault(shift.clinician_id, []).append(span)
-        else:
-            nurses.append(span)
+    prescribers, nurses = staffing.shift_spans(session, location, start, end)
     params: dict[str, Any] = {"location_id": location.id, "start": start, "end": end}
-    query = _FLOOR_VISITS
-    if exclude_appointment_id is not None:
-        query, params["exclude"] = _FLOOR_VISITS_EXCLUDING, exclude_appointment_id
-    rows = _int_rows(session, query, params)
-    # As columns (zip in C): start, occupied start and end, resource, consultation end, prescriber.
-    columns = zip(*rows, strict=True) if rows else ((),) * 6
+    # As columns: start, occupied start and end, resource, consultation end, prescriber.
+    columns = _visit_columns(session, params, exclude_appointment_id)
     starts, occ_starts, occ_ends, resources, consult_ends, _ = columns
     occupied = list(zip(occ_starts, occ_ends, strict=True))
     if busy is not None:
-        for resource_id, span in zip(resources, occupied, strict=True):
-            spans = busy.get(resource_id)
-            if spans is not None:
-                spans.append(span)
+        wanted = set(busy_resources)
+        busy.extend(
+            compress(
+                zip(resources, occ_starts, occ_ends, strict=True),
+                map(wanted.__contains__, resources),
+            )
+        )
     consults: dict[int, list[Span]] = {}
     infusions = occupied
     if consult_ends.count(None) != len(consult_ends):
         infusions, infusion_starts = [], []
-        for start_us, occ_s, occ_e, _, consult_end, clinician_id in rows:
+        for start_us, occ_s, occ_e, _, consult_end, clinician_id in zip(*columns, strict=True):
             if consult_end is None:
                 infusions.append((occ_s, occ_e))
                 infusion_starts.append(start_us)
@@ -1099,7 +1196,7 @@ def location_slots(
     if needs_floor(location, rules) or clinician is not None:
         # One read of the location's visits serves the floor and the resources' busy time.
         span = _floor_span(location, rules)
-        busy = _block_us(session, ids, window_start - rules.prep, window_end + rules.recovery)
+        busy = _block_rows(session, ids, window_start - rules.prep, window_end + rules.recovery)
         floor = _load_floor_us(
             session,
             location,
@@ -1107,9 +1204,10 @@ def location_slots(
             window_end + rules.recovery + span,
             exclude_appointment_id=exclude_appointment_id,
             busy=busy,
+            busy_resources=ids,
         )
     else:
-        busy = _busy_us(
+        busy = _busy_rows(
             session,
             ids,
             window_start - rules.prep,

@@ -16,6 +16,7 @@ lock, and PostgreSQL's no_clinician_overlap constraint backs up the one-off rows
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -264,6 +265,22 @@ def _local_days(start: dt.datetime, end: dt.datetime, tz: ZoneInfo) -> tuple[dt.
     )
 
 
+_K = ShiftSkip.__table__.c
+_SKIPS = select(_K.pattern_id, _K.day).where(
+    _K.pattern_id.in_(bindparam("ids", expanding=True)),
+    _K.day >= bindparam("first"),
+    _K.day <= bindparam("last"),
+)
+
+
+def _skipped(
+    session: Session, pattern_ids: Sequence[int], first: dt.date, last: dt.date
+) -> set[tuple[int, dt.date]]:
+    """The (pattern, local day) occurrences removed (leave) between first and last."""
+    params = {"ids": list(pattern_ids), "first": first, "last": last}
+    return {(pid, day) for pid, day in session.execute(_SKIPS, params)}
+
+
 def _expand(
     session: Session,
     rows: Sequence[tuple[_Weekly, _Person, str]],
@@ -279,15 +296,7 @@ def _expand(
         windows[pattern.id] = (tz, *_local_days(start, end, tz))
     first = min(w[1] for w in windows.values())
     last = max(w[2] for w in windows.values())
-    skipped = set(
-        session.execute(
-            select(ShiftSkip.pattern_id, ShiftSkip.day).where(
-                ShiftSkip.pattern_id.in_(list(windows)),
-                ShiftSkip.day >= first,
-                ShiftSkip.day <= last,
-            )
-        )
-    )
+    skipped = _skipped(session, list(windows), first, last)
     out: list[ShiftInterval] = []
     for pattern, clinician, _ in rows:
         tz, day_first, day_last = windows[pattern.id]
@@ -371,6 +380,67 @@ def shift_intervals(
         cid, name, role = person
         shifts.append(ShiftInterval(f"s{shift_id}", cid, name, role, location_id, s, e))
     return _sorted(shifts)
+
+
+@functools.lru_cache(maxsize=2048)
+def _weekly_us(
+    zone: str,
+    weekday: int,
+    starts: dt.time,
+    ends: dt.time,
+    valid_from: dt.date | None,
+    valid_until: dt.date | None,
+    first: dt.date,
+    last: dt.date,
+) -> tuple[tuple[dt.date, int, int], ...]:
+    """A weekly pattern's occurrences on the local days first..last: (day, start, end), instants
+    in epoch microseconds. A pure function of its arguments (the pattern's own fields, not its
+    id), so it is cached: the rota is read on every listing and booking and rarely changes, and
+    an edited pattern is a new key."""
+    tz = ZoneInfo(zone)
+    day = first + dt.timedelta(days=(weekday - first.weekday()) % 7)
+    if valid_from is not None and day < valid_from:
+        day += dt.timedelta(days=-(-(valid_from - day).days // 7) * 7)
+    if valid_until is not None:
+        last = min(last, valid_until)
+    found = []
+    while day <= last:
+        start = dt.datetime.combine(day, starts, tzinfo=tz)
+        end = end_of_day(day, ends).replace(tzinfo=tz)
+        found.append((day, availability.to_us(start), availability.to_us(end)))
+        day += dt.timedelta(days=7)
+    return tuple(found)
+
+
+def shift_spans(
+    session: Session, location: Location, start: dt.datetime, end: dt.datetime
+) -> tuple[dict[int, list[tuple[int, int]]], list[tuple[int, int]]]:
+    """What the availability engine needs of `shift_intervals` (the same shifts): each
+    prescriber's shifts and the nurses' shifts meeting [start, end), as spans in epoch
+    microseconds, with no object per occurrence (the patterns' expansion is cached)."""
+    params = {"location_id": location.id, "start": start, "end": end}
+    patterns = session.execute(_LOCATION_PATTERNS, params).all()
+    prescribers: dict[int, list[tuple[int, int]]] = {}
+    nurses: list[tuple[int, int]] = []
+    start_us, end_us = availability.to_us(start), availability.to_us(end)
+    if patterns:
+        zone = location.timezone
+        first, last = _local_days(start, end, ZoneInfo(zone))
+        skipped = _skipped(session, [row[0] for row in patterns], first, last)
+        for pid, _, weekday, starts, ends, valid_from, valid_until, cid, _, role in patterns:
+            spans = prescribers.setdefault(cid, []) if role == ClinicianRole.PRESCRIBER else nurses
+            for day, s, e in _weekly_us(
+                zone, weekday, starts, ends, valid_from, valid_until, first, last
+            ):
+                if s < end_us and e > start_us and (pid, day) not in skipped:
+                    spans.append((s, e))
+    for _, _, s_at, e_at, cid, _, role in session.execute(_LOCATION_ONE_OFFS, params).all():
+        span = (availability.to_us(s_at), availability.to_us(e_at))
+        if role == ClinicianRole.PRESCRIBER:
+            prescribers.setdefault(cid, []).append(span)
+        else:
+            nurses.append(span)
+    return prescribers, nurses
 
 
 def location_shifts(

@@ -260,3 +260,52 @@ def test_undoing_a_no_show_is_refused_when_the_nurse_room_was_taken(session, clo
         booking.set_status(session, first, "booked", now=clock.now, settings=SETTINGS)
     assert exc.value.code == "slot_unavailable"
     assert first.status == "no_show"
+
+
+@pytest.mark.parametrize(
+    "first_day", [dt.date(2026, 10, 26), dt.date(2027, 3, 8)], ids=["fall-back", "spring-forward"]
+)
+def test_the_engines_rota_spans_are_the_listed_shifts(session, clock, first_day):
+    """availability reads the rota as integer spans (patterns expanded through a cache): the
+    same shifts as shift_intervals, with leave, validity dates, one-offs, an inactive clinician,
+    a shift to midnight, and again after a pattern is edited."""
+    loc = make_location(session)
+    (doc,), (nurse, other) = rota(session, loc, nurses=2, hours=(dt.time(8), dt.time(0)))
+    patterns = session.query(ShiftPattern).filter_by(clinician_id=other.id).all()
+    patterns[0].valid_from = first_day + dt.timedelta(days=3)
+    patterns[1].valid_until = first_day + dt.timedelta(days=2)
+    staffing.add_leave(session, doc, first_day + dt.timedelta(days=1), now=clock.now)
+    cover = Clinician(name="Cover nurse", role="nurse")
+    gone = Clinician(name="Gone nurse", role="nurse", active=False)
+    session.add_all([cover, gone])
+    session.flush()
+    staffing.add_shift(session, loc, cover.id, at(first_day, 6), at(first_day, 9))
+    session.add(
+        ShiftPattern(
+            clinician_id=gone.id, location_id=loc.id, weekday=0, starts=dt.time(9), ends=dt.time(17)
+        )
+    )
+    session.flush()
+    start, end = at(first_day, 0), at(first_day + dt.timedelta(days=8), 12)
+
+    def as_listed() -> tuple[dict[int, list[tuple[int, int]]], list[tuple[int, int]]]:
+        prescribers: dict[int, list[tuple[int, int]]] = {}
+        nurses = []
+        for s in staffing.shift_intervals(session, loc, start, end):
+            span = (availability.to_us(s.start), availability.to_us(s.end))
+            if s.role == "prescriber":
+                prescribers.setdefault(s.clinician_id, []).append(span)
+            else:
+                nurses.append(span)
+        return {k: sorted(v) for k, v in prescribers.items()}, sorted(nurses)
+
+    def as_read() -> tuple[dict[int, list[tuple[int, int]]], list[tuple[int, int]]]:
+        prescribers, nurses = staffing.shift_spans(session, loc, start, end)
+        return {k: sorted(v) for k, v in prescribers.items()}, sorted(nurses)
+
+    listed = as_listed()
+    assert as_read() == listed
+    assert len(listed[1]) > 9 and len(listed[0][doc.id]) == 8
+    patterns[0].starts = dt.time(10)  # an edited pattern is a new cache key
+    session.flush()
+    assert as_read() == as_listed() != listed
