@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
 import requests
@@ -364,3 +364,121 @@ def test_two_courses_racing_for_the_last_chair_of_one_session(server, session, c
     session.expire_all()
     rows = session.scalars(select(Appointment)).all()
     assert len(rows) == 6 and {r.course_id for r in rows} == {course["id"]}
+
+
+# --- the capacity locks: every local day a check reads ------------------------------------------
+# Deterministic: the first writer holds its transaction open (its locks taken) while a second,
+# in another thread and session, tries; the second must wait for the first to end.
+
+
+def _staff_book(session, start: str, n: int, clock):
+    from scheduler.services import booking
+    from scheduler.services.patients import PatientDetails
+    from scheduler.services.settings import ClinicSettings
+
+    request = booking.BookingRequest(
+        location="sf",
+        service="inf",
+        start=dt.datetime.fromisoformat(start),
+        patient=PatientDetails(f"Pat {n}", f"+1415555{n:04d}", f"p{n}@example.com", False),
+        source="staff",
+        allow_short_notice=True,
+    )
+    settings = ClinicSettings(public_base_url="http://localhost", reminder_offsets=())
+    return booking.book(session, request, now=clock.now, settings=settings)
+
+
+def _while_held(app, work):
+    """Run `work(session)` in another thread and session; the future holds its result (the
+    transaction committed) or the DomainError it raised (rolled back)."""
+    from scheduler.services.errors import DomainError
+
+    def run():
+        with app.app_context():
+            try:
+                result = work(db.session)
+                db.session.commit()
+                return result.id
+            except DomainError as exc:
+                db.session.rollback()
+                return exc
+            finally:
+                db.session.remove()
+
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(run)
+    pool.shutdown(wait=False)
+    return future
+
+
+def _is_waiting(future) -> bool:
+    done, _ = wait([future], timeout=1.5)
+    return not done
+
+
+def test_a_start_window_across_midnight_locks_both_days(app, session, clock):
+    """One start per 10 minutes: 23:55 is booked and not yet committed; a booking at 00:03 the
+    next day (same window) waits for it, then is refused."""
+    from scheduler.services.errors import SlotUnavailable
+    from tests.test_staffing_support import rota
+
+    loc = make_location(
+        session,
+        slug="sf",
+        chairs=4,
+        rooms=0,
+        hours=((dt.time(0), dt.time(4)), (dt.time(20), dt.time(0))),
+    )
+    make_service(session, [loc], slug="inf", duration=5, prep=0, recovery=0)
+    rota(
+        session,
+        loc,
+        nurses=2,
+        hours=(dt.time(0), dt.time(0)),
+        starts_per_window=1,
+        start_window_minutes=10,
+    )
+    session.commit()
+    _staff_book(session, "2026-12-01T23:55:00-08:00", 1, clock)
+    second = _while_held(app, lambda s: _staff_book(s, "2026-12-02T00:03:00-08:00", 2, clock))
+    try:
+        assert _is_waiting(second), second.result()
+    finally:
+        session.commit()
+    assert isinstance(second.result(timeout=60), SlotUnavailable)
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(Appointment)) == 1
+
+
+def test_a_move_locks_the_day_it_leaves(app, session, clock):
+    """One nurse at 1:1. A visit moving from Wednesday 10:00 to Thursday holds both days, so a
+    booking into the Wednesday time it frees waits for the move and then gets it (it neither
+    sees the visit still there nor overtakes the move)."""
+    from scheduler.services import booking
+    from scheduler.services.settings import ClinicSettings
+    from tests.test_staffing_support import rota
+
+    loc = make_location(session, slug="sf", chairs=4, rooms=0)
+    make_service(session, [loc], slug="inf", duration=40, prep=10, recovery=10)
+    rota(session, loc, nurses=1, patients_per_nurse=1, starts_per_window=10)
+    session.commit()
+    moved = _staff_book(session, "2026-12-02T10:00:00-08:00", 1, clock)
+    session.commit()
+    settings = ClinicSettings(public_base_url="http://localhost", reminder_offsets=())
+    booking.reschedule(
+        session,
+        moved,
+        dt.datetime.fromisoformat("2026-12-03T10:00:00-08:00"),
+        now=clock.now,
+        settings=settings,
+        by_staff=True,
+    )
+    taker = _while_held(app, lambda s: _staff_book(s, "2026-12-02T10:00:00-08:00", 2, clock))
+    try:
+        assert _is_waiting(taker), taker.result()
+    finally:
+        session.commit()
+    assert isinstance(taker.result(timeout=60), int)
+    session.expire_all()
+    starts = session.scalars(select(Appointment.start_at).order_by(Appointment.start_at)).all()
+    assert [s.astimezone(dt.UTC).day for s in starts] == [2, 3]

@@ -1266,15 +1266,18 @@ def slot_at(
     lock: bool = False,
     resource_ids: Sequence[int] | None = None,
     clinician: int | None = None,
+    moving_from: Interval | None = None,
 ) -> Slot | None:
     """The slot `location_slots` would give at `start` (free resources included), or None.
 
     What booking checks: the same rules over one day, with busy time and the floor read for
     that one occupied interval only. The candidates are `resource_ids` when the caller has
     loaded (and locked) them already, else `bookable_resources`, share-locked first when `lock`.
-    `lock` also takes the location's lock for the start's local day before the floor is read
-    (staffing.lock_day), so capacity counts are final. `any_minute` (staff) accepts any whole
-    minute whose occupied interval fits the opening hours, not only the grid.
+    `lock` also takes the location's locks for every local day the check reads before the floor
+    is read (staffing.lock_days: the occupied interval and the start window either side, and
+    for a move, `moving_from`, the visit's current occupied interval, widened the same way), so
+    capacity counts are final. `any_minute` (staff) accepts any whole minute whose occupied
+    interval fits the opening hours, not only the grid.
     """
     session.flush()  # the Core statements below do not autoflush the caller's changes
     tz = ZoneInfo(location.timezone)
@@ -1305,15 +1308,14 @@ def slot_at(
     free_ids = tuple(rid for rid in ids if not busy[rid])
     free, clinicians = len(free_ids), tuple[int, ...]()
     if free and (needs_floor(location, rules) or clinician is not None):
+        checked = staffing.checked_interval(location, occ_start, occ_end)
         if lock:
-            staffing.lock_day(session, location.id, day)
-        span = _floor_span(location, rules)
+            moved = (
+                () if moving_from is None else (staffing.checked_interval(location, *moving_from),)
+            )
+            staffing.lock_days(session, location, checked, *moved)
         floor = _load_floor_us(
-            session,
-            location,
-            occ_start - span,
-            occ_end + span,
-            exclude_appointment_id=exclude_appointment_id,
+            session, location, *checked, exclude_appointment_id=exclude_appointment_id
         )
         index = _FloorIndex(floor)
         limit, clinicians = index.limit(_RulesUs.of(rules), to_us(start), clinician)

@@ -213,6 +213,7 @@ def _slot_for(
     exclude_appointment_id: int | None = None,
     resource_ids: Sequence[int] | None = None,
     clinician: int | None = None,
+    moving_from: tuple[dt.datetime, dt.datetime] | None = None,
 ) -> Slot:
     """The engine's slot at `start`, with its free resources; raises if not bookable.
 
@@ -220,7 +221,8 @@ def _slot_for(
     the caller when it passes `resource_ids`, else here. A block added concurrently is either
     seen here or waits for this transaction to end. Staff (`allow_short_notice`) may book any
     whole minute that fits, not only the grid. Every limit (chairs, prescribers, nurse capacity,
-    the start window) is checked by `availability.slot_at` under the location's day lock.
+    the start window) is checked by `availability.slot_at` under the location's day locks (a
+    move, `moving_from` its current occupied interval, locks the days it leaves too).
     """
     require_future(start, now)
     slot = availability.slot_at(
@@ -235,6 +237,7 @@ def _slot_for(
         lock=True,
         resource_ids=resource_ids,
         clinician=clinician,
+        moving_from=moving_from,
     )
     if slot is None:
         raise InvalidInput(
@@ -611,6 +614,7 @@ def reschedule(
         now,
         allow_short_notice=by_staff,
         exclude_appointment_id=appointment.id,
+        moving_from=(appointment.occupied_start, appointment.occupied_end),
     )
     keep = appointment.clinician_id
     if keep is not None and keep in slot.clinicians:

@@ -5,9 +5,12 @@ both sides of a DST change), minus skipped occurrences, plus one-off shifts. A p
 occurrence has the id "p{pattern}:{YYYY-MM-DD}", a one-off "s{id}".
 
 Locks. Capacity (nurses, starts per window, prescribers) is a count, not an exclusion, so every
-writer of it takes one lock per location and local day before it reads: a booking (through
-`availability.slot_at(lock=True)`) and a shift removal take `lock_day`; a change of the rules
-takes `lock_location`, which waits for every day's writers (they hold the location's lock shared).
+writer of it takes a lock per location and local day before it reads, for every local day its
+check reads (`lock_days`, in date order): a booking (through `availability.slot_at(lock=True)`)
+the days of its occupied interval widened by the start window either side, so a window or a
+visit across midnight is serialized with both days; a move those of its old time too; a shift
+removal the days of the shift. A change of the rules takes `lock_location`, which waits for
+every day's writers (they hold the location's lock shared).
 On PostgreSQL these are transaction-scoped advisory locks; SQLite's write lock (BEGIN IMMEDIATE)
 already serializes every writer. One clinician's shifts are written under that clinician's row
 lock, and PostgreSQL's no_clinician_overlap constraint backs up the one-off rows.
@@ -88,6 +91,33 @@ def lock_day(session: Session, location_id: int, day: dt.date) -> None:
             ),
             {"loc": f"staffing:{location_id}", "day": f"staffing:{location_id}:{day.isoformat()}"},
         )
+
+
+def lock_days(
+    session: Session, location: Location, *intervals: tuple[dt.datetime, dt.datetime]
+) -> None:
+    """`lock_day` for every local day that any of `intervals` ([start, end)) touches, in date
+    order, so two writers never wait for each other's days crosswise. A capacity check looks
+    past the visit itself (the start window either side), and a move frees one time and takes
+    another: every day such a check reads is locked, not only the start's."""
+    if not _is_postgresql(session):
+        return
+    tz = ZoneInfo(location.timezone)
+    days: set[dt.date] = set()
+    for start, end in intervals:
+        last = max(start, end - dt.timedelta(microseconds=1))
+        days.update(_days(start.astimezone(tz).date(), last.astimezone(tz).date()))
+    for day in sorted(days):
+        lock_day(session, location.id, day)
+
+
+def checked_interval(
+    location: Location, occupied_start: dt.datetime, occupied_end: dt.datetime
+) -> tuple[dt.datetime, dt.datetime]:
+    """What a capacity check of a visit occupying [occupied_start, occupied_end) reads: that
+    interval and the start window either side."""
+    window = dt.timedelta(minutes=location.start_window_minutes)
+    return occupied_start - window, occupied_end + window
 
 
 def lock_location(session: Session, location_id: int) -> None:
@@ -648,9 +678,7 @@ def delete_shift(
     """Remove one concrete shift (a pattern's occurrence is skipped that day); refused with
     `shift_in_use` when booked visits would lose the prescriber or nurse capacity they need."""
     view, row, day = find_shift(session, location, shift_id)
-    tz = ZoneInfo(location.timezone)
-    for local_day in sorted({view.start.astimezone(tz).date(), view.end.astimezone(tz).date()}):
-        lock_day(session, location.id, local_day)
+    lock_days(session, location, (view.start, view.end))
     broken = stranded(session, location, view.start, view.end, now=now, without=view.id)
     if broken:
         raise ShiftInUse(
@@ -826,8 +854,11 @@ def breaks_rules(session: Session, appointment: Appointment) -> bool:
     location = appointment.location
     if not location.staffing_rules:
         return False
-    tz = ZoneInfo(location.timezone)
-    lock_day(session, location.id, appointment.start_at.astimezone(tz).date())
+    lock_days(
+        session,
+        location,
+        checked_interval(location, appointment.occupied_start, appointment.occupied_end),
+    )
     start = appointment.occupied_start - dt.timedelta(days=1)
     end = appointment.occupied_end
     others = _visits(session, location, start, end, exclude=appointment.id)
@@ -948,9 +979,8 @@ def change_nurse(session: Session, appointment: Appointment, nurse_id: int | Non
         set_nurse(session, appointment, nurse_id)
         return
     location = appointment.location
-    tz = ZoneInfo(location.timezone)
-    lock_day(session, location.id, appointment.start_at.astimezone(tz).date())
     start, end = appointment.occupied_start, appointment.occupied_end
+    lock_days(session, location, checked_interval(location, start, end))
     on_shift = [
         s
         for s in shift_intervals(session, location, start, end)
