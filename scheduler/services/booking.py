@@ -325,22 +325,32 @@ def _candidates(slot: Slot, resource_id: int | None) -> tuple[int, ...]:
     return (resource_id,)
 
 
-def _check_clinician_request(session: Session, service: Service, clinician: int | None) -> None:
-    """A chosen clinician must be an active prescriber, for a consultation (else 422, not a
-    misleading "slot unavailable")."""
+def clinician_choice_problem(
+    session: Session, service: Service, clinician: int | None
+) -> tuple[str, dict[str, str]] | None:
+    """Why a patient's chosen clinician cannot be asked for with `service` (message, fields),
+    or None: a clinician is chosen for a consultation only, and must be an active prescriber.
+    Booking refuses with 422, the availability query with 400 (a query parameter), never a
+    misleading "slot unavailable" or an empty list."""
     if clinician is None:
-        return
+        return None
     if service.kind != ServiceKind.CONSULTATION:
-        raise InvalidInput(
-            "A clinician is chosen for consultations only.",
-            {"clinician": "only for a consultation"},
-        )
+        return "A clinician is chosen for consultations only.", {
+            "clinician": "only for a consultation"
+        }
     chosen = session.get(Clinician, clinician)
     if chosen is None or not chosen.active or chosen.role != ClinicianRole.PRESCRIBER:
-        raise InvalidInput(
+        return (
             "Consultations are with a prescriber: choose one from the clinicians list.",
             {"clinician": "not an active prescriber"},
         )
+    return None
+
+
+def _check_clinician_request(session: Session, service: Service, clinician: int | None) -> None:
+    problem = clinician_choice_problem(session, service, clinician)
+    if problem is not None:
+        raise InvalidInput(*problem)
 
 
 def _assign_staff(session: Session, appointment: Appointment, slot: Slot) -> None:

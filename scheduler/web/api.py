@@ -245,11 +245,9 @@ def location_availability(location: str) -> ResponseReturnValue:
     tz = ZoneInfo(loc.timezone)
     first = query.from_ or now().astimezone(tz).date()
     consultation = service.kind == ServiceKind.CONSULTATION
-    if query.clinician is not None and not consultation:
-        raise BadRequest(
-            "A clinician is chosen for consultations only.",
-            {"clinician": "only for a consultation"},
-        )
+    problem = booking.clinician_choice_problem(db.session(), service, query.clinician)
+    if problem is not None:
+        raise BadRequest(*problem)
     slots = availability.location_slots(
         db.session(), loc, service, first, query.days, now(), clinician=query.clinician
     )

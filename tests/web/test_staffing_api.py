@@ -72,6 +72,31 @@ def test_public_prescribers_and_consultation_slots_name_who_is_free(client, clin
     assert r.status_code == 201 and "clinician" not in r.get_json()
 
 
+@pytest.mark.parametrize(
+    ("service", "who", "reason"),
+    [
+        ("consult", "unknown", "not an active prescriber"),
+        ("consult", "nurse", "not an active prescriber"),
+        ("infusion", "doctor", "only for a consultation"),
+    ],
+    ids=["unknown-id", "a-nurse", "for-an-infusion"],
+)
+def test_availability_for_a_clinician_who_cannot_be_chosen_is_400_naming_clinician(
+    client, clinic, service, who, reason
+):
+    """Not 200 with no slots, which reads as "fully booked": the same rule as booking (422)."""
+    c, doc, nurses = clinic
+    clinician = {"unknown": 999999, "nurse": nurses[0].id, "doctor": doc.id}[who]
+    url = f"/api/v1/locations/sf/availability?service={service}&from={DAY}&days=1"
+    r = client.get(f"{url}&clinician={clinician}")
+    assert r.status_code == 400, r.get_json()
+    assert r.get_json()["error"]["code"] == "invalid"
+    assert r.get_json()["error"]["fields"] == {"clinician": reason}
+    booked = _book(client, service, at(DAY, 10), 1, clinician=clinician)
+    assert booked.status_code == 422
+    assert booked.get_json()["error"]["fields"] == {"clinician": reason}
+
+
 def test_clinicians_and_shifts_round_trip_with_roles(client, clinic):
     c, doc, nurses = clinic
     r = client.get("/api/v1/clinicians", headers=_auth(c, "front_desk"))
