@@ -124,6 +124,20 @@ def test_staff_pages_flag_a_missing_escort_and_the_ready_button_texts_once(
     assert "Missing" in page and 'id="ready"' not in page
     page = client.get(f"/staff/appointments/{given['id']}").get_data(as_text=True)
     assert "Sam Driver, +14155550188" in page and "not confirmed" in page
+    # Not checked in yet: no button, and a press is refused naming the status.
+    assert 'id="ready"' not in page and 'data-testid="ready-later"' in page
+    refused = client.post(
+        f"/staff/appointments/{given['id']}/ready", data={"csrf_token": csrf_token(page)}
+    )
+    assert refused.status_code == 409
+    assert "not checked in (the visit is booked)" in refused.get_data(as_text=True)
+    checked_in = client.post(
+        f"/staff/appointments/{given['id']}/status",
+        data={"status": "checked_in", "csrf_token": csrf_token(page)},
+    )
+    assert checked_in.status_code == 303
+    page = client.get(f"/staff/appointments/{given['id']}").get_data(as_text=True)
+    assert 'id="ready"' in page
     for _ in range(2):
         response = client.post(
             f"/staff/appointments/{given['id']}/ready", data={"csrf_token": csrf_token(page)}
@@ -146,6 +160,12 @@ def test_ready_texts_the_escort_once_with_the_address_and_no_treatment(
         client.post("/api/v1/appointments/999999/ready", headers=auth(clinic["token"])).status_code
         == 404
     )
+    early = client.post(url, headers=auth(clinic["token"]))
+    assert early.status_code == 409
+    assert early.get_json()["error"]["fields"] == {"status": "is booked, not checked_in"}
+    status = f"/api/v1/appointments/{appt['id']}/status"
+    checked_in = client.post(status, json={"status": "checked_in"}, headers=auth(clinic["token"]))
+    assert checked_in.status_code == 200
     first = client.post(url, headers=auth(clinic["token"]))
     assert first.status_code == 200 and first.get_json()["already_sent"] is False
     again = client.post(url, headers=auth(clinic["token"]))
@@ -173,6 +193,14 @@ def test_an_escorts_stop_is_honoured(app, client, session, clock, twilio, clinic
     two = book(
         client, {"name": "Sam Driver", "phone": ESCORT}, start="2026-12-05T11:00:00-08:00"
     ).get_json()
+    assert (
+        client.post(
+            f"/api/v1/appointments/{one['id']}/status",
+            json={"status": "checked_in"},
+            headers=auth(clinic["token"]),
+        ).status_code
+        == 200
+    )
     # pressed, then STOP arrives before the worker sends: nothing goes out
     assert (
         client.post(
@@ -187,8 +215,8 @@ def test_an_escorts_stop_is_honoured(app, client, session, clock, twilio, clinic
     # a later visit with the same escort: refused up front
     refused = client.post(f"/api/v1/appointments/{two['id']}/ready", headers=auth(clinic["token"]))
     assert refused.status_code == 409 and refused.get_json()["error"]["code"] == "escort_opted_out"
-    # the patient's own reminders still go
-    assert send_due(app, la(2026, 12, 1, 11)) == "sent=1 skipped=0 failed=0"
+    # the patient's own reminders still go (those of the visit not yet checked in)
+    assert send_due(app, la(2026, 12, 3, 11)) == "sent=1 skipped=0 failed=0"
     assert twilio.messages[0].to == PATIENT
 
 

@@ -694,6 +694,18 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
+# Not before the visit has started: it cannot have been completed or missed yet.
+_AFTER_START = frozenset({AppointmentStatus.COMPLETED, AppointmentStatus.NO_SHOW})
+
+
+def allowed_statuses(appointment: Appointment, now: dt.datetime) -> frozenset[str]:
+    """The statuses staff may give `appointment` now (see set_status)."""
+    allowed = TRANSITIONS.get(appointment.status, frozenset())
+    if now < appointment.start_at:
+        allowed = allowed - _AFTER_START
+    return allowed
+
+
 def set_status(
     session: Session,
     appointment: Appointment,
@@ -703,7 +715,8 @@ def set_status(
     settings: ClinicSettings,
     reason: str = "",
 ) -> Appointment:
-    """A staff status change (check in, complete, no-show, cancel, undo)."""
+    """A staff status change (check in, complete, no-show, cancel, undo). A visit is marked
+    completed or a no-show only once its start time has come."""
     try:
         target = AppointmentStatus(status)
     except ValueError as exc:
@@ -714,6 +727,13 @@ def set_status(
         raise Conflict(
             f"An appointment that is {appointment.status} cannot become {target}.",
             {"status": "not allowed from the current status"},
+        )
+    if target not in allowed_statuses(appointment, now):
+        tz = ZoneInfo(appointment.location.timezone)
+        when = appointment.start_at.astimezone(tz).strftime("%a %d %b %H:%M %Z")
+        raise Conflict(
+            f"This visit starts {when}: it cannot be marked {target} before then.",
+            {"status": f"{target} before the visit starts"},
         )
     return _set_status(session, appointment, target, now, settings, reason)
 

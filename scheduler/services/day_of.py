@@ -87,9 +87,19 @@ class EscortOptedOut(Conflict):
     code = "escort_opted_out"
 
 
+# The patient is in the clinic (or has just been discharged): only then is there anyone to pick up.
+READY_STATUSES = frozenset({AppointmentStatus.CHECKED_IN, AppointmentStatus.COMPLETED})
+
+
+def ready_allowed(appointment: Appointment) -> bool:
+    """Whether the "ready" text may be sent for this visit now (see mark_ready)."""
+    return bool(appointment.escort_phone) and appointment.status in READY_STATUSES
+
+
 def mark_ready(session: Session, appointment: Appointment, now: dt.datetime) -> bool:
     """Queue the "ready to be picked up" text to the escort: True when queued now, False when
-    it was already queued (once per visit: a second press sends nothing)."""
+    it was already queued (once per visit: a second press sends nothing). Only for a patient
+    who is checked in (or completed): else 409 naming the status."""
     if appointment.escort_notified_at is not None:
         return False
     if appointment.status == AppointmentStatus.CANCELLED or not appointment.escort_phone:
@@ -98,6 +108,12 @@ def mark_ready(session: Session, appointment: Appointment, now: dt.datetime) -> 
         raise EscortOptedOut(
             "The escort's number has opted out of texts (STOP): call them instead.",
             {"escort.phone": "opted out"},
+        )
+    if appointment.status not in READY_STATUSES:
+        raise Conflict(
+            f"The patient is not checked in (the visit is {appointment.status}):"
+            " check them in before texting their escort.",
+            {"status": f"is {appointment.status}, not checked_in"},
         )
     appointment.escort_notified_at = now
     session.add(

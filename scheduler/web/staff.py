@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -81,6 +81,16 @@ QUICK_ACTIONS = {
     "booked": (("checked_in", "Check in"), ("no_show", "No-show")),
     "checked_in": (("completed", "Complete"),),
 }
+
+
+def _quick_actions(at: dt.datetime) -> Callable[[Appointment], list[tuple[str, str]]]:
+    """The calendar's quick moves for a visit, those its status and the time allow."""
+
+    def of(appt: Appointment) -> list[tuple[str, str]]:
+        allowed = booking.allowed_statuses(appt, at)
+        return [(v, label) for v, label in QUICK_ACTIONS.get(appt.status, ()) if v in allowed]
+
+    return of
 
 
 # --- access and parsing (what only these pages need; the shared rest is in staff_common) -------
@@ -207,7 +217,7 @@ def calendar(slug: str) -> ResponseReturnValue:
         view=view,
         resource=resource,
         summary=summary,
-        quick_actions=QUICK_ACTIONS,
+        quick_actions=_quick_actions(now()),
         prev_day=day - step,
         next_day=day + step,
         today=_today(location),
@@ -293,7 +303,7 @@ def _render_appointment(
     tz = ZoneInfo(appt.location.timezone)
     staff = current_staff()
     entries = audit.for_appointment(db.session(), appt.id)
-    allowed = booking.TRANSITIONS.get(appt.status, frozenset())
+    allowed = booking.allowed_statuses(appt, now())
     resources = [
         r
         for r in calendar_view.location_resources(db.session(), appt.location)
@@ -311,6 +321,7 @@ def _render_appointment(
             actions=[(k, v) for k, v in STATUS_ACTIONS.items() if k in allowed],
             can_cancel="cancelled" in allowed,
             can_move=appt.status == AppointmentStatus.BOOKED,
+            can_ready=day_of.ready_allowed(appt),
             resources=resources,
             reminders=_reminder_history(appt.id),
             course=courses.course_of(appt),

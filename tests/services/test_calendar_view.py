@@ -80,8 +80,10 @@ def test_a_no_show_and_the_booking_that_took_its_chair_sit_side_by_side(session,
     loc = make_location(session, chairs=1, rooms=0)
     svc = make_service(session, [loc])
     first = book(session, loc, svc, at(DAY, 10), clock.now, n=1)
-    booking.set_status(session, first, "no_show", now=clock.now, settings=ClinicSettings())
-    book(session, loc, svc, at(DAY, 10, 15), clock.now, n=2)
+    # 10:05, nobody came: a no-show, and a walk-in takes the chair at 10:15.
+    no_show_at = at(DAY, 10, 5)
+    booking.set_status(session, first, "no_show", now=no_show_at, settings=ClinicSettings())
+    book(session, loc, svc, at(DAY, 10, 15), no_show_at, n=2)
     later = book(session, loc, svc, at(DAY, 14), clock.now, n=3)
     grid = calendar_view.day_grid(session, loc, DAY, clock.now)
     boxes = {b.appointment.id: b for b in grid.columns[0].boxes}
@@ -142,7 +144,7 @@ def test_day_summary_counts_and_chairs_in_use(session, clock):
     book(session, loc, svc, at(DAY, 9, 15), clock.now, n=2)
     c = book(session, loc, svc, at(DAY, 11), clock.now, n=3)
     book(session, loc, consult, at(DAY, 9), clock.now, n=4)
-    booking.set_status(session, a, "no_show", now=clock.now, settings=ClinicSettings())
+    booking.set_status(session, a, "no_show", now=at(DAY, 9, 30), settings=ClinicSettings())
     booking.cancel(session, c, now=clock.now, settings=ClinicSettings(), by_staff=True)
     s = calendar_view.day_summary(session, loc, DAY)
     assert s.total == 3

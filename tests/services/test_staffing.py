@@ -254,12 +254,33 @@ def test_undoing_a_no_show_is_refused_when_the_nurse_room_was_taken(session, clo
     svc = make_service(session, [loc], duration=40, prep=10, recovery=10)
     rota(session, loc, nurses=1, patients_per_nurse=1)
     first = _book(session, loc, svc, at(DAY, 10), clock.now, 1)
-    booking.set_status(session, first, "no_show", now=clock.now, settings=SETTINGS)
-    _book(session, loc, svc, at(DAY, 10, 15), clock.now, 2)
+    # 10:05, nobody came: a no-show, and a walk-in takes the nurse at 10:15 (chairs are free).
+    no_show_at = at(DAY, 10, 5)
+    booking.set_status(session, first, "no_show", now=no_show_at, settings=SETTINGS)
+    _book(session, loc, svc, at(DAY, 10, 15), no_show_at, 2, staff=True)
     with pytest.raises(Exception) as exc:
-        booking.set_status(session, first, "booked", now=clock.now, settings=SETTINGS)
+        booking.set_status(session, first, "booked", now=no_show_at, settings=SETTINGS)
     assert exc.value.code == "slot_unavailable"
     assert first.status == "no_show"
+
+
+@pytest.mark.parametrize("status", ["completed", "no_show"])
+def test_a_visit_is_completed_or_a_no_show_only_once_it_has_started(session, clock, status):
+    loc = make_location(session)
+    svc = make_service(session, [loc])
+    visit = _book(session, loc, svc, at(DAY, 10), clock.now, 1)
+    if status == "completed":
+        booking.set_status(session, visit, "checked_in", now=clock.now, settings=SETTINGS)
+    for early in (clock.now, at(DAY, 9, 59)):
+        with pytest.raises(Conflict) as refused:
+            booking.set_status(session, visit, status, now=early, settings=SETTINGS)
+        assert refused.value.http_status == 409
+        assert refused.value.fields == {"status": f"{status} before the visit starts"}
+        assert "Wed 02 Dec 10:00 PST" in str(refused.value)
+        assert status not in booking.allowed_statuses(visit, early)
+    assert status in booking.allowed_statuses(visit, at(DAY, 10))
+    booking.set_status(session, visit, status, now=at(DAY, 10), settings=SETTINGS)
+    assert visit.status == status
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,7 @@ class World:
     shifts: dict[str, str]
     courses: dict[str, Any]
     entries: dict[str, Any]
+    here: dict[str, Any]  # a visit checked in, with an escort (for the "ready" text)
 
 
 @pytest.fixture
@@ -62,7 +63,15 @@ def world(session, clock) -> World:
         key: staffing.add_shift(session, loc, clinician.id, at(DAY, 6, tz=tz), at(DAY, 7, tz=tz)).id
         for key, loc, tz in (("sf", clinic.sf, LA), ("ny", clinic.ny, NY))
     }
-    for appt in appts.values():  # so the "ready" text has someone to go to
+    here = {
+        "sf": book(
+            session, clinic.sf, clinic.infusion, at(DAY, 14), clock.now, 3, "Sf Patient Here"
+        ),
+        "ny": book(
+            session, clinic.ny, clinic.infusion, at(DAY, 14, tz=NY), clock.now, 4, "Ny Patient Here"
+        ),
+    }
+    for appt in [*appts.values(), *here.values()]:  # so the "ready" text has someone to go to
         appt.escort_name, appt.escort_phone = "Sam Driver", "+14155550188"
     template = courses.save_template(
         session,
@@ -111,8 +120,10 @@ def world(session, clock) -> World:
         )
         for n, key in enumerate(("sf", "ny"))
     }
+    for appt in here.values():
+        booking.set_status(session, appt, "checked_in", now=clock.now, settings=ClinicSettings())
     session.commit()
-    return World(clinic, appts, blocks, chairs, clinician, shifts, booked, entries)
+    return World(clinic, appts, blocks, chairs, clinician, shifts, booked, entries, here)
 
 
 def access(role: str, own: bool) -> bool:
@@ -229,7 +240,7 @@ ENDPOINTS = [
     Endpoint(
         "escort ready",
         "POST",
-        lambda w, loc: f"/staff/appointments/{w.appts[loc].id}/ready",
+        lambda w, loc: f"/staff/appointments/{w.here[loc].id}/ready",
         303,
         data=lambda w, loc: {},
     ),
@@ -514,7 +525,7 @@ ENDPOINTS = [
     Endpoint(
         "api escort ready",
         "POST",
-        lambda w, loc: f"/api/v1/appointments/{w.appts[loc].id}/ready",
+        lambda w, loc: f"/api/v1/appointments/{w.here[loc].id}/ready",
         200,
         api=True,
     ),

@@ -9,6 +9,9 @@ import pytest
 from sqlalchemy import func, select
 
 from scheduler.models import Appointment
+from scheduler.services import booking
+from scheduler.services.patients import PatientDetails
+from scheduler.services.settings import ClinicSettings
 from tests.factories import make_location, make_service, make_staff, patient_json
 
 DAY = "2026-12-01"
@@ -362,12 +365,28 @@ def test_staff_status_changes_and_no_show_frees_the_chair(client, session, clini
     auth = {"Authorization": f"Bearer {token}"}
     appt = book(client, at("10:00")).get_json()
     url = f"/api/v1/appointments/{appt['id']}/status"
+    for early in ("no_show", "completed"):  # not before the visit's start time
+        r = client.post(url, json={"status": early}, headers=auth)
+        assert r.status_code == 409
+        assert r.get_json()["error"]["fields"] == {"status": f"{early} before the visit starts"}
+    clock.now = dt.datetime.fromisoformat(at("10:05")).astimezone(dt.UTC)
     assert client.post(url, json={"status": "checked_in"}, headers=auth).status_code == 200
     r = client.post(url, json={"status": "no_show"}, headers=auth)
     assert r.status_code == 409  # checked in is not a no-show
     assert client.post(url, json={"status": "booked"}, headers=auth).status_code == 200
     assert client.post(url, json={"status": "no_show"}, headers=auth).status_code == 200
-    assert book(client, at("10:00"), n=2).status_code == 201
+    # The one chair is free again: a walk-in at 10:15 (staff, short notice) takes it.
+    loc, svc = clinic
+    walk_in = booking.BookingRequest(
+        location="sf",
+        service="s30",
+        start=dt.datetime.fromisoformat(at("10:15")),
+        patient=PatientDetails("Walk In", "+14155550177", "walk@example.com", False),
+        source="staff",
+        allow_short_notice=True,
+    )
+    booking.book(session, walk_in, now=clock.now, settings=ClinicSettings())
+    session.commit()
     r = client.post(url, json={"status": "booked"}, headers=auth)
     assert r.status_code == 409  # the chair was rebooked meanwhile
     assert client.post(url, json={"status": "sleeping"}, headers=auth).status_code == 422

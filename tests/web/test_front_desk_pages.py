@@ -129,6 +129,17 @@ def test_status_change_from_the_calendar_comes_back_to_the_same_view(
     desk = _desk(client, clinic)
     html = desk.get(f"/staff/sf/calendar?date={DAY}").get_data(as_text=True)
     assert f'data-quick="{appt.id}"' in html and 'aria-label="Check in Ada Lovelace"' in html
+    # Before its start a visit cannot be a no-show: not offered, and refused if sent.
+    assert 'aria-label="No-show Ada Lovelace"' not in html
+    r = desk.post(
+        f"/staff/appointments/{appt.id}/status",
+        data={"status": "no_show", "next": "calendar", "view": "day", "date": str(DAY)},
+    )
+    page = desk.get(r.headers["Location"]).get_data(as_text=True)
+    assert "cannot be marked no_show before then" in page
+    clock.now = at(DAY, 9, 5)
+    html = desk.get(f"/staff/sf/calendar?date={DAY}").get_data(as_text=True)
+    assert 'aria-label="No-show Ada Lovelace"' in html
     r = desk.post(
         f"/staff/appointments/{appt.id}/status",
         data={"status": "checked_in", "next": "calendar", "view": "day", "date": str(DAY)},

@@ -191,6 +191,7 @@ def test_status_actions(client, session, clinic, clock, status, label):
     appt = book(session, clinic.sf, clinic.infusion, at(DAY, 9), clock.now)
     session.commit()
     _signed_in(client, clinic, "nurse")
+    clock.now = at(DAY, 9, 5)  # completed and no-show only once the visit has started
     r = client.post(f"/staff/appointments/{appt.id}/status", data={"status": status})
     assert r.status_code == 303
     session.expire_all()
