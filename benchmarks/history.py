@@ -4,7 +4,9 @@ added in the past, measured in the same run.
 
 Prints each p50 and the ratio with history / without. Target: within 1.5x (the work follows the
 visits still to come, not the clinic's age; migration 0006 is what makes it so).
-Usage: python benchmarks/history.py [--db sqlite|postgresql] [--runs N] [--per-chair N]
+With `--staffing` the location has the staffing rules on (its visits are then also read for the
+floor: nurse load, starts, prescribers' consultations).
+Usage: python benchmarks/history.py [--db sqlite|postgresql] [--runs N] [--per-chair N] [--staffing]
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--per-chair", type=int, default=5000)
+    parser.add_argument(
+        "--staffing", action="store_true", help="staffing rules on (a prescriber, two nurses)"
+    )
     args = parser.parse_args()
 
     from sqlalchemy import insert, text
@@ -39,6 +44,10 @@ def main() -> None:
             loc = make_location(session, slug="bench", chairs=12, rooms=0)
             svc = make_service(session, [loc], slug="inf", duration=40, prep=10, recovery=10)
             chairs = [r.id for r in loc.resources]
+            if args.staffing:
+                from tests.test_staffing_support import rota
+
+                rota(session, loc, nurses=2, hours=(dt.time(7), dt.time(0)))
             patients = [
                 Patient(
                     name=f"Past {i}",
@@ -101,7 +110,11 @@ def main() -> None:
             session.execute(insert(Appointment.__table__), rows)
             session.commit()
             after = measure()
-            print(f"database: {args.db}; 12 chairs; history added: {len(rows)} past visits")
+            rules = "on" if args.staffing else "off"
+            print(
+                f"database: {args.db}; 12 chairs; staffing rules {rules};"
+                f" history added: {len(rows)} past visits"
+            )
             for name, b, a in zip(
                 ("booking check, one slot", "availability, 30 days"), before, after, strict=True
             ):

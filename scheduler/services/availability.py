@@ -1013,7 +1013,7 @@ def _a_and_s(*, exclude: bool, as_text: bool = False) -> Select[Any]:
     or room, and for a consultation its end and prescriber (NULL for an infusion), as epoch
     microseconds; only what the engine uses, computed by the database (`as_text`: SQLite's
     stored text, for `_visit_rows` to convert)."""
-    a, svc = Appointment.__table__.c, Service.__table__.c
+    a, svc, res = Appointment.__table__.c, Service.__table__.c, Resource.__table__.c
     consultation = svc.kind == ServiceKind.CONSULTATION.value
 
     def instant(column: Any) -> Any:
@@ -1030,7 +1030,12 @@ def _a_and_s(*, exclude: bool, as_text: bool = False) -> Select[Any]:
         )
         .join_from(Appointment.__table__, Service.__table__, svc.id == a.service_id)
         .where(
-            a.location_id == bindparam("location_id"),
+            # By the location's resources (a visit's resource is at its location), not by
+            # location_id: ix_appointments_resource_occupied_end then skips the past visits
+            # (occupied_end > start), as busy time does; the location's index cannot.
+            a.resource_id.in_(
+                select(res.id).where(res.location_id == bindparam("location_id")).scalar_subquery()
+            ),
             a.active.is_(True),
             a.occupied_start < bindparam("end"),
             a.occupied_end > bindparam("start"),
