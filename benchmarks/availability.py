@@ -9,19 +9,22 @@ all measured in this run, and the CPU time of this process for availability and 
 (on a shared machine wall time also counts waits for a core). Targets: availability p50 within
 2x of the raw fetch, under 10 ms on SQLite.
 
-Last measured (2026-11-29, 2 cores shared with other work, load average about 4; two runs each):
-- SQLite: availability 31.5 / 19.9 ms wall against a raw fetch of 8.0 / 2.8 ms (3.9x / 7.2x);
-  CPU 13.7 / 13.2 ms against 3.6 / 3.0 ms (3.9x / 4.4x). Before the integer engine, in the
-  same hour: CPU 16.1 / 17.3 ms against 2.5 / 3.2 ms.
-- PostgreSQL: 22.1 / 19.1 ms wall against 15.5 / 7.6 ms (1.4x / 2.5x); CPU 11.7 / 11.3 ms
-  against 4.2 / 4.0 ms. Before: 26.5 ms wall against 5.6 ms, CPU 21.6 ms.
-Targets missed on SQLite (ratio and 10 ms). Where the CPU goes there (ms, same load): reading
-the window's visits 3.5-4.5 (the same query's raw text fetch alone is about 2.9; the database
-computes the integer instants), the rota's expansion (staffing.shift_intervals) 1.6-1.7,
-loading the location and service and the request's session 1.0, chairs, blocks, hours and
-closures 0.6, the engine about 4 (floor index 0.7, chairs 0.35, starts 0.35, the staffing
-limits at the ~960 starts with a free chair 1.9, building 243 slots the rest).
-Usage: python benchmarks/availability.py [--db sqlite|postgresql] [--runs N]
+Last measured (2026-11-29, 2 cores shared with other work; p50 of 30 runs, several runs,
+alternated with the code before this round in the same minutes):
+- SQLite: availability 7.7-9.9 ms wall, 7.8-9.4 ms CPU against a raw fetch of 2.3-2.5 ms CPU
+  (3.4-3.8x). Before (the visits read through SQLite's date functions, the rota expanded to
+  objects): 12.2-14.0 ms wall, 12.3-13.1 ms CPU (4.9-5.3x). Under load (another test suite
+  running) 10-11 ms wall against 12.7-13.4 ms before.
+- PostgreSQL: 13.8 ms wall, 9.4 ms CPU against 6.2 ms wall, 3.7 ms CPU (2.2x wall, 2.5x CPU).
+  Before: 18.3 ms wall, 10.7 ms CPU (3.2x wall).
+Under 10 ms on SQLite; the 2x target is still missed there. Where the CPU goes on SQLite (ms):
+the window's visits read 2 (about the whole raw fetch: future visits are filtered by their
+occupied start, which no index covers), their stored text turned into integer instants 0.6
+(each distinct text parsed once), the rota 0.2 (patterns' occurrences cached by the pattern's
+fields), chairs' busy time 0.5, the start window 0.7 (a Python step per start), nurse room and
+cover 0.5 (only where the window leaves room), candidate starts 0.3, building 243 slots 0.45,
+the location, service and session 0.3. `--profile` prints cProfile's view.
+Usage: python benchmarks/availability.py [--db sqlite|postgresql] [--runs N] [--profile]
 """
 
 from __future__ import annotations

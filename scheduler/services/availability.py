@@ -4,9 +4,11 @@ and (staffing rules) who is on the floor: a prescriber on site, nurse capacity, 
 How it works. Every instant inside the engine is an integer: microseconds since the epoch (UTC),
 so comparisons and sums are plain int operations, exact to the microsecond the database stores.
 The loaders ask the database for those integers (`epoch_us`: SQLite's unixepoch plus the stored
-microseconds, PostgreSQL's EXTRACT(EPOCH)), and only the columns the rules use (a visit's end
-and prescriber only for a consultation), taken as the driver's tuples: reading a busy month
-builds no datetime and no result row object per visit. The pure entry points (`free_slots`,
+microseconds, PostgreSQL's EXTRACT(EPOCH)), except for the floor's visits on SQLite, whose
+stored text is converted here through a memo (`_TextUs`: most instants repeat), and only the
+columns the rules use (a visit's end and prescriber only for a consultation), taken as the
+driver's tuples: reading a busy month builds no result row object per visit. The rota comes as
+integer spans (`staffing.shift_spans`, each pattern's occurrences cached by its fields). The pure entry points (`free_slots`,
 `Floor`, `candidate_starts`) take datetimes and convert once. Then, for a window of days:
 
 - candidate starts: per local day and opening interval, the opening and closing instants are
