@@ -11,13 +11,13 @@ all measured in this run, and the CPU time of this process for availability and 
 
 Last measured (2026-11-29, 2 cores shared with other work; p50 of 30 runs, several runs,
 alternated with the code before this round in the same minutes):
-- SQLite: availability 7.7-9.9 ms wall, 7.8-9.4 ms CPU against a raw fetch of 2.3-2.5 ms CPU
-  (3.4-3.8x). Before (the visits read through SQLite's date functions, the rota expanded to
-  objects): 12.2-14.0 ms wall, 12.3-13.1 ms CPU (4.9-5.3x). Under load (another test suite
+- SQLite: availability 7.7-10.0 ms wall, 7.8-10.5 ms CPU against a raw fetch of 2.3-2.5 ms
+  CPU (3.3-4.4x). Before (the visits read through SQLite's date functions, the rota expanded to
+  objects): 12.0-14.0 ms wall, 11.8-13.1 ms CPU (4.9-5.3x). Under load (another test suite
   running) 10-11 ms wall against 12.7-13.4 ms before.
 - PostgreSQL: 13.8 ms wall, 9.4 ms CPU against 6.2 ms wall, 3.7 ms CPU (2.2x wall, 2.5x CPU).
   Before: 18.3 ms wall, 10.7 ms CPU (3.2x wall).
-Under 10 ms on SQLite; the 2x target is still missed there. Where the CPU goes on SQLite (ms):
+Just under 10 ms on SQLite (p50, quiet machine; not with margin); the 2x target is missed. Where the CPU goes on SQLite (ms):
 the window's visits read 2 (about the whole raw fetch: future visits are filtered by their
 occupied start, which no index covers), their stored text turned into integer instants 0.6
 (each distinct text parsed once), the rota 0.2 (patterns' occurrences cached by the pattern's
