@@ -15,8 +15,8 @@ alternated with the code before this round in the same minutes):
   CPU (3.3-4.4x). Before (the visits read through SQLite's date functions, the rota expanded to
   objects): 12.0-14.0 ms wall, 11.8-13.1 ms CPU (4.9-5.3x). Under load (another test suite
   running) 10-11 ms wall against 12.7-13.4 ms before.
-- PostgreSQL: 13.8 ms wall, 9.4 ms CPU against 6.2 ms wall, 3.7 ms CPU (2.2x wall, 2.5x CPU).
-  Before: 18.3 ms wall, 10.7 ms CPU (3.2x wall).
+- PostgreSQL: 13.8-15.2 ms wall, 9.0-9.4 ms CPU against 6.2-6.5 ms wall (2.2-2.3x wall).
+  Before: 18.3-23.5 ms wall, 10.7-14.8 ms CPU (3.2-3.5x wall).
 Just under 10 ms on SQLite (p50, quiet machine; not with margin); the 2x target is missed. Where the CPU goes on SQLite (ms):
 the window's visits read 2 (about the whole raw fetch: future visits are filtered by their
 occupied start, which no index covers), their stored text turned into integer instants 0.6
