@@ -27,10 +27,15 @@ lint: test-setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The suite runs in two processes (one per core of the CI machine), a test file at a time in each
+# so that module fixtures (a browser, a Twilio server) are built once; PYTEST_WORKERS=0 runs it
+# in one process.
+PYTEST_WORKERS ?= 2
+
 test: test-setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: test-setup
 	$(BIN)/python benchmarks/availability.py

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from config import TestConfig
 from scheduler import create_app
@@ -90,16 +91,36 @@ def _tables(url: str) -> list[str]:
 
 
 def _clean(url: str) -> None:
-    """Empty every table (real commits happen in these tests, so no rolled-back transaction)."""
-    engine = create_engine(url)
+    """Empty every table a test wrote to (real commits happen in these tests, so no rolled-back
+    transaction).
+
+    Only the tables holding rows are emptied, and only the sequences a test drew from restart:
+    a TRUNCATE of every table costs PostgreSQL about 160 ms even when they are empty, which
+    over some 800 tests was two minutes of the suite. A probe of every table costs a few ms.
+    """
+    engine = create_engine(url, poolclass=NullPool)
+    postgresql = engine.dialect.name == "postgresql"
     with engine.begin() as conn:
-        existing = set(inspect(conn).get_table_names())
-        names = [n for n in _tables(url) if n in existing]
-        if engine.dialect.name == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
+        if postgresql:
+            listed = "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
         else:
-            for name in names:
+            listed = "SELECT name FROM sqlite_master WHERE type = 'table'"
+        existing = set(conn.scalars(text(listed)))
+        names = [n for n in _tables(url) if n in existing]
+        probe = " UNION ALL ".join(f"SELECT '{n}' WHERE EXISTS (SELECT 1 FROM {n})" for n in names)
+        dirty = set(conn.scalars(text(probe))) if names else set()
+        for name in names:  # referencing tables first
+            if name in dirty:
                 conn.execute(text(f"DELETE FROM {name}"))
+        if postgresql:
+            used = conn.scalars(
+                text(
+                    "SELECT schemaname || '.' || sequencename FROM pg_sequences"
+                    " WHERE last_value IS NOT NULL"
+                )
+            ).all()
+            for sequence in used:
+                conn.execute(text("SELECT setval(:s, 1, false)"), {"s": sequence})
     engine.dispose()
 
 

@@ -144,7 +144,9 @@ def test_create_staff_refuses_with_readable_errors(app, session, clinic, args, l
     assert result.exit_code == 2
     assert line in result.output
     assert "{" not in result.output  # no raw dict
-    assert session.scalars(select(StaffUser)).all() == list(clinic.users.values())
+    assert session.scalars(select(StaffUser).order_by(StaffUser.id)).all() == sorted(
+        clinic.users.values(), key=lambda user: user.id
+    )
 
 
 def test_create_staff_stores_the_address_lower_case_and_it_signs_in(app, client, session, clinic):
