@@ -102,6 +102,10 @@ class WaitlistEntry(Base):
     appointment_id: Mapped[int | None] = mapped_column(
         ForeignKey("appointments.id", ondelete="SET NULL"), nullable=True
     )
+    # Who takes the patient home (services with escort_required); a claim books the visit with
+    # them. None: not given (the API may leave it out; the visit then shows it missing).
+    escort_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    escort_phone: Mapped[str | None] = mapped_column(String(20), nullable=True)  # E.164
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -60,6 +60,7 @@ from scheduler.models import (
     LIVE_OFFER_STATUSES,
     Appointment,
     AppointmentStatus,
+    CourseTemplate,
     FreedReason,
     FreedStatus,
     Location,
@@ -77,6 +78,7 @@ from scheduler.models import (
     service_locations,
 )
 from scheduler.services import availability, booking, patients, reminders
+from scheduler.services.day_of import Escort, validate_escort
 from scheduler.services.errors import (
     Conflict,
     DomainError,
@@ -107,6 +109,12 @@ class OfferTaken(Conflict):
     code = "taken"
 
 
+class AlreadyBooked(Conflict):
+    """The entry already booked from another offer: one booking per entry."""
+
+    code = "already_booked"
+
+
 class OfferExpired(Conflict):
     """The offer was not claimed in time (or the patient left the list)."""
 
@@ -123,6 +131,19 @@ class JoinRequest:
     latest: dt.date
     times: str = WaitlistTimes.ANY.value  # morning | afternoon | any
     source: str = "online"  # online | staff | api
+    escort: Escort | None = None  # who takes the patient home (escort_required services)
+    # The patient pages ask for the escort of an escort_required service; the API (v1 clients)
+    # may leave it out: a visit booked from the entry is then shown as missing its escort.
+    require_escort: bool = False
+
+
+@dataclass(frozen=True)
+class PlannedVisit:
+    """One session of a course offer's plan."""
+
+    start: dt.datetime  # UTC
+    end: dt.datetime
+    moved: str | None  # why it is not at the first session's time on the expected day
 
 
 @dataclass(frozen=True)
@@ -139,10 +160,16 @@ class OfferView:
     taken: bool  # someone else has the slot (or it is no longer free)
     claimed: bool  # this patient booked it
     appointment_id: int | None  # the visit booked by claiming it
+    # The entry booked from another offer: this one is withdrawn (checked before expired).
+    already_booked: bool = False
+    # A course entry: the whole course planned from this start (empty: a single visit, or no
+    # plan fits any more).
+    plan: tuple[PlannedVisit, ...] = ()
+    course_name: str = ""
 
     @property
     def claimable(self) -> bool:
-        return not (self.expired or self.taken or self.claimed)
+        return not (self.expired or self.taken or self.claimed or self.already_booked)
 
 
 @dataclass(frozen=True)
@@ -160,6 +187,7 @@ class OutgoingOffer:
     location: str  # the location's name
     title: str  # the service's public title ("" keeps the text discreet)
     start: dt.datetime
+    sessions: int = 1  # a course entry: the number of visits claiming books (the first at start)
 
 
 def fits_times(times: str, start: dt.datetime, tz: ZoneInfo) -> bool:
@@ -220,6 +248,16 @@ def join(
         fields["latest"] = "in the past"
     elif request.earliest > last:
         fields["earliest"] = f"at most {service.horizon_days} days ahead"
+    elif request.latest > last:
+        # Refused rather than shortened: the patient would wait for dates never offered.
+        fields["latest"] = f"at most {last.isoformat()}, the last day bookable"
+    escort: Escort | None = None
+    try:
+        escort = validate_escort(
+            request.escort, required=request.require_escort and service.escort_required
+        )
+    except InvalidInput as exc:
+        fields.update(exc.fields)
     details = request.patient
     try:
         details = validate_details(
@@ -244,7 +282,7 @@ def join(
     patient = patients.find_or_create(session, details, now)
     if not details.email and emails.get(patient.id):
         patient.email = emails[patient.id]
-    earliest, latest = max(request.earliest, today), min(request.latest, last)
+    earliest, latest = max(request.earliest, today), request.latest
     entry = session.scalars(
         select(WaitlistEntry).where(
             WaitlistEntry.patient_id == patient.id,
@@ -269,6 +307,10 @@ def join(
         )
         session.add(entry)
     entry.earliest, entry.latest, entry.times = earliest, latest, request.times
+    if escort is not None or not service.escort_required:
+        # Joining again without an escort keeps the one given before.
+        entry.escort_name = escort.name if escort else None
+        entry.escort_phone = escort.phone if escort else None
     entry.updated_at = now
     entry.location, entry.service, entry.patient = location, service, patient
     session.flush()
@@ -378,7 +420,15 @@ def offer_by_hand(
         raise SlotUnavailable(
             "That time is not free for this service.", {"start": "not a free start"}
         )
-    patients.check_visit(session, entry.patient_id, location, service, start)
+    try:
+        patients.check_visit(session, entry.patient_id, location, service, start)
+    except NotCleared as exc:
+        # Worded for staff (check_visit speaks to the patient booking online).
+        raise NotCleared(
+            f"This patient has no clearance for {service.name.lower()}; a prescriber records "
+            "one on their record.",
+            exc.fields,
+        ) from exc
     if entry.course_slug is not None:
         _course_plan(session, location, entry.course_slug, start, now, settings)  # or NoPlan
     if _patient_busy(session, entry.patient_id, slot.start, slot.end):
@@ -465,11 +515,15 @@ def _slot_free(
     return slot is not None and slot.free > 0
 
 
-def get_offer(session: Session, token: str, *, now: dt.datetime) -> OfferView:
-    """The offer with this token and its state, or NotFound (also before it was texted)."""
+def get_offer(
+    session: Session, token: str, *, now: dt.datetime, settings: ClinicSettings | None = None
+) -> OfferView:
+    """The offer with this token and its state, or NotFound (also before it was texted); with
+    `settings`, a course offer's view carries the course's plan from the offered start."""
     offer = _find_offer(session, token)
     entry = offer.entry
     claimed = offer.status == OfferStatus.CLAIMED
+    already_booked = not claimed and entry.status == WaitlistStatus.BOOKED
     expired = not claimed and (
         offer.status == OfferStatus.EXPIRED
         or (offer.expires_at is not None and offer.expires_at <= now)
@@ -494,7 +548,38 @@ def get_offer(session: Session, token: str, *, now: dt.datetime) -> OfferView:
         taken=taken,
         claimed=claimed,
         appointment_id=offer.appointment_id,
+        already_booked=already_booked,
+        **_course_view(session, entry, offer, now, settings)
+        if entry.course_slug is not None and settings is not None
+        else {},
     )
+
+
+def _course_view(
+    session: Session,
+    entry: WaitlistEntry,
+    offer: WaitlistOffer,
+    now: dt.datetime,
+    settings: ClinicSettings,
+) -> dict[str, Any]:
+    """The course an offer would book from its start: its name and plan (no plan: empty)."""
+    from scheduler.services import courses
+
+    try:
+        found = courses.plan(
+            session,
+            entry.location.slug,
+            str(entry.course_slug),
+            offer.slot_start,
+            now=now,
+            settings=settings,
+        )
+    except (courses.NoPlan, DomainError):
+        return {}
+    return {
+        "course_name": found.template.name,
+        "plan": tuple(PlannedVisit(p.start, p.end, p.moved) for p in found.sessions),
+    }
 
 
 def claim(
@@ -512,6 +597,11 @@ def claim(
         appointment = session.get(Appointment, offer.appointment_id)
         if appointment is not None:
             return appointment
+    if entry.status == WaitlistStatus.BOOKED:
+        raise AlreadyBooked(
+            "You have already booked from this waitlist, so this offer is withdrawn.",
+            {"offer": "already booked from this waitlist"},
+        )
     if offer.status == OfferStatus.TAKEN:
         raise OfferTaken("Sorry, this time has just been taken. You stay on the waitlist.")
     if (
@@ -535,6 +625,7 @@ def claim(
                 patient=details,
                 source="waitlist",
                 require_email=bool(patient.email),
+                escort=_entry_escort(entry),
             )
             appointment = booking.book(session, request, now=now, settings=settings)
     except SlotUnavailable as exc:
@@ -571,6 +662,12 @@ def claim(
         )
     session.flush()
     return appointment
+
+
+def _entry_escort(entry: WaitlistEntry) -> Escort | None:
+    if not entry.escort_phone:
+        return None
+    return Escort(entry.escort_name or "", entry.escort_phone)
 
 
 def _course_plan(
@@ -616,6 +713,7 @@ def _claim_course(
             patient=details,
             source="waitlist",
             require_email=bool(details.email),
+            escort=_entry_escort(entry),
         ),
         now=now,
         settings=settings,
@@ -1118,11 +1216,13 @@ def claim_offers(
             Location.name,
             Service.public_title,
             WaitlistOffer.slot_start,
+            CourseTemplate.sessions,
         )
         .join(WaitlistEntry, WaitlistEntry.id == WaitlistOffer.entry_id)
         .join(Patient, Patient.id == WaitlistEntry.patient_id)
         .join(Location, Location.id == WaitlistEntry.location_id)
         .join(Service, Service.id == WaitlistEntry.service_id)
+        .outerjoin(CourseTemplate, CourseTemplate.slug == WaitlistEntry.course_slug)
         .where(WaitlistOffer.id.in_(ids), WaitlistOffer.claim_token == token)
         .order_by(WaitlistOffer.id)
     )
@@ -1139,6 +1239,7 @@ def claim_offers(
             location=r[7],
             title=r[8] or "",
             start=r[9],
+            sessions=r[10] or 1,
         )
         for r in rows
     ]
@@ -1221,6 +1322,7 @@ def render_offer(item: OutgoingOffer, settings: ClinicSettings) -> str:
         when=reminders.local_when(item.start, ZoneInfo(item.timezone)),
         minutes=settings.waitlist_offer_minutes,
         url=offer_url(settings, item.offer_token),
+        sessions=item.sessions,
     )
 
 

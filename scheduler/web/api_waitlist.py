@@ -15,6 +15,7 @@ from flask.typing import ResponseReturnValue
 from scheduler.extensions import db
 from scheduler.models import WaitlistEntry, WaitlistOffer, WaitlistStatus
 from scheduler.services import audit, waitlist
+from scheduler.services.day_of import Escort
 from scheduler.services.errors import InvalidInput, NotFound
 from scheduler.services.patients import PatientDetails
 from scheduler.web import schemas as s
@@ -56,6 +57,7 @@ def join_waitlist() -> ResponseReturnValue:
         latest=body.latest,
         times=body.times,
         source="api",
+        escort=Escort(body.escort.name, body.escort.phone) if body.escort else None,
     )
     try:
         entry = waitlist.join(db.session(), request, now=now(), settings=settings())
@@ -113,6 +115,7 @@ def _entry_out(entry: WaitlistEntry, offers: list[WaitlistOffer], tz: ZoneInfo) 
     return s.WaitlistEntryOut(
         id=entry.id,
         service=entry.service.slug,
+        course=entry.course_slug,
         patient=s.WaitlistPatientOut(
             id=entry.patient.id, name=entry.patient.name, phone=entry.patient.phone
         ),

@@ -36,7 +36,7 @@ from scheduler.models import (
     WaitlistStatus,
     WaitlistTimes,
 )
-from scheduler.services import courses, patients, waitlist
+from scheduler.services import courses, day_of, patients, waitlist
 from scheduler.services.clock import in_supported_range
 from scheduler.services.errors import DomainError, InvalidInput, NotFound
 from scheduler.services.patients import PatientDetails
@@ -63,6 +63,8 @@ FORM_FIELDS = (
     "earliest",
     "latest",
     "times",
+    "escort_name",
+    "escort_phone",
 )
 DEFAULT_WEEKS = 2
 LABELS = {
@@ -72,6 +74,8 @@ LABELS = {
     "times": "time of day",
     "course": "what you are waiting for",
     "sms_consent": "text message consent",
+    "escort_name": "escort's name",
+    "escort_phone": "escort's mobile number",
 }
 MESSAGES = {
     "earliest": "Enter the first day you could come, like 2026-12-01.",
@@ -97,6 +101,10 @@ def _date(raw: str) -> dt.date | None:
 
 def _messages(fields: dict[str, str]) -> dict[str, str]:
     """The service's field problems in the patient's words, in form order."""
+    fields = dict(fields)
+    for raw, name in patient.ESCORT_FIELDS.items():  # the service names them by API path
+        if raw in fields:
+            fields.setdefault(name, "required" if raw == "escort" else fields[raw])
     errors: dict[str, str] = {}
     for name in (*FORM_FIELDS, "sms_consent"):
         detail = fields.get(name)
@@ -125,7 +133,11 @@ def _courses(location: Location, service: Service) -> list[CourseTemplate]:
 
 
 def _check(
-    form: dict[str, str], location: Location, offered: list[CourseTemplate]
+    form: dict[str, str],
+    location: Location,
+    offered: list[CourseTemplate],
+    *,
+    escort_required: bool = False,
 ) -> dict[str, str]:
     """The booking form's rules for the details (name, birth date, mobile, e-mail), readable
     dates, a course among those offered (or none) and the consent to texts; the service checks
@@ -161,6 +173,13 @@ def _check(
         fields["times"] = "required"
     if not form["sms_consent"]:
         fields["sms_consent"] = "required"
+    if escort_required:
+        try:
+            day_of.validate_escort(
+                day_of.Escort(form["escort_name"], form["escort_phone"]), required=True
+            )
+        except InvalidInput as exc:
+            fields.update(exc.fields)
     return fields
 
 
@@ -218,7 +237,7 @@ def join(location: str, service: str) -> ResponseReturnValue:
 
     form = {name: request.form.get(name, "")[:2000] for name in FORM_FIELDS}
     form["sms_consent"] = "1" if request.form.get("sms_consent") else ""
-    fields = _check(form, loc, _courses(loc, svc))
+    fields = _check(form, loc, _courses(loc, svc), escort_required=svc.escort_required)
     if fields:
         return _join_page(loc, svc, form, _messages(fields), "Some details need correcting.", 422)
     earliest, latest, dob = (
@@ -239,6 +258,8 @@ def join(location: str, service: str) -> ResponseReturnValue:
                 latest=latest,
                 times=form["times"],
                 source="online",
+                escort=day_of.Escort(form["escort_name"], form["escort_phone"]),
+                require_escort=True,
             ),
             now=now(),
             settings=settings(),
@@ -322,6 +343,9 @@ def _offer_page(
             map_url=patient.map_url(view.location.address) if view.location.address else "",
             entry_url=url_for("waitlist.entry", token=view.entry.manage_token),
             offer_minutes=settings().waitlist_offer_minutes,
+            plan_labels=[
+                {"when": patient.when(visit.start, tz), "moved": visit.moved} for visit in view.plan
+            ],
             step=None,
             **extra,
         ),
@@ -331,7 +355,7 @@ def _offer_page(
 
 def _view(token: str) -> waitlist.OfferView:
     try:
-        return waitlist.get_offer(db.session(), token, now=now())
+        return waitlist.get_offer(db.session(), token, now=now(), settings=settings())
     except NotFound:
         abort(404)
 
@@ -355,6 +379,8 @@ def offer(token: str) -> ResponseReturnValue:
     if request.method == "GET":
         if view.claimed and (url := _appointment_url(view.appointment_id)):
             return redirect(url, 303)
+        if view.already_booked:
+            return _offer_page(view, "patient/waitlist_already_booked.html", 200)
         if view.expired:
             return _offer_page(view, "patient/waitlist_expired.html", 200)
         if view.taken:
@@ -363,6 +389,9 @@ def offer(token: str) -> ResponseReturnValue:
     try:
         appointment = waitlist.claim(db.session(), token, now=now(), settings=settings())
         db.session.commit()
+    except waitlist.AlreadyBooked:
+        db.session.rollback()
+        return _offer_page(_view(token), "patient/waitlist_already_booked.html", 409)
     except waitlist.OfferTaken:
         db.session.rollback()
         return _offer_page(_view(token), "patient/waitlist_taken.html", 409)

@@ -536,6 +536,9 @@ class WaitlistIn(_In):
     earliest: Day
     latest: Day
     times: Literal["morning", "afternoon", "any"] = "any"
+    # For an escort_required service: who takes the patient home, used when an offer is
+    # claimed. Optional (v1 stays valid); without it the booked visit shows its escort missing.
+    escort: EscortIn | None = None
 
 
 class WaitlistJoinOut(BaseModel):
@@ -571,6 +574,7 @@ class WaitlistPatientOut(BaseModel):
 class WaitlistEntryOut(BaseModel):
     id: int
     service: str
+    course: str | None = None  # a course template's slug (waiting to start that course)
     patient: WaitlistPatientOut
     earliest: dt.date
     latest: dt.date
