@@ -55,6 +55,8 @@ def site(request: pytest.FixtureRequest) -> Iterator[Site]:
         shut = make_location(session, slug=CLOSED, name="Closed Clinic", weekdays=())
         world.infusion.locations.append(shut)
         make_service(session, [world.location], slug="cleared", requires_clearance=True)
+        ride = make_service(session, [world.location], slug="ride", name="Ride infusion")
+        ride.escort_required = True
         other = make_location(session, slug="other", name="Other Clinic")
         staff = {}
         for role, where in (("manager", world.location), ("front_desk", world.location)):
@@ -193,6 +195,7 @@ def test_the_join_form_starts_on_the_chosen_day_for_two_weeks(site, client):
         ({"latest": "2026-12-01"}, ["latest"]),  # before the earliest
         ({"earliest": "2020-01-01", "latest": "2020-01-02"}, ["latest"]),  # in the past
         ({"earliest": "2027-06-01", "latest": "2027-06-02"}, ["earliest"]),  # past the horizon
+        ({"latest": "2199-12-31"}, ["latest"]),  # refused, not shortened to the horizon
         ({"times": "evenings"}, ["times"]),
         ({"earliest": "99999-01-01"}, ["earliest"]),
     ],
@@ -207,6 +210,7 @@ def test_the_join_form_starts_on_the_chosen_day_for_two_weeks(site, client):
         "latest-before-earliest",
         "past",
         "past-horizon",
+        "latest-past-horizon",
         "times",
         "year-out-of-range",
     ],
@@ -225,6 +229,34 @@ def test_the_join_form_names_every_field_to_correct(site, client, changes, named
         assert 'value="Page Person90"' in html
     with pytest.raises(ValueError):
         entry_state(site, 90)
+
+
+def test_a_latest_past_the_horizon_says_the_last_bookable_day(site, client):
+    r = join_page(client, 91, latest="2199-12-31")
+    assert r.status_code == 422
+    assert "The latest date is at most 2027-01-29, the last day bookable." in text_of(r)
+
+
+def test_the_join_form_asks_for_the_escort_of_an_escort_required_service(site, client):
+    url = f"/book/wl/ride/waitlist?day={DAY}"
+    assert 'name="escort_name"' in client.get(url).get_data(as_text=True)
+    assert 'name="escort_name"' not in client.get(JOIN).get_data(as_text=True)
+    data = {**details(92), "csrf_token": form_token(client, url)}
+    r = client.post("/book/wl/ride/waitlist", data=data)
+    assert r.status_code == 422
+    assert re.findall(r'<li><a href="#([a-z_]+)">', r.get_data(as_text=True)) == ["escort_name"]
+    data.update(escort_name="Riley Ride", escort_phone="12")
+    r = client.post("/book/wl/ride/waitlist", data=data)
+    assert r.status_code == 422 and 'id="escort_phone-error"' in r.get_data(as_text=True)
+    data.update(escort_phone="(415) 555-7777")
+    assert client.post("/book/wl/ride/waitlist", data=data).status_code == 303
+    rows = query(
+        site,
+        select(WaitlistEntry.escort_name, WaitlistEntry.escort_phone).where(
+            WaitlistEntry.service.has(slug="ride")
+        ),
+    )
+    assert [tuple(r) for r in rows] == [("Riley Ride", "+14155557777")]
 
 
 def test_joining_shows_how_offers_work_and_a_private_link_to_leave(site, client):
