@@ -6,17 +6,29 @@ the staff refusal for an uncleared patient is worded for staff."""
 from __future__ import annotations
 
 import datetime as dt
+from html import unescape
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from scheduler import jobs
-from scheduler.models import OfferStatus, WaitlistEntry, WaitlistOffer
+from scheduler.models import Appointment, OfferStatus, WaitlistEntry, WaitlistOffer
 from scheduler.services import courses, waitlist
 from scheduler.services.errors import NotCleared
+from scheduler.web import patient
 from tests.factories import make_service, make_staff
-from tests.waitlist_support import DAY, SETTINGS, at, cancel_all, join, make_world, phone
+from tests.waitlist_support import (
+    DAY,
+    LA,
+    SETTINGS,
+    at,
+    book,
+    cancel_all,
+    join,
+    make_world,
+    phone,
+)
 
 
 @pytest.fixture
@@ -63,6 +75,7 @@ def test_a_course_offer_shows_and_texts_the_whole_course_it_books(
             "within_days": 7,
         },
     )
+    book(session, clock.now, world.infusion, at(DAY + dt.timedelta(days=1), 10), 9100)
     session.commit()
     joined = client.post("/api/v1/waitlist", json=_body(51, service=None, course="pair"))
     assert joined.status_code == 201, joined.get_json()
@@ -74,10 +87,24 @@ def test_a_course_offer_shows_and_texts_the_whole_course_it_books(
     assert "ketamine" not in text.lower() and "infusion" not in text.lower()
 
     token = _token(session, 51)
-    page = client.get(f"/waitlist/offers/{token}").get_data(as_text=True)
+    plan = courses.plan(session, "wl", "pair", at(DAY, 10), now=clock.now, settings=SETTINGS)
+    session.rollback()
+    second = plan.sessions[1]
+    assert second.start != at(DAY + dt.timedelta(days=1), 10) and second.moved
+    page = unescape(client.get(f"/waitlist/offers/{token}").get_data(as_text=True))
     assert "Book all 2 sessions" in page and "Book this time" not in page
     assert "books the whole course" in page
-    assert "Wed 2 Dec, 10:00 AM PST" in page and "Thu 3 Dec, 10:00 AM PST" in page
+    assert "Wed 2 Dec, 10:00 AM PST" in page
+    assert patient.when(second.start, LA) in page and second.moved in page
+
+    # Claiming books what the page showed.
+    assert client.post(f"/api/v1/waitlist/offers/{token}/claim").status_code == 201
+    booked = session.scalars(
+        select(Appointment.start_at)
+        .where(Appointment.source == "waitlist")
+        .order_by(Appointment.start_at)
+    ).all()
+    assert booked == [at(DAY, 10), second.start]
 
 
 def test_the_staff_list_names_an_entrys_course(app, session, clock, client):

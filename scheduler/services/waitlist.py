@@ -537,6 +537,11 @@ def get_offer(
             and not _slot_free(session, entry.location, entry.service, offer.slot_start, now)
         )
     )
+    course: dict[str, Any] = {}
+    if entry.course_slug is not None and settings is not None and not claimed:
+        course = _course_view(session, entry, offer, now, settings)
+        # No plan fits from this start any more: claiming would be refused as taken.
+        taken = taken or (not expired and not already_booked and not course)
     return OfferView(
         offer=offer,
         entry=entry,
@@ -549,9 +554,7 @@ def get_offer(
         claimed=claimed,
         appointment_id=offer.appointment_id,
         already_booked=already_booked,
-        **_course_view(session, entry, offer, now, settings)
-        if entry.course_slug is not None and settings is not None
-        else {},
+        **course,
     )
 
 
