@@ -184,6 +184,9 @@ def test_a_claim_after_the_entry_booked_is_already_booked_and_its_offers_withdra
     page = client.get("/waitlist/offers/second-offer-token")
     assert page.status_code == 200
     assert "You have already booked from this waitlist" in page.get_data(as_text=True)
+    withdrawn = session.get(WaitlistOffer, second.id)
+    answer = waitlist.render_offer_reply(session, withdrawn, now=clock.now, settings=SETTINGS)
+    assert "already booked from this waitlist" in answer and "You stay" not in answer
 
 
 def test_the_entrys_escort_is_booked_with_the_claimed_visit(app, session, clock, client):

@@ -499,6 +499,8 @@ def render_offer_reply(
         if view.claimable
         else "claimed"
         if view.claimed
+        else "booked"
+        if view.already_booked
         else "taken"
         if view.taken
         else "expired",
