@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 from collections.abc import Iterator
+from email.message import EmailMessage
 from typing import Any
 
 import pytest
@@ -158,3 +159,18 @@ def test_the_subject_names_clinic_and_location_with_single_spaces(
     assert mail.subject("Cancelled", "Appointment at A  Clinic,  Annex", "x") == (
         "Cancelled: Appointment at A Clinic, Annex - x"
     )
+
+
+@pytest.mark.parametrize("heading", ["Booked", "Changed", "Cancelled"])
+def test_a_folded_non_ascii_subject_unfolds_with_single_spaces(heading: str) -> None:
+    # The standard library's folder kept a space on both sides of a break before an encoded
+    # word: "San Francisco  – Mission" once read back. Every break position is tried.
+    for pad in range(40):
+        title = f"IV ketamine induction at {'x' * pad} Harbor Clinic San Francisco – Mission"
+        text = mail.subject(heading, title, "Wed 2 Dec 2026, 10:00 PST")
+        msg = EmailMessage(policy=email.policy.SMTP)
+        msg["Subject"] = mail.SubjectHeader(text)
+        raw = msg.as_bytes()
+        assert all(len(line) <= 78 for line in raw.split(b"\r\n"))
+        back = email.message_from_bytes(raw, policy=email.policy.default)["Subject"]
+        assert back == text and str(msg["Subject"]) == text

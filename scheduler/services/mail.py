@@ -19,6 +19,7 @@ import smtplib
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, quote
@@ -281,6 +282,27 @@ def subject(heading: str, title: str, when: str) -> str:
     return " ".join(f"{heading}: {title} - {when}".split())
 
 
+class SubjectHeader(str):
+    """The Subject header, folded here when it is not ASCII: the standard library's folder
+    breaks a line before an encoded word and keeps a space on both sides of the break, which
+    reads as a double space once unfolded ("San Francisco  – Mission"). Encoded words
+    joined by folding whitespace decode with nothing between them (RFC 2047), so the text
+    comes back exactly."""
+
+    name = "Subject"
+    defects: tuple[()] = ()
+
+    def fold(self, *, policy: email.policy.Policy) -> str:
+        text = str(self)
+        if text.isascii():
+            return policy.header_factory(self.name, text).fold(policy=policy)  # type: ignore[attr-defined, no-any-return]
+        linesep = policy.linesep
+        encoded = Header(
+            text, "utf-8", maxlinelen=policy.max_line_length, header_name=self.name
+        ).encode(linesep=linesep)
+        return f"{self.name}: {encoded}{linesep}"
+
+
 def _short_when(instant: dt.datetime, tz: ZoneInfo) -> str:
     local = instant.astimezone(tz)
     return f"{local:%a} {local.day} {local:%b %Y}, {local:%H:%M} {local.tzname()}"
@@ -297,8 +319,8 @@ def render_invite_mail(
         payload["change"], "Updated"
     )
     msg = EmailMessage(policy=email.policy.SMTP)
-    msg["Subject"] = subject(
-        heading, context["title"], context.get("short_when") or context["when"]
+    msg["Subject"] = SubjectHeader(
+        subject(heading, context["title"], context.get("short_when") or context["when"])
     )
     msg["From"] = _mailbox(context["clinic_name"], wire_address(envelope_from))
     msg["To"] = _mailbox(context["patient_name"], wire_address(recipient))
@@ -388,7 +410,7 @@ def render_course_mail(
     if len(sessions) > 1:
         span = f"{len(sessions)} visits from {span}"
     msg = EmailMessage(policy=email.policy.SMTP)
-    msg["Subject"] = subject(heading, context["title"], span)
+    msg["Subject"] = SubjectHeader(subject(heading, context["title"], span))
     msg["From"] = _mailbox(context["clinic_name"], wire_address(envelope_from))
     msg["To"] = _mailbox(context["patient_name"], wire_address(recipient))
     msg["Date"] = format_datetime(datas[0].dtstamp)
