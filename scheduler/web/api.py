@@ -73,10 +73,18 @@ class BadRequest(DomainError):
     http_status = 400
 
 
+def field_name(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as the API names fields: `patient.phone`, `starts[0]`."""
+    name = ""
+    for part in loc:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name
+
+
 def _fields(exc: ValidationError) -> dict[str, str]:
     fields: dict[str, str] = {}
     for err in exc.errors():
-        name = ".".join(str(part) for part in err["loc"]) or "body"
+        name = field_name(err["loc"]) or "body"
         fields.setdefault(name, "required" if err["type"] == "missing" else err["msg"])
     return fields
 

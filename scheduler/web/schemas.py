@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     RootModel,
@@ -37,14 +39,37 @@ def _instant_in_range(value: dt.datetime) -> dt.datetime:
     return value
 
 
+_ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
+INSTANT_MESSAGE = "must be an ISO 8601 date and time with an offset"
+
+
+def _iso_string(value: object) -> object:
+    """An instant is a string: a JSON number (or a string of digits) is not read as a Unix
+    timestamp, whatever pydantic would make of it."""
+    if not isinstance(value, str) or not _ISO_DATE_TIME.match(value):
+        raise PydanticCustomError("instant_type", INSTANT_MESSAGE)
+    return value
+
+
+def _boolean(value: object) -> object:
+    """A boolean is JSON true or false, never "yes", 1 or "on"."""
+    if not isinstance(value, bool):
+        raise PydanticCustomError("bool_type", "must be true or false")
+    return value
+
+
 # Every date and instant the API reads is inside the supported range (else 4xx naming it).
 Day = Annotated[dt.date, AfterValidator(_day_in_range), Field(description="YYYY-MM-DD, " + RANGE)]
 Instant = Annotated[
     AwareDatetime,
+    BeforeValidator(_iso_string),
     AfterValidator(_instant_in_range),
     Field(description="ISO 8601 with a UTC offset, " + RANGE),
 ]
 
+
+# Every boolean a body carries: JSON true or false only.
+Flag = Annotated[bool, BeforeValidator(_boolean)]
 
 # A row id: what the integer columns can hold (a larger one names nothing: 4xx, not a 500).
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
@@ -92,11 +117,11 @@ class AppointmentIn(_In):
     service: str = Field(min_length=1, max_length=64)
     start: Instant
     patient: PatientIn
-    sms_consent: bool = False
+    sms_consent: Flag = False
     note: str = Field(default="", max_length=2000)
     clinician: Id | None = None
     # Staff (with their API token) may book a patient without a current clearance; audited.
-    override_clearance: bool = False
+    override_clearance: Flag = False
     # Optional for API clients (v1 stays valid); a visit of an escort_required service without
     # one is answered with "escort_missing": true and flagged to staff.
     escort: EscortIn | None = None
@@ -334,7 +359,7 @@ class ShiftIn(_In):
 
 class StaffingIn(_In):
     model_config = ConfigDict(extra="forbid", strict=True)
-    rules: bool | None = None
+    rules: Flag | None = None
     patients_per_nurse: int | None = Field(default=None, ge=1, le=20)
     starts_per_window: int | None = Field(default=None, ge=1, le=50)
     start_window_minutes: int | None = Field(default=None, ge=1, le=240)
@@ -483,7 +508,7 @@ class CourseIn(_In):
     course: str = Field(min_length=1, max_length=64)
     starts: list[Instant] = Field(min_length=1, max_length=30)
     patient: PatientIn
-    sms_consent: bool = False
+    sms_consent: Flag = False
     note: str = Field(default="", max_length=2000)
     escort: EscortIn | None = None
 
@@ -529,7 +554,7 @@ class WaitlistIn(_In):
     course: str | None = Field(default=None, min_length=1, max_length=64)
     patient: PatientIn
     # Required, and must be true: offers come by SMS only (false or absent: 422 naming it).
-    sms_consent: bool = Field(
+    sms_consent: Flag = Field(
         description="Required and must be true: waitlist offers are sent by SMS only; "
         "false or absent is refused with 422 naming `sms_consent`."
     )

@@ -242,6 +242,11 @@ GOOD = {
         ({"location": 5}, 422, "location"),
         ({"note": "x" * 3000}, 422, "note"),
         ({"sms_consent": "maybe"}, 422, "sms_consent"),
+        ({"sms_consent": "yes"}, 422, "sms_consent"),  # not read as true
+        ({"override_clearance": 1}, 422, "override_clearance"),
+        # A bookable time as a Unix timestamp is not read as one.
+        ({"start": int(dt.datetime.fromisoformat(at("10:00")).timestamp())}, 422, "start"),
+        ({"start": str(int(dt.datetime.fromisoformat(at("10:00")).timestamp()))}, 422, "start"),
     ],
 )
 def test_bad_input_names_the_field(client, session, clinic, change, status, field):

@@ -222,3 +222,73 @@ def test_stop_at_review_sends_one_discreet_text(app, client, session, clock, twi
     assert text.to == patient_json(1)["phone"]
     assert "after your review, your visits from Sat 5 Dec" in text.body
     assert "ketamine" not in text.body.lower() and "infusion" not in text.body.lower()
+
+
+def test_list_items_are_named_by_index_and_instants_are_iso_strings(client, session):
+    setup(session)
+    iso = [s.astimezone(LA).isoformat() for s in STARTS]
+    cases = [
+        ({"starts": [None, *iso[1:]]}, "starts[0]", "starts.0"),
+        ({"starts": [*iso[:3], "9999-01-01T10:00:00-08:00", *iso[4:]]}, "starts[3]", "starts.3"),
+        ({"starts": [1, 2, 3, 4, 5, 6]}, "starts[0]", "starts.0"),
+        ({"starts": [str(int(s.timestamp())) for s in STARTS]}, "starts[0]", None),
+        ({"sms_consent": "yes"}, "sms_consent", None),
+        ({"sms_consent": 1}, "sms_consent", None),
+        ({"patient": {**patient_json(1), "name": ""}}, "patient.name", None),
+    ]
+    for change, field, dotted in cases:
+        r = client.post("/api/v1/courses", json={**body(), **change})
+        assert r.status_code == 422, (change, r.get_json())
+        fields = r.get_json()["error"]["fields"]
+        assert field in fields and dotted not in fields, (change, fields)
+    r = client.post("/api/v1/courses", json={**body(), "starts": [1, 2, 3, 4, 5, 6]})
+    assert "ISO 8601 date and time with an offset" in r.get_json()["error"]["fields"]["starts[0]"]
+    for first_start in (1796000000, "1796000000", True):
+        r = client.post(
+            "/api/v1/courses/plan",
+            json={"location": "sf", "course": "induction", "first_start": first_start},
+        )
+        assert r.status_code == 422 and "first_start" in r.get_json()["error"]["fields"]
+    assert appointments(session) == 0
+    r = client.post("/api/v1/courses", json=body())  # ISO strings and true: as before
+    assert r.status_code == 201, r.get_json()
+
+
+def test_every_instant_and_boolean_in_a_body_refuses_numbers_and_words():
+    from pydantic import AwareDatetime, BaseModel, ValidationError
+
+    from scheduler.web import schemas
+
+    checked = set()
+    for model in vars(schemas).values():
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        if not model.__name__.endswith("In"):
+            continue
+        for name, info in model.model_fields.items():
+            if info.annotation in (AwareDatetime, AwareDatetime | None):
+                bad: tuple[object, ...] = (1796000000, "1796000000", 5.0, True)
+                message = "ISO 8601 date and time with an offset"
+            elif "bool" in str(info.annotation):
+                bad, message = ("yes", "true", 1, 0, "on"), "true or false"
+            else:
+                continue
+            checked.add(f"{model.__name__}.{name}")
+            for value in bad:
+                with pytest.raises(ValidationError) as caught:
+                    model.model_validate({name: value})
+                errors = [e for e in caught.value.errors() if e["loc"] == (name,)]
+                assert errors and message in errors[0]["msg"], (model, name, value)
+    assert {
+        "AppointmentIn.start",
+        "AppointmentIn.sms_consent",
+        "AppointmentIn.override_clearance",
+        "CourseIn.sms_consent",
+        "CoursePlanIn.first_start",
+        "RescheduleIn.start",
+        "WaitlistOfferIn.start",
+        "WaitlistIn.sms_consent",
+        "StaffingIn.rules",
+        "ShiftIn.start",
+        "BlockIn.end",
+    } <= checked
