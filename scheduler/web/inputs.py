@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
-from flask import Flask, abort, render_template, request
+from flask import Flask, abort, current_app, render_template, request
 from flask.json.provider import DefaultJSONProvider
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import BadRequest, HTTPException
@@ -163,6 +163,29 @@ def _bad_fields(
     return bad
 
 
+V = TypeVar("V", bound=Callable[..., Any])
+_FORM_PROBLEMS = "chairside.form_problems"  # per request (the app context may outlive one)
+
+
+def marks_form_problems(view: V) -> V:
+    """For a form view that marks a control character on its own form, keeping what was typed,
+    rather than the generic error page: the guard lets such a form through and the view calls
+    `form_problems()` first, before reading or storing anything (the route's outermost
+    decorator after `route`)."""
+    view.marks_form_problems = True  # type: ignore[attr-defined]
+    return view
+
+
+def form_problems() -> dict[str, str]:
+    """The posted form fields with a control character (a view under `marks_form_problems`)."""
+    return dict(request.environ.get(_FORM_PROBLEMS) or {})
+
+
+def without_controls(value: str) -> str:
+    """A refused value as it is shown back on its form: without the characters refused."""
+    return _CONTROL_IN_TEXT.sub("", value)
+
+
 def _check_request() -> None:
     if _text_problem(request.path, _CONTROL):
         # No slug, token or id has one: the page does not exist (each surface's own 404).
@@ -171,7 +194,12 @@ def _check_request() -> None:
     headers = ((name, request.headers.get(name, "")) for name in _HEADERS)
     fields |= _bad_fields(headers, _CONTROL, "headers")
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        fields |= _bad_fields(request.form.items(multi=True), _CONTROL_IN_TEXT, "form")
+        in_form = _bad_fields(request.form.items(multi=True), _CONTROL_IN_TEXT, "form")
+        view = current_app.view_functions.get(request.endpoint or "")
+        if in_form and not fields and getattr(view, "marks_form_problems", False):
+            request.environ[_FORM_PROBLEMS] = in_form
+        else:
+            fields |= in_form
     if fields:
         raise reject("Some fields contain characters that are not allowed.", fields)
     if request.is_json and request.get_data(cache=True):

@@ -15,10 +15,11 @@ from sqlalchemy import select
 from scheduler.extensions import db
 from scheduler.models import Course, CourseTemplate, Service, StaffUser
 from scheduler.services import audit, course_view, courses, settings_admin
-from scheduler.services.errors import DomainError
+from scheduler.services.errors import DomainError, InvalidInput
 from scheduler.web.api_courses import REVIEWERS
 from scheduler.web.auth import current_staff
 from scheduler.web.common import now, settings
+from scheduler.web.inputs import form_problems, marks_form_problems, without_controls
 from scheduler.web.staff_common import forbidden, form_value, install_pages, login
 from scheduler.web.staff_settings import _require_settings_role
 
@@ -94,6 +95,18 @@ def _posted_template() -> dict[str, Any]:
     return values
 
 
+def _refused_characters(template: CourseTemplate | None) -> ResponseReturnValue | None:
+    """The form again, each field with a control character marked and the rest as typed."""
+    problems = form_problems()
+    if not problems:
+        return None
+    values = {
+        k: without_controls(v) if isinstance(v, str) else v for k, v in _posted_template().items()
+    }
+    error = InvalidInput("Some fields contain characters that are not allowed.", problems)
+    return _render_template_form(template, values, error, error.http_status)
+
+
 def _template_or_403(staff: StaffUser, slug: str) -> CourseTemplate:
     found = db.session.scalars(select(CourseTemplate).where(CourseTemplate.slug == slug)).first()
     if found is None or not settings_admin.can_edit_service(staff, found.service):
@@ -129,11 +142,14 @@ def course_templates() -> ResponseReturnValue:
 
 
 @bp.route("/settings/courses/new", methods=["GET", "POST"])
+@marks_form_problems
 @login
 def course_template_new() -> ResponseReturnValue:
     staff = _require_settings_role()
     if request.method == "GET":
         return _render_template_form(None, {"active": True}, None, 200)
+    if (refused := _refused_characters(None)) is not None:
+        return refused
     values = _posted_template()
     _check_service(staff, values)
     try:
@@ -148,12 +164,15 @@ def course_template_new() -> ResponseReturnValue:
 
 
 @bp.route("/settings/courses/<slug>", methods=["GET", "POST"])
+@marks_form_problems
 @login
 def course_template(slug: str) -> ResponseReturnValue:
     staff = _require_settings_role()
     template = _template_or_403(staff, slug)
     if request.method == "GET":
         return _render_template_form(template, _template_values(template), None, 200)
+    if (refused := _refused_characters(template)) is not None:
+        return refused
     values = _posted_template()
     _check_service(staff, values)
     try:

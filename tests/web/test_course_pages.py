@@ -246,6 +246,13 @@ def test_staff_edit_templates_see_progress_and_record_the_review(client, session
     }
     bad = client.post("/staff/settings/courses/new", data={**form, "max_gap_hours": "2"})
     assert bad.status_code == 422 and "must be at least the minimum gap" in text_of(bad)
+    # A control character: the form again, the field marked and the rest as typed (no NUL).
+    nul = client.post("/staff/settings/courses/new", data={**form, "name": "CRPS\x005-day"})
+    page = nul.get_data(as_text=True)
+    assert nul.status_code == 422 and "\x00" not in page
+    assert 'value="CRPS5-day"' in page and 'value="crps-5"' in page
+    assert "contains a control character" in text_of(nul)
+    assert "crps-5" not in {t.slug for t in courses.all_templates(session)}
     made = client.post("/staff/settings/courses/new", data=form)
     assert made.status_code == 303 and made.headers["Location"].endswith("/courses/crps-5")
     edit = client.get("/staff/settings/courses/crps-5")
@@ -255,6 +262,11 @@ def test_staff_edit_templates_see_progress_and_record_the_review(client, session
         data={**form, "csrf_token": csrf(edit.get_data(as_text=True)), "sessions": "6"},
     )
     assert saved.status_code == 303
+    nul = client.post(
+        "/staff/settings/courses/crps-5",
+        data={**form, "csrf_token": csrf(edit.get_data(as_text=True)), "within_days": "7\x01"},
+    )
+    assert nul.status_code == 422 and 'value="CRPS 5-day"' in nul.get_data(as_text=True)
     crps = courses.get_template(session, clinic.sf, "crps-5")
     session.refresh(crps)
     assert crps.sessions == 6 and crps.weekdays == "consecutive_weekdays"
