@@ -815,59 +815,122 @@ def check_move(session: Session, appointment: Appointment, new_start: dt.datetim
     """Moving a course session to `new_start` keeps the course's rules: TooSoon (closer than the
     minimum gap to a neighbouring session), TooFar (past the maximum gap, or the window),
     OffPattern (a weekday the course does not use). A single visit passes."""
+    rule = move_rule(session, appointment)
+    if rule is not None:
+        rule.check(new_start)
+
+
+@dataclass(frozen=True)
+class MoveRule:
+    """The course's rules for moving one session, its neighbours read once: `check` is the
+    rule (check_move), `keeps` asks it of a candidate start (the pickers and the alternatives
+    offered after a refusal), `earliest`/`latest` bound where any start can keep it."""
+
+    rules: TemplateRules
+    tz: ZoneInfo
+    number: int
+    before: Appointment | None
+    after: Appointment | None
+    days: tuple[dt.date, ...]  # the other active sessions' local days
+
+    @property
+    def earliest(self) -> dt.datetime | None:
+        if not self.days:
+            return None
+        bounds = [
+            _midnight(max(self.days) - dt.timedelta(days=self.rules.within_days - 1), self.tz)
+        ]
+        if self.before is not None:
+            bounds.append(self.before.start_at + self.rules.min_gap)
+        if self.after is not None:
+            bounds.append(self.after.start_at - self.rules.max_gap)
+        return max(bounds)
+
+    @property
+    def latest(self) -> dt.datetime | None:
+        if not self.days:
+            return None
+        day_after = min(self.days) + dt.timedelta(days=self.rules.within_days)
+        bounds = [_midnight(day_after, self.tz)]
+        if self.before is not None:
+            bounds.append(self.before.start_at + self.rules.max_gap)
+        if self.after is not None:
+            bounds.append(self.after.start_at - self.rules.min_gap)
+        return min(bounds)
+
+    def keeps(self, start: dt.datetime) -> bool:
+        try:
+            self.check(start)
+        except DomainError:
+            return False
+        return True
+
+    def check(self, new_start: dt.datetime) -> None:
+        rules, tz, number = self.rules, self.tz, self.number
+        start = new_start.astimezone(UTC)
+        if not rules.on_pattern(start.astimezone(tz).date()):
+            raise OffPattern(
+                "This course's sessions are not held on that weekday.",
+                {"start": "not on one of the course's weekdays"},
+            )
+        if self.before is not None:
+            prev = self.before
+            gap = start - prev.start_at
+            if gap < rules.min_gap:
+                raise TooSoon(
+                    f"Session {number} must be at least {_hours(rules.min_gap)} after session "
+                    f"{prev.course_session} ({_when(prev.start_at, tz)}).",
+                    {"start": f"too soon after session {prev.course_session}"},
+                )
+            if gap > rules.max_gap:
+                raise TooFar(
+                    f"Session {number} must be at most {_hours(rules.max_gap)} after session "
+                    f"{prev.course_session} ({_when(prev.start_at, tz)}).",
+                    {"start": f"too long after session {prev.course_session}"},
+                )
+        if self.after is not None:
+            nxt = self.after
+            gap = nxt.start_at - start
+            if gap < rules.min_gap:
+                raise TooSoon(
+                    f"Session {number} must be at least {_hours(rules.min_gap)} before session "
+                    f"{nxt.course_session} ({_when(nxt.start_at, tz)}).",
+                    {"start": f"too close to session {nxt.course_session}"},
+                )
+            if gap > rules.max_gap:
+                raise TooFar(
+                    f"Session {number} must be at most {_hours(rules.max_gap)} before session "
+                    f"{nxt.course_session} ({_when(nxt.start_at, tz)}).",
+                    {"start": f"too long before session {nxt.course_session}"},
+                )
+        days = [*self.days, start.astimezone(tz).date()]
+        if (max(days) - min(days)).days >= rules.within_days:
+            raise TooFar(
+                f"Every session of this course falls within {rules.within_days} days.",
+                {"start": f"outside the course's {rules.within_days} days"},
+            )
+
+
+def move_rule(session: Session, appointment: Appointment) -> MoveRule | None:
+    """The rule a move of `appointment` must keep; None for a single visit."""
     course = course_of(appointment)
     if course is None or appointment.course_session is None:
-        return
-    rules = TemplateRules.of(course.template)
+        return None
     tz = ZoneInfo(course.location.timezone)
-    start = new_start.astimezone(UTC)
     number = appointment.course_session
     others = [
         a for a in sessions(course) if a.id != appointment.id and a.active and a.course_session
     ]
     before = [a for a in others if (a.course_session or 0) < number]
     after = [a for a in others if (a.course_session or 0) > number]
-    if not rules.on_pattern(start.astimezone(tz).date()):
-        raise OffPattern(
-            "This course's sessions are not held on that weekday.",
-            {"start": "not on one of the course's weekdays"},
-        )
-    if before:
-        prev = before[-1]
-        gap = start - prev.start_at
-        if gap < rules.min_gap:
-            raise TooSoon(
-                f"Session {number} must be at least {_hours(rules.min_gap)} after session "
-                f"{prev.course_session} ({_when(prev.start_at, tz)}).",
-                {"start": f"too soon after session {prev.course_session}"},
-            )
-        if gap > rules.max_gap:
-            raise TooFar(
-                f"Session {number} must be at most {_hours(rules.max_gap)} after session "
-                f"{prev.course_session} ({_when(prev.start_at, tz)}).",
-                {"start": f"too long after session {prev.course_session}"},
-            )
-    if after:
-        nxt = after[0]
-        gap = nxt.start_at - start
-        if gap < rules.min_gap:
-            raise TooSoon(
-                f"Session {number} must be at least {_hours(rules.min_gap)} before session "
-                f"{nxt.course_session} ({_when(nxt.start_at, tz)}).",
-                {"start": f"too close to session {nxt.course_session}"},
-            )
-        if gap > rules.max_gap:
-            raise TooFar(
-                f"Session {number} must be at most {_hours(rules.max_gap)} before session "
-                f"{nxt.course_session} ({_when(nxt.start_at, tz)}).",
-                {"start": f"too long before session {nxt.course_session}"},
-            )
-    days = [a.start_at.astimezone(tz).date() for a in others] + [start.astimezone(tz).date()]
-    if (max(days) - min(days)).days >= rules.within_days:
-        raise TooFar(
-            f"Every session of this course falls within {rules.within_days} days.",
-            {"start": f"outside the course's {rules.within_days} days"},
-        )
+    return MoveRule(
+        rules=TemplateRules.of(course.template),
+        tz=tz,
+        number=number,
+        before=before[-1] if before else None,
+        after=after[0] if after else None,
+        days=tuple(a.start_at.astimezone(tz).date() for a in others),
+    )
 
 
 def move_session(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import secrets
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -229,8 +230,10 @@ def month_calendar(
     day_url: Callable[[dt.date], str],
     month_url: Callable[[dt.date], str],
     exclude: int | None = None,
+    rule: courses.MoveRule | None = None,
 ) -> dict[str, Any]:
-    """One month of days, those with free times linked; defaults to the first month with any."""
+    """One month of days, those with free times linked; defaults to the first month with any.
+    With a course session's move `rule`, only the times that keep it count."""
     today, last = _today(location), _last_day(location, service)
     this_month = today.replace(day=1)
     explicit = month is not None
@@ -239,15 +242,21 @@ def month_calendar(
     while True:
         month_end = _add_months(shown, 1) - dt.timedelta(days=1)
         first, final = max(shown, today), min(month_end, last)
-        openings = availability.days_with_openings(
-            db.session(),
-            location,
-            service,
-            first,
-            (final - first).days + 1,
-            now(),
-            exclude_appointment_id=exclude,
-        )
+        if rule is None:
+            openings = availability.days_with_openings(
+                db.session(),
+                location,
+                service,
+                first,
+                (final - first).days + 1,
+                now(),
+                exclude_appointment_id=exclude,
+            )
+        else:
+            openings = Counter(
+                x.start.astimezone(ZoneInfo(location.timezone)).date()
+                for x in _slots_keeping(location, service, first, final, exclude, rule)
+            )
         if openings or explicit or shown >= last.replace(day=1):
             break
         shown = _add_months(shown, 1)
@@ -334,6 +343,59 @@ def _is_free(
         db.session(), location, service, day, 1, now(), exclude_appointment_id=exclude
     )
     return any(x.start == start for x in slots)
+
+
+def _slots_keeping(
+    location: Location,
+    service: Service,
+    first: dt.date,
+    last: dt.date,
+    exclude: int | None,
+    rule: courses.MoveRule,
+) -> list[Slot]:
+    """The free starts from `first` to `last` (local days) a course session may move to: the
+    days outside the rule's bounds are not searched, and each start is put to the rule."""
+    tz = ZoneInfo(location.timezone)
+    if rule.earliest is not None:
+        first = max(first, rule.earliest.astimezone(tz).date())
+    if rule.latest is not None:
+        last = min(last, rule.latest.astimezone(tz).date())
+    if last < first:
+        return []
+    slots = availability.location_slots(
+        db.session(),
+        location,
+        service,
+        first,
+        (last - first).days + 1,
+        now(),
+        exclude_appointment_id=exclude,
+    )
+    return [x for x in slots if rule.keeps(x.start)]
+
+
+def _move_alternatives(
+    appt: Appointment, wanted: dt.datetime, rule: courses.MoveRule | None
+) -> list[TimeChoice]:
+    """Free times close to `wanted` for moving `appt`; a course session's only where the
+    course's rules hold (the nearest to the wanted time inside them)."""
+    if rule is None:
+        return _alternatives(appt.location, appt.service, wanted, appt.id)
+    tz = ZoneInfo(appt.location.timezone)
+    target = wanted
+    if rule.earliest is not None:
+        target = max(target, rule.earliest)
+    if rule.latest is not None:
+        target = min(target, rule.latest)
+    day = target.astimezone(tz).date()
+    near = dt.timedelta(days=7)
+    slots = [
+        x
+        for x in _slots_keeping(appt.location, appt.service, day - near, day + near, appt.id, rule)
+        if x.start not in (wanted, appt.start_at)
+    ]
+    slots.sort(key=lambda x: (abs(x.start - wanted), x.start))
+    return choices(sorted(slots[:6], key=lambda x: x.start), tz)
 
 
 def _alternatives(
@@ -831,6 +893,7 @@ def reschedule_days(token: str) -> ResponseReturnValue:
         lambda d: url_for("manage.reschedule_times", token=token, day=d.isoformat()),
         lambda m: url_for("manage.reschedule_days", token=token, month=f"{m:%Y-%m}"),
         exclude=appt.id,
+        rule=courses.move_rule(db.session(), appt),
     )
     return render_template("patient/reschedule_days.html", cal=cal, **_appointment_context(appt))
 
@@ -845,7 +908,8 @@ def reschedule_times(token: str, day: str) -> ResponseReturnValue:
     slots = availability.location_slots(
         db.session(), appt.location, appt.service, date, 1, now(), exclude_appointment_id=appt.id
     )
-    slots = [x for x in slots if x.start != appt.start_at]
+    rule = courses.move_rule(db.session(), appt)
+    slots = [x for x in slots if x.start != appt.start_at and (rule is None or rule.keeps(x.start))]
     groups = time_groups(
         slots,
         tz,
@@ -892,16 +956,18 @@ def reschedule_confirm(token: str) -> ResponseReturnValue:
             appt = _appointment(token)
             problem, status = exc.message, 422 if isinstance(exc, InvalidInput) else 409
             start = None
+    rule = courses.move_rule(db.session(), appt)
+    if start is not None and rule is not None:
+        try:
+            rule.check(start)  # a course session: shown the rule before the patient confirms
+        except DomainError as exc:
+            problem, start = exc.message, None
     if start is not None and not _is_free(appt.location, appt.service, start, appt.id):
         problem, start = "Sorry, that time is no longer available.", None
     alternatives: list[TimeChoice] = []
     if start is None and wanted is not None:
         current = local_start(appt.start_at, tz)
-        alternatives = [
-            x
-            for x in _alternatives(appt.location, appt.service, wanted, appt.id)
-            if x.value != current
-        ]
+        alternatives = [x for x in _move_alternatives(appt, wanted, rule) if x.value != current]
     return render_template(
         "patient/reschedule_confirm.html",
         new_value=local_start(start, tz) if start else "",

@@ -321,3 +321,40 @@ def test_staff_edit_templates_see_progress_and_record_the_review(client, session
         f"/staff/courses/{course.id}/review", data={"decision": "stop", "csrf_token": token}
     )
     assert again.status_code == 409
+
+
+def test_moving_a_session_offers_only_times_that_keep_the_course_rules(client, session, clock):
+    setup(session)
+    course = book_course(session, clock)  # Tue 1, Thu 3, Sat 5 ... Dec at 10:00
+    second = courses.sessions(course)[1]
+    token = second.manage_token
+    rule = courses.move_rule(session, second)
+    assert rule is not None
+
+    def keeps(value: str) -> bool:
+        local = dt.datetime.fromisoformat(value)
+        return rule.keeps(at(local.date(), local.hour, local.minute))
+
+    # 44 h after session 1 (Tue 22:00) to 44 h before session 3 (Thu 12:00): only Thursday.
+    url = f"/a/{token}/reschedule/confirm"
+    for start in ("2026-12-02T10:00", "2026-11-30T10:00", "2026-12-08T10:00"):
+        page = client.get(url, query_string={"start": start})
+        html = page.get_data(as_text=True)
+        offered = re.findall(r'name="start" id="start-\d+" value="([^"]+)"', html)
+        assert offered and all(keeps(v) for v in offered), (start, offered)
+        assert "session 1" in text_of(page) or "session 3" in text_of(page)
+        refused = client.post(url, data={"start": start, "csrf_token": csrf(html)})
+        assert refused.status_code == 409
+        offered = re.findall(
+            r'name="start" id="start-\d+" value="([^"]+)"', refused.get_data(as_text=True)
+        )
+        assert offered and all(keeps(v) for v in offered), (start, offered)
+        assert all(v.startswith("2026-12-03T") for v in offered)
+    days = client.get(f"/a/{token}/reschedule", query_string={"month": "2026-12"})
+    linked = re.findall(rf"/a/{token}/reschedule/(\d{{4}}-\d\d-\d\d)", days.get_data(as_text=True))
+    assert set(linked) == {"2026-12-03"}
+    free = client.get(f"/a/{token}/reschedule/2026-12-03").get_data(as_text=True)
+    times = re.findall(r"reschedule/confirm\?start=([0-9T:-]+)", free)
+    assert times and all(keeps(v) for v in times)
+    empty = client.get(f"/a/{token}/reschedule/2026-12-02").get_data(as_text=True)
+    assert "reschedule/confirm?start=" not in empty
