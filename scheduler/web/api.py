@@ -42,7 +42,6 @@ from scheduler.services import (
 )
 from scheduler.services import staff as staff_service
 from scheduler.services.errors import DomainError, Forbidden, InvalidInput, NotFound
-from scheduler.services.patients import PatientDetails
 from scheduler.web import reports as web_reports
 from scheduler.web import schemas as s
 from scheduler.web import security
@@ -307,31 +306,18 @@ def location_clinicians(location: str) -> ResponseReturnValue:
     headers=("Idempotency-Key",),
 )
 def create_appointment() -> ResponseReturnValue:
-    key = request.headers.get("Idempotency-Key", "").strip()
-    if len(key) > 200:
-        raise InvalidInput("Idempotency-Key is too long.", {"Idempotency-Key": "at most 200"})
-    digest = idempotency.request_hash(request.get_json(silent=True)) if key else ""
-    if key:
-        # Replay before validating: a retry after the start has passed still gets the booking.
-        idempotency.lock(db.session(), "appointments", key)
-        replay = _replay(key, digest)
-        if replay is not None:
-            return replay
+    retry, replay = Idempotent.begin("appointments")
+    if replay is not None:
+        return replay
     body = parse_body(s.AppointmentIn)
     book = booking.BookingRequest(
         location=body.location,
         service=body.service,
         start=body.start,
-        patient=PatientDetails(
-            body.patient.name,
-            body.patient.phone,
-            body.patient.email,
-            body.sms_consent,
-            body.patient.date_of_birth,
-        ),
+        patient=body.patient.details(body.sms_consent),
         note=body.note,
         clinician=body.clinician,
-        escort=day_of.Escort(body.escort.name, body.escort.phone) if body.escort else None,
+        escort=body.escort.escort() if body.escort else None,
     )
     staff = _override_staff(body.override_clearance, body.location)
     if staff is not None:
@@ -355,26 +341,55 @@ def create_appointment() -> ResponseReturnValue:
         )
     response = jsonify(appointment_out(appt))
     response.status_code = 201
-    if key:
-        try:
-            idempotency.remember(
-                db.session(),
-                "appointments",
-                key,
-                digest,
-                201,
-                response.get_data(as_text=True),
-                now(),
-            )
-        except IntegrityError:
-            # A twin request with the same key won the race: its response is the answer.
-            db.session.rollback()
-            replay = _replay(key, digest)
-            if replay is not None:
-                return replay
-            raise
-    db.session.commit()
-    return response
+    return retry.finish(response)
+
+
+@dataclasses.dataclass(frozen=True)
+class Idempotent:
+    """A POST that may carry an `Idempotency-Key`: the first answer under a key (in `scope`) is
+    remembered, and the same key with the same body gets that answer again (with another body:
+    422 `idempotency_mismatch`)."""
+
+    scope: str
+    key: str  # "" when the request has none
+    digest: str
+
+    @classmethod
+    def begin(cls, scope: str) -> tuple[Idempotent, ResponseReturnValue | None]:
+        """The request's key, and the remembered answer if there is one. The replay comes
+        before validating: a retry after the start has passed still gets the booking."""
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if len(key) > 200:
+            raise InvalidInput("Idempotency-Key is too long.", {"Idempotency-Key": "at most 200"})
+        digest = idempotency.request_hash(request.get_json(silent=True)) if key else ""
+        retry = cls(scope, key, digest)
+        if not key:
+            return retry, None
+        idempotency.lock(db.session(), scope, key)
+        return retry, _replay(key, digest, scope)
+
+    def finish(self, response: Response) -> ResponseReturnValue:
+        """Remember `response` under the key and commit the request's work."""
+        if self.key:
+            try:
+                idempotency.remember(
+                    db.session(),
+                    self.scope,
+                    self.key,
+                    self.digest,
+                    response.status_code,
+                    response.get_data(as_text=True),
+                    now(),
+                )
+            except IntegrityError:
+                # A twin request with the same key won the race: its response is the answer.
+                db.session.rollback()
+                replay = _replay(self.key, self.digest, self.scope)
+                if replay is not None:
+                    return replay
+                raise
+        db.session.commit()
+        return response
 
 
 def _override_staff(override: bool, location: str) -> StaffUser | None:

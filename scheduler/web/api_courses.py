@@ -9,20 +9,18 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import g, jsonify, request
+from flask import g, jsonify
 from flask.typing import ResponseReturnValue
-from sqlalchemy.exc import IntegrityError
 
 from scheduler.extensions import db
 from scheduler.models import StaffRole
-from scheduler.services import audit, booking, courses, day_of, idempotency
+from scheduler.services import audit, booking, courses
 from scheduler.services.errors import Forbidden, InvalidInput, NotFound
-from scheduler.services.patients import PatientDetails
 from scheduler.web import schemas as s
 from scheduler.web.api import (
+    Idempotent,
     _body_fields,
     _local,
-    _replay,
     course_out,
     parse_body,
     route,
@@ -102,29 +100,17 @@ def plan_course() -> ResponseReturnValue:
     headers=("Idempotency-Key",),
 )
 def create_course() -> ResponseReturnValue:
-    key = request.headers.get("Idempotency-Key", "").strip()
-    if len(key) > 200:
-        raise InvalidInput("Idempotency-Key is too long.", {"Idempotency-Key": "at most 200"})
-    digest = idempotency.request_hash(request.get_json(silent=True)) if key else ""
-    if key:
-        idempotency.lock(db.session(), "courses", key)
-        replay = _replay(key, digest, "courses")
-        if replay is not None:
-            return replay
+    retry, replay = Idempotent.begin("courses")
+    if replay is not None:
+        return replay
     body = parse_body(s.CourseIn)
     course_request = courses.CourseRequest(
         location=body.location,
         course=body.course,
         starts=body.starts,
-        patient=PatientDetails(
-            body.patient.name,
-            body.patient.phone,
-            body.patient.email,
-            body.sms_consent,
-            body.patient.date_of_birth,
-        ),
+        patient=body.patient.details(body.sms_consent),
         note=body.note,
-        escort=day_of.Escort(body.escort.name, body.escort.phone) if body.escort else None,
+        escort=body.escort.escort() if body.escort else None,
     )
     try:
         course = courses.book_course(db.session(), course_request, now=now(), settings=settings())
@@ -132,19 +118,7 @@ def create_course() -> ResponseReturnValue:
         raise InvalidInput(exc.message, _body_fields(exc.fields)) from exc
     response = jsonify(course_out(course))
     response.status_code = 201
-    if key:
-        try:
-            idempotency.remember(
-                db.session(), "courses", key, digest, 201, response.get_data(as_text=True), now()
-            )
-        except IntegrityError:
-            db.session.rollback()
-            replay = _replay(key, digest, "courses")
-            if replay is not None:
-                return replay
-            raise
-    db.session.commit()
-    return response
+    return retry.finish(response)
 
 
 def _staff_course(course_id: int) -> Any:

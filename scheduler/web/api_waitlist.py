@@ -15,9 +15,7 @@ from flask.typing import ResponseReturnValue
 from scheduler.extensions import db
 from scheduler.models import WaitlistEntry, WaitlistOffer, WaitlistStatus
 from scheduler.services import audit, waitlist
-from scheduler.services.day_of import Escort
 from scheduler.services.errors import InvalidInput, NotFound
-from scheduler.services.patients import PatientDetails
 from scheduler.web import schemas as s
 from scheduler.web.api import (
     _body_fields,
@@ -46,18 +44,12 @@ def join_waitlist() -> ResponseReturnValue:
         location=body.location,
         service=body.service,
         course=body.course,
-        patient=PatientDetails(
-            body.patient.name,
-            body.patient.phone,
-            body.patient.email,
-            body.sms_consent,
-            body.patient.date_of_birth,
-        ),
+        patient=body.patient.details(body.sms_consent),
         earliest=body.earliest,
         latest=body.latest,
         times=body.times,
         source="api",
-        escort=Escort(body.escort.name, body.escort.phone) if body.escort else None,
+        escort=body.escort.escort() if body.escort else None,
     )
     try:
         entry = waitlist.join(db.session(), request, now=now(), settings=settings())

@@ -21,8 +21,9 @@ from pydantic_core import PydanticCustomError
 
 from scheduler.services import booking
 from scheduler.services.clock import EARLIEST_DATE, LATEST_DATE, in_supported_range
+from scheduler.services.day_of import Escort
 from scheduler.services.errors import InvalidInput
-from scheduler.services.patients import normalize_email, normalize_phone
+from scheduler.services.patients import PatientDetails, normalize_email, normalize_phone
 from scheduler.web.inputs import MAX_ID
 
 RANGE = f"between {EARLIEST_DATE} and {LATEST_DATE}"
@@ -104,12 +105,19 @@ class PatientIn(_In):
     def _email(cls, value: str) -> str:
         return _service_check("email", normalize_email, value)
 
+    def details(self, sms_consent: bool) -> PatientDetails:
+        """These details as the booking, course and waitlist services take them."""
+        return PatientDetails(self.name, self.phone, self.email, sms_consent, self.date_of_birth)
+
 
 class EscortIn(_In):
     """Who takes the patient home (services with `escort_required`)."""
 
     name: str = Field(default="", max_length=200)
     phone: str = Field(default="", max_length=40)
+
+    def escort(self) -> Escort:
+        return Escort(self.name, self.phone)
 
 
 class AppointmentIn(_In):
