@@ -80,6 +80,37 @@ csrf.exempt(manage_bp)
 limiter.limit(token_page_limit)(manage_bp)
 
 SUBMISSION_SCOPE = "patient-booking-form"
+
+
+@dataclass
+class FormSubmission:
+    """A details form that books (one visit, or a course): sent again (the back button, a
+    double click), it leads to what the first sending booked instead of booking twice."""
+
+    scope: str
+    submission: str  # the form's hidden one-time value
+    digest: str  # of what was submitted: the same value with other details books anew
+    seen: bool = False
+
+    def first_answer(self) -> ResponseReturnValue | None:
+        """The redirect to the first booking of this very submission, if there was one."""
+        idempotency.lock(db.session(), self.scope, self.submission)
+        first = idempotency.find(db.session(), self.scope, self.submission)
+        self.seen = first is not None
+        if first is not None and first.request_hash == self.digest:
+            db.session.rollback()
+            flash("booked", "event")
+            return redirect(url_for("manage.show", token=first.response_body), 303)
+        return None
+
+    def remember(self, manage_token: str) -> None:
+        """Record that this submission booked what `manage_token` opens (before the commit)."""
+        if not self.seen:
+            idempotency.remember(
+                db.session(), self.scope, self.submission, self.digest, 303, manage_token, now()
+            )
+
+
 START_FORMAT = "%Y-%m-%dT%H:%M"  # a local wall time at the location, as carried in URLs and forms
 DETAIL_FIELDS = ("name", "phone", "email", "date_of_birth", "note", "escort_name", "escort_phone")
 FIELD_LABELS = {
@@ -618,12 +649,10 @@ def details(location: str, service: str) -> ResponseReturnValue:
             submission,
         )
     digest = idempotency.request_hash({"start": start.isoformat(), **form, "at": loc.slug})
-    idempotency.lock(db.session(), SUBMISSION_SCOPE, submission)
-    first = idempotency.find(db.session(), SUBMISSION_SCOPE, submission)
-    if first is not None and first.request_hash == digest:
-        db.session.rollback()
-        flash("booked", "event")
-        return redirect(url_for("manage.show", token=first.response_body), 303)
+    form_sent = FormSubmission(SUBMISSION_SCOPE, submission, digest)
+    again = form_sent.first_answer()
+    if again is not None:
+        return again
     try:
         appt = booking.book(
             db.session(),
@@ -639,10 +668,7 @@ def details(location: str, service: str) -> ResponseReturnValue:
             now=now(),
             settings=settings(),
         )
-        if first is None:
-            idempotency.remember(
-                db.session(), SUBMISSION_SCOPE, submission, digest, 303, appt.manage_token, now()
-            )
+        form_sent.remember(appt.manage_token)
         db.session.commit()
     except SlotUnavailable as exc:
         db.session.rollback()

@@ -19,6 +19,7 @@ from scheduler.services.errors import DomainError, InvalidInput, NotCleared, Not
 from scheduler.web.common import now, settings
 from scheduler.web.patient import (
     DETAIL_FIELDS,
+    FormSubmission,
     _bad_request,
     _consultation_first,
     _field_errors,
@@ -217,12 +218,10 @@ def course_details(location: str, service: str, course: str) -> ResponseReturnVa
     digest = idempotency.request_hash(
         {"starts": [s.isoformat() for s in starts], **form, "at": loc.slug, "course": course}
     )
-    idempotency.lock(db.session(), SUBMISSION_SCOPE, submission)
-    first = idempotency.find(db.session(), SUBMISSION_SCOPE, submission)
-    if first is not None and first.request_hash == digest:
-        db.session.rollback()
-        flash("booked", "event")
-        return redirect(url_for("manage.show", token=first.response_body), 303)
+    form_sent = FormSubmission(SUBMISSION_SCOPE, submission, digest)
+    again = form_sent.first_answer()
+    if again is not None:
+        return again
     try:
         booked = courses.book_course(
             db.session(),
@@ -238,16 +237,7 @@ def course_details(location: str, service: str, course: str) -> ResponseReturnVa
             now=now(),
             settings=settings(),
         )
-        if first is None:
-            idempotency.remember(
-                db.session(),
-                SUBMISSION_SCOPE,
-                submission,
-                digest,
-                303,
-                booked.manage_token,
-                now(),
-            )
+        form_sent.remember(booked.manage_token)
         db.session.commit()
     except NotCleared:
         db.session.rollback()
