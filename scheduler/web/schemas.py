@@ -52,6 +52,18 @@ def _iso_string(value: object) -> object:
     return value
 
 
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}$")
+
+
+def _date_string(value: object) -> object:
+    """A date is a YYYY-MM-DD string: a JSON number is not read as a Unix timestamp."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        raise PydanticCustomError("date_type", "must be a date as YYYY-MM-DD")
+    return value
+
+
 def _boolean(value: object) -> object:
     """A boolean is JSON true or false, never "yes", 1 or "on"."""
     if not isinstance(value, bool):
@@ -60,7 +72,14 @@ def _boolean(value: object) -> object:
 
 
 # Every date and instant the API reads is inside the supported range (else 4xx naming it).
-Day = Annotated[dt.date, AfterValidator(_day_in_range), Field(description="YYYY-MM-DD, " + RANGE)]
+Day = Annotated[
+    dt.date,
+    BeforeValidator(_date_string),
+    AfterValidator(_day_in_range),
+    Field(description="YYYY-MM-DD, " + RANGE),
+]
+# A date whose range the service checks (a birth date, a clearance's last day): text only.
+DateText = Annotated[dt.date, BeforeValidator(_date_string), Field(description="YYYY-MM-DD")]
 Instant = Annotated[
     AwareDatetime,
     BeforeValidator(_iso_string),
@@ -93,7 +112,7 @@ class PatientIn(_In):
     name: str = Field(min_length=1, max_length=200)
     phone: str = Field(min_length=1, max_length=40)
     email: str = Field(min_length=3, max_length=320)
-    date_of_birth: dt.date | None = None  # YYYY-MM-DD; required for services that need clearance
+    date_of_birth: DateText | None = None  # required for services that need clearance
 
     @field_validator("phone")
     @classmethod
@@ -433,7 +452,7 @@ class PatientRecordOut(PatientSummaryOut):
 
 class ClearancesIn(_In):
     services: list[str] = Field(min_length=1, max_length=20)
-    until: dt.date
+    until: DateText
     note: str = Field(default="", max_length=2000)
 
 
@@ -449,7 +468,7 @@ class PatientPatchIn(_In):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     phone: str | None = Field(default=None, min_length=1, max_length=40)
     email: str | None = Field(default=None, min_length=3, max_length=320)
-    date_of_birth: dt.date | None = None
+    date_of_birth: DateText | None = None
     notes: str | None = Field(default=None, max_length=5000)
 
 

@@ -254,7 +254,10 @@ def test_list_items_are_named_by_index_and_instants_are_iso_strings(client, sess
     assert r.status_code == 201, r.get_json()
 
 
-def test_every_instant_and_boolean_in_a_body_refuses_numbers_and_words():
+def test_every_instant_date_and_boolean_in_a_body_refuses_numbers_and_words():
+    import datetime as dt
+    import typing
+
     from pydantic import AwareDatetime, BaseModel, ValidationError
 
     from scheduler.web import schemas
@@ -271,6 +274,11 @@ def test_every_instant_and_boolean_in_a_body_refuses_numbers_and_words():
                 message = "ISO 8601 date and time with an offset"
             elif "bool" in str(info.annotation):
                 bad, message = ("yes", "true", 1, 0, "on"), "true or false"
+            elif any(
+                a is dt.date or typing.get_args(a)[:1] == (dt.date,)
+                for a in (info.annotation, *typing.get_args(info.annotation))
+            ):
+                bad, message = (0, 1796000000, "1796000000", 5.0), "YYYY-MM-DD"
             else:
                 continue
             checked.add(f"{model.__name__}.{name}")
@@ -291,4 +299,9 @@ def test_every_instant_and_boolean_in_a_body_refuses_numbers_and_words():
         "StaffingIn.rules",
         "ShiftIn.start",
         "BlockIn.end",
+        "PatientIn.date_of_birth",
+        "ClearancesIn.until",
+        "PatientPatchIn.date_of_birth",
+        "WaitlistIn.earliest",
+        "WaitlistIn.latest",
     } <= checked
