@@ -339,7 +339,19 @@ class Appointment(Base):
     __table_args__ = (
         CheckConstraint("start_at < end_at", name="start_before_end"),
         CheckConstraint("occupied_start <= start_at AND end_at <= occupied_end", name="occupied"),
-        Index("ix_appointments_resource_occupied_end", "resource_id", "occupied_end"),
+        # (resource_id, occupied_end) finds a chair's visits still to come; the other columns
+        # are what availability reads of them, so that read never visits the table.
+        Index(
+            "ix_appointments_resource_visits",
+            "resource_id",
+            "occupied_end",
+            "occupied_start",
+            "active",
+            "start_at",
+            "service_id",
+            "end_at",
+            "clinician_id",
+        ),
         Index("ix_appointments_location_start", "location_id", "start_at"),
         postgresql.ExcludeConstraint(
             ("resource_id", "="),

@@ -1033,8 +1033,9 @@ def _a_and_s(*, exclude: bool, as_text: bool = False) -> Select[Any]:
         .join_from(Appointment.__table__, Service.__table__, svc.id == a.service_id)
         .where(
             # By the location's resources (a visit's resource is at its location), not by
-            # location_id: ix_appointments_resource_occupied_end then skips the past visits
-            # (occupied_end > start), as busy time does; the location's index cannot.
+            # location_id: ix_appointments_resource_visits then skips the past visits
+            # (occupied_end > start), as busy time does, and holds every column read here (no
+            # table look-up per visit); the location's index cannot.
             a.resource_id.in_(
                 select(res.id).where(res.location_id == bindparam("location_id")).scalar_subquery()
             ),
