@@ -11,7 +11,9 @@ all measured in this run, and the CPU time of this process for availability and 
 
 Last measured (2026-11-29, 2 cores shared with other work; p50 of 30 runs, several runs,
 alternated with the code before this round in the same minutes):
-- SQLite: availability 7.7-10.0 ms wall, 7.8-10.5 ms CPU against a raw fetch of 2.3-2.5 ms
+- With the covering index of migration 0015 (quiet machine, 3 runs): SQLite 7.5-8.4 ms wall,
+  7.6-8.5 ms CPU against 2.4 ms raw (3.2-3.5x CPU); PostgreSQL 15.6 ms wall against 7.5 ms (2.1x).
+- Before it: SQLite: availability 7.7-10.0 ms wall, 7.8-10.5 ms CPU against a raw fetch of 2.3-2.5 ms
   CPU (3.3-4.4x). Before (the visits read through SQLite's date functions, the rota expanded to
   objects): 12.0-14.0 ms wall, 11.8-13.1 ms CPU (4.9-5.3x). Under load (another test suite
   running) 10-11 ms wall against 12.7-13.4 ms before.
