@@ -64,6 +64,7 @@ from scheduler.models import (
     ReminderStatus,
     ReviewState,
     Service,
+    StaffRole,
     StaffUser,
     WeekdayPattern,
     service_locations,
@@ -94,6 +95,15 @@ WORKDAYS = frozenset(range(5))
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 Decision = Literal["continue", "stop"]
+# Who records the review decision: whether a course goes on after the response review is a
+# prescriber's call (clinics review response after the 2nd or 3rd infusion and stop when there is
+# none); managers and admins record it on the prescriber's word. Nurses and the front desk read.
+REVIEWERS = frozenset({StaffRole.ADMIN, StaffRole.MANAGER, StaffRole.PRESCRIBER})
+
+
+def may_review(staff: StaffUser) -> bool:
+    """Whether `staff` may record a course's review decision (the API and the pages ask this)."""
+    return staff.role in REVIEWERS
 
 
 class NoPlan(DomainError):

@@ -366,7 +366,23 @@ class Idempotent:
         if not key:
             return retry, None
         idempotency.lock(db.session(), scope, key)
-        return retry, _replay(key, digest, scope)
+        return retry, retry.replay()
+
+    def replay(self) -> ResponseReturnValue | None:
+        """The answer remembered under the key, or a 422 if it came with another body."""
+        record = idempotency.find(db.session(), self.scope, self.key)
+        if record is None:
+            return None
+        if record.request_hash != self.digest:
+            return json_error(
+                422,
+                "idempotency_mismatch",
+                "This Idempotency-Key was used with a different request.",
+                {"Idempotency-Key": "used with a different body"},
+            )
+        return Response(
+            record.response_body, status=record.status_code, mimetype="application/json"
+        )
 
     def finish(self, response: Response) -> ResponseReturnValue:
         """Remember `response` under the key and commit the request's work."""
@@ -384,7 +400,7 @@ class Idempotent:
             except IntegrityError:
                 # A twin request with the same key won the race: its response is the answer.
                 db.session.rollback()
-                replay = _replay(self.key, self.digest, self.scope)
+                replay = self.replay()
                 if replay is not None:
                     return replay
                 raise
@@ -419,20 +435,6 @@ PATIENT_FIELDS = frozenset(s.PatientIn.model_fields)
 
 def _body_fields(fields: dict[str, str]) -> dict[str, str]:
     return {f"patient.{k}" if k in PATIENT_FIELDS else k: v for k, v in fields.items()}
-
-
-def _replay(key: str, digest: str, scope: str = "appointments") -> ResponseReturnValue | None:
-    record = idempotency.find(db.session(), scope, key)
-    if record is None:
-        return None
-    if record.request_hash != digest:
-        return json_error(
-            422,
-            "idempotency_mismatch",
-            "This Idempotency-Key was used with a different request.",
-            {"Idempotency-Key": "used with a different body"},
-        )
-    return Response(record.response_body, status=record.status_code, mimetype="application/json")
 
 
 @route(

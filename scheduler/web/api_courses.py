@@ -13,7 +13,6 @@ from flask import g, jsonify
 from flask.typing import ResponseReturnValue
 
 from scheduler.extensions import db
-from scheduler.models import StaffRole
 from scheduler.services import audit, booking, courses
 from scheduler.services.errors import Forbidden, InvalidInput, NotFound
 from scheduler.web import schemas as s
@@ -29,10 +28,6 @@ from scheduler.web.api import (
 from scheduler.web.common import now, settings
 
 MAX_ID = 2**31 - 1
-# Who records the review decision: whether a course goes on after the response review is a
-# prescriber's call (clinics review response after the 2nd or 3rd infusion and stop when there is
-# none); managers and admins record it on the prescriber's word. Nurses and the front desk read.
-REVIEWERS = frozenset({StaffRole.ADMIN, StaffRole.MANAGER, StaffRole.PRESCRIBER})
 
 
 def template_out(template: Any) -> dict[str, Any]:
@@ -155,7 +150,7 @@ def get_course(course_id: int) -> ResponseReturnValue:
 @staff_required
 def review_course(course_id: int) -> ResponseReturnValue:
     course = _staff_course(course_id)
-    if g.staff.role not in REVIEWERS:
+    if not courses.may_review(g.staff):
         raise Forbidden("A prescriber, a manager or an admin records the review.")
     body = parse_body(s.ReviewIn)
     courses.review(

@@ -48,7 +48,7 @@ from scheduler.services import (
 from scheduler.services.clock import NonexistentLocalTime, local_to_utc
 from scheduler.services.errors import Conflict, DomainError, SlotUnavailable
 from scheduler.services.patients import PatientDetails
-from scheduler.web import formatting, staff_courses, staff_patients
+from scheduler.web import formatting, staff_patients
 from scheduler.web.auth import current_staff
 from scheduler.web.common import json_error, now, settings
 from scheduler.web.formatting import local
@@ -326,7 +326,7 @@ def _render_appointment(
             reminders=_reminder_history(appt.id),
             course=courses.course_of(appt),
             badge=course_view.badges(db.session(), [appt]).get(appt.id),
-            may_review=staff_courses.may_review(staff),
+            may_review=courses.may_review(staff),
             error=error,
             local=local,
         ),

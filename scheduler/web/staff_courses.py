@@ -16,12 +16,11 @@ from scheduler.extensions import db
 from scheduler.models import Course, CourseTemplate, Service, StaffUser
 from scheduler.services import audit, course_view, courses, settings_admin
 from scheduler.services.errors import DomainError, InvalidInput
-from scheduler.web.api_courses import REVIEWERS
 from scheduler.web.auth import current_staff
 from scheduler.web.common import now, settings
 from scheduler.web.inputs import form_problems, marks_form_problems, without_controls
 from scheduler.web.staff_common import forbidden, form_value, install_pages, login
-from scheduler.web.staff_settings import _require_settings_role
+from scheduler.web.staff_settings import require_settings_role
 
 bp = Blueprint("staff_courses", __name__, url_prefix="/staff")
 install_pages(bp)
@@ -44,11 +43,6 @@ WEEKDAY_CHOICES = (
     ("tue,thu", "Tue, Thu"),
     ("mon,thu", "Mon, Thu"),
 )
-
-
-def may_review(staff: StaffUser) -> bool:
-    """Who records the review decision (the same roles as the API)."""
-    return staff.role in REVIEWERS
 
 
 # --- settings: course templates -------------------------------------------------------------------
@@ -135,7 +129,7 @@ def _audit(action: str, template: CourseTemplate, values: Mapping[str, Any]) -> 
 @bp.route("/settings/courses")
 @login
 def course_templates() -> ResponseReturnValue:
-    staff = _require_settings_role()
+    staff = require_settings_role()
     mine = {s.id for s in _editable_services(staff)}
     rows = [t for t in courses.all_templates(db.session()) if t.service_id in mine]
     return render_template("staff/settings_courses.html", templates=rows, describe=courses.describe)
@@ -145,7 +139,7 @@ def course_templates() -> ResponseReturnValue:
 @marks_form_problems
 @login
 def course_template_new() -> ResponseReturnValue:
-    staff = _require_settings_role()
+    staff = require_settings_role()
     if request.method == "GET":
         return _render_template_form(None, {"active": True}, None, 200)
     if (refused := _refused_characters(None)) is not None:
@@ -167,7 +161,7 @@ def course_template_new() -> ResponseReturnValue:
 @marks_form_problems
 @login
 def course_template(slug: str) -> ResponseReturnValue:
-    staff = _require_settings_role()
+    staff = require_settings_role()
     template = _template_or_403(staff, slug)
     if request.method == "GET":
         return _render_template_form(template, _template_values(template), None, 200)
@@ -211,7 +205,7 @@ def _render_course(
             rows=course_view.session_rows(course, now()),
             progress=courses.progress_label(course),
             next_held=courses.next_held_start(course),
-            may_review=may_review(staff) and course.review_state == "pending",
+            may_review=courses.may_review(staff) and course.review_state == "pending",
             describe=courses.describe(course.template),
             error=error,
         ),
@@ -230,7 +224,7 @@ def course(course_id: int) -> ResponseReturnValue:
 def course_review(course_id: int) -> ResponseReturnValue:
     course = _course(course_id)
     staff = current_staff()
-    if not may_review(staff):
+    if not courses.may_review(staff):
         forbidden()
     decision = form_value("decision", 20)
     try:

@@ -68,7 +68,7 @@ def _require_admin() -> StaffUser:
     return staff
 
 
-def _require_settings_role() -> StaffUser:
+def require_settings_role() -> StaffUser:
     staff = current_staff()
     if staff.role not in (StaffRole.ADMIN, StaffRole.MANAGER):
         forbidden()
@@ -162,7 +162,7 @@ def token_revoke(token_id: int) -> ResponseReturnValue:
 @bp.route("/settings")
 @login
 def settings_home() -> ResponseReturnValue:
-    staff = _require_settings_role()
+    staff = require_settings_role()
     locations = [x for x in visible_locations(staff) if can_edit_settings(staff, x)]
     services = list(db.session.scalars(select(Service).order_by(Service.name)))
     editable = [s for s in services if settings_admin.can_edit_service(staff, s)]
@@ -404,7 +404,7 @@ def _posted_service() -> dict[str, Any]:
 @bp.route("/settings/services/new", methods=["GET", "POST"])
 @login
 def settings_service_new() -> ResponseReturnValue:
-    staff = _require_settings_role()
+    staff = require_settings_role()
     if request.method == "GET":
         return _render_service(None, {"active": True, "locations": set()}, None, 200)
     values = _posted_service()
@@ -430,7 +430,7 @@ def _audit_values(values: Mapping[str, Any]) -> dict[str, Any]:
 @bp.route("/settings/services/<slug>", methods=["GET", "POST"])
 @login
 def settings_service(slug: str) -> ResponseReturnValue:
-    staff = _require_settings_role()
+    staff = require_settings_role()
     service = db.session.scalars(select(Service).where(Service.slug == slug)).first()
     if service is None or not settings_admin.can_edit_service(staff, service):
         forbidden()
