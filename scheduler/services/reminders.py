@@ -286,6 +286,16 @@ def _claim(
         "lease_until": lease_until,
         "attempts": table.c.attempts + 1,
     }
+    return claim_rows(session, table, due, claim, limit)
+
+
+def claim_rows(
+    session: Session, table: Any, due: Any, values: dict[str, Any], limit: int
+) -> list[int]:
+    """Set `values` on up to `limit` rows of `table` matching `due`, oldest `next_attempt_at`
+    first, and return their ids: rows another worker is claiming at the same time are skipped,
+    never shared. Used by every worker queue (reminders, the waitlist's freed slots and offers).
+    """
     # Each condition alone lets the (status, next_attempt_at) index give the rows in order and
     # stop after `limit` (no tie-breaker column: that would sort every due row).
     pick = select(table.c.id).where(due).order_by(table.c.next_attempt_at).limit(limit)
@@ -297,7 +307,7 @@ def _claim(
         statement = (
             update(table)
             .where(table.c.id == picked.c.id, due)
-            .values(**claim)
+            .values(**values)
             .returning(table.c.id)
         )
     else:
@@ -307,7 +317,7 @@ def _claim(
         if not ids:
             return []
         statement = (
-            update(table).where(table.c.id.in_(ids), due).values(**claim).returning(table.c.id)
+            update(table).where(table.c.id.in_(ids), due).values(**values).returning(table.c.id)
         )
     return list(session.scalars(statement))
 

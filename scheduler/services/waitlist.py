@@ -836,22 +836,9 @@ def appointment_freed(
 
 
 def _claim(session: Session, table: Any, due: Any, values: dict[str, Any], limit: int) -> list[int]:
-    """Mark up to `limit` rows matching `due` with `values` (as reminders.claim_due does):
-    one FOR UPDATE SKIP LOCKED statement on PostgreSQL, a conditional UPDATE on SQLite."""
-    pick = select(table.c.id).where(due).order_by(table.c.next_attempt_at).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        picked = pick.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
-        statement = (
-            update(table).where(table.c.id == picked.c.id, due).values(**values)
-        ).returning(table.c.id)
-    else:
-        ids = list(session.scalars(pick))
-        if not ids:
-            return []
-        statement = (
-            update(table).where(table.c.id.in_(ids), due).values(**values).returning(table.c.id)
-        )
-    return sorted(session.scalars(statement))
+    """Mark up to `limit` rows matching `due` with `values`, in id order (the reminder
+    worker's claim: SKIP LOCKED on PostgreSQL, a conditional UPDATE on SQLite)."""
+    return sorted(reminders.claim_rows(session, table, due, values, limit))
 
 
 def _due(table: Any, now: dt.datetime, pending: str, working: str) -> Any:

@@ -33,6 +33,7 @@ from scheduler.services import (
     audit,
     availability,
     booking,
+    calendar_view,
     courses,
     day_of,
     idempotency,
@@ -542,12 +543,6 @@ def _staff_location_of(user: StaffUser, slug: str) -> Location:
     return location
 
 
-def _day_bounds(day: dt.date, tz: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
-    start = dt.datetime.combine(day, dt.time(0), tzinfo=tz).astimezone(dt.UTC)
-    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=tz).astimezone(dt.UTC)
-    return start, end
-
-
 @route(
     "/locations/<location>/calendar",
     summary="A location's day, per chair and room",
@@ -562,7 +557,7 @@ def calendar(location: str) -> ResponseReturnValue:
     query = parse_query(s.CalendarQuery)
     tz = ZoneInfo(loc.timezone)
     day = query.date or now().astimezone(tz).date()
-    start, end = _day_bounds(day, tz)
+    start, end = calendar_view.local_day_bounds(day, tz)
     resources = db.session.scalars(
         select(Resource)
         .where(Resource.location_id == loc.id)
