@@ -266,9 +266,14 @@ def _constraint_name(exc: IntegrityError | OperationalError) -> str:
     return getattr(diag, "constraint_name", None) or ""
 
 
-def _patient_overlap(
-    session: Session, patient_id: int, start: dt.datetime, end: dt.datetime, exclude: int | None
+def patient_overlaps(
+    session: Session,
+    patient_id: int,
+    start: dt.datetime,
+    end: dt.datetime,
+    exclude: int | None = None,
 ) -> bool:
+    """The patient has an active visit (other than `exclude`) overlapping [start, end)."""
     query = select(Appointment.id).where(
         Appointment.patient_id == patient_id,
         Appointment.active.is_(True),
@@ -465,7 +470,7 @@ def _book(
     )
     candidates = _candidates(slot, request.resource_id)
     patient = _patient_for(session, details, location, service, slot.start, request, now)
-    if not _is_postgresql(session) and _patient_overlap(
+    if not _is_postgresql(session) and patient_overlaps(
         session, patient.id, slot.start, slot.end, None
     ):
         # PostgreSQL's no_patient_overlap constraint makes the insert below find this.
@@ -636,7 +641,7 @@ def reschedule(
             c for c in candidates if c != appointment.resource_id
         )
     _check_move(session, appointment, slot.start, override_clearance=override_clearance)
-    if _patient_overlap(session, appointment.patient_id, slot.start, slot.end, appointment.id):
+    if patient_overlaps(session, appointment.patient_id, slot.start, slot.end, appointment.id):
         raise _PATIENT_OVERLAP
     _place(session, appointment, candidates, slot)
     _assign_staff(session, appointment, slot)
@@ -765,7 +770,7 @@ def _set_status(
             raise SlotUnavailable(
                 "The staff on shift cannot take this visit back: the time is full."
             )
-        if _patient_overlap(
+        if patient_overlaps(
             session,
             appointment.patient_id,
             appointment.start_at,

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
+from sqlalchemy import and_, case, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, joinedload
 
@@ -431,7 +431,7 @@ def offer_by_hand(
         ) from exc
     if entry.course_slug is not None:
         _course_plan(session, location, entry.course_slug, start, now, settings)  # or NoPlan
-    if _patient_busy(session, entry.patient_id, slot.start, slot.end):
+    if booking.patient_overlaps(session, entry.patient_id, slot.start, slot.end):
         raise Conflict("The patient has another visit then.", {"start": "patient busy"})
     if reminders.is_opted_out(session, entry.patient.phone):
         raise Conflict("This patient has opted out of texts.", {"entry": "opted out of SMS"})
@@ -992,24 +992,6 @@ def freed_slots(
     ]
 
 
-_A = Appointment.__table__.c
-# Built once: the worker asks it for every entry it considers.
-_PATIENT_BUSY = select(
-    exists().where(
-        _A.patient_id == bindparam("patient_id"),
-        _A.active.is_(True),
-        _A.start_at < bindparam("end", type_=_A.start_at.type),
-        _A.end_at > bindparam("start", type_=_A.end_at.type),
-    )
-)
-
-
-def _patient_busy(session: Session, patient_id: int, start: dt.datetime, end: dt.datetime) -> bool:
-    """The patient has an active visit overlapping [start, end)."""
-    params = {"patient_id": patient_id, "start": start, "end": end}
-    return bool(session.scalar(_PATIENT_BUSY, params))
-
-
 def _patient_may(
     session: Session,
     entry: WaitlistEntry,
@@ -1022,7 +1004,7 @@ def _patient_may(
         patients.check_visit(session, entry.patient_id, location, service, slot.start)
     except (NotCleared, TooSoon):
         return False
-    return not _patient_busy(session, entry.patient_id, slot.start, slot.end)
+    return not booking.patient_overlaps(session, entry.patient_id, slot.start, slot.end)
 
 
 class _CourseFit:
