@@ -34,16 +34,17 @@ occupied interval, and gives the same slot as the day listing.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import sqlite3
-from bisect import bisect_left, bisect_right
-from collections import Counter
+from bisect import bisect_left
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate, compress, count, repeat
-from operator import add, ge, itemgetter, mul, sub
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from itertools import compress
+from typing import Any, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
+import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import (
     BigInteger,
     BindParameter,
@@ -76,10 +77,13 @@ from scheduler.services.clock import NonexistentLocalTime, is_ambiguous, local_t
 
 Interval = tuple[dt.datetime, dt.datetime]
 Span = tuple[int, int]  # [start, end) in epoch microseconds
+Us = NDArray[np.int64]  # instants in epoch microseconds (or counts), one per element
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _NEVER = -(1 << 62)  # before any instant
 _ONE_US = dt.timedelta(microseconds=1)
+_DAY_US = 86_400_000_000
+_EPOCH_ORDINAL = _EPOCH.date().toordinal()
 
 
 def to_us(instant: dt.datetime) -> int:
@@ -230,26 +234,30 @@ class Floor:
     starts: Sequence[dt.datetime] = ()
 
     def in_us(self) -> _FloorUs:
+        occupied = _pair_arrays(_spans(self.infusions))
         return _FloorUs(
             staffing=self.staffing,
             prescribers={pid: _spans(ivs) for pid, ivs in self.prescribers.items()},
             consults={pid: _spans(ivs) for pid, ivs in self.consults.items()},
             nurses=_spans(self.nurses),
-            infusions=_spans(self.infusions),
-            starts=[to_us(s) for s in self.starts],
+            infusion_starts=occupied[0],
+            infusion_ends=occupied[1],
+            starts=np.sort(np.array([to_us(s) for s in self.starts], dtype=np.int64)),
         )
 
 
 @dataclass(frozen=True)
 class _FloorUs:
-    """A Floor in microseconds (what the engine and the loaders use)."""
+    """A Floor in microseconds (what the engine and the loaders use): the infusions' occupied
+    intervals as two arrays (starts, ends), their visit starts as one sorted array."""
 
     staffing: Staffing
     prescribers: Mapping[int, Sequence[Span]]
     consults: Mapping[int, Sequence[Span]]
     nurses: Sequence[Span]
-    infusions: Sequence[Span]
-    starts: Sequence[int]
+    infusion_starts: Us
+    infusion_ends: Us
+    starts: Us
 
     def in_datetimes(self) -> Floor:
         def back(spans: Iterable[Span]) -> list[Interval]:
@@ -260,55 +268,119 @@ class _FloorUs:
             prescribers={pid: back(ivs) for pid, ivs in self.prescribers.items()},
             consults={pid: back(ivs) for pid, ivs in self.consults.items()},
             nurses=back(self.nurses),
-            infusions=back(self.infusions),
-            starts=[from_us(s) for s in self.starts],
+            infusions=back(
+                zip(self.infusion_starts.tolist(), self.infusion_ends.tolist(), strict=True)
+            ),
+            starts=[from_us(s) for s in self.starts.tolist()],
         )
 
 
-T = TypeVar("T", dt.datetime, int)
+def _pair_arrays(spans: Sequence[Span]) -> tuple[Us, Us]:
+    """Spans as two arrays: their starts and their ends."""
+    both = np.array(spans, dtype=np.int64).reshape(-1, 2)
+    return both[:, 0].copy(), both[:, 1].copy()
 
 
-class Steps(Generic[T]):
-    """A step function of time: the sum of the weights of the intervals containing t."""
+def _us(instant: dt.datetime | int) -> int:
+    return to_us(instant) if isinstance(instant, dt.datetime) else int(instant)
+
+
+def _one(value: int) -> Us:
+    return np.array([value], dtype=np.int64)
+
+
+class _RangeTable:
+    """The least (np.minimum) or greatest (np.maximum) of values[lo:hi], for many slices at once.
+
+    A sparse table: level k holds the op over each run of 2**k consecutive values, so any slice
+    is the op of two overlapping runs of the largest power of two that fits in it. Built in
+    O(n log n), then O(1) per slice, every slice of a query answered by numpy at once.
+    """
+
+    def __init__(self, values: Us, op: np.ufunc) -> None:
+        n = len(values)
+        levels = max(1, n.bit_length())
+        table = np.empty((levels, max(n, 1)), dtype=np.int64)
+        table[0, :n] = values
+        width = 1
+        for k in range(1, levels):
+            valid = n - 2 * width + 1  # the runs of 2**k values that fit
+            op(table[k - 1, :valid], table[k - 1, width : width + valid], out=table[k, :valid])
+            width *= 2
+        self.table, self.op = table, op
+
+    def over(self, lo: Us, hi: Us) -> Us:
+        """The op over values[lo:hi] for each (lo, hi) pair; every hi must exceed its lo."""
+        level = np.frexp(hi - lo)[1] - 1  # the largest k with 2**k <= hi - lo
+        result: Us = self.op(self.table[level, lo], self.table[level, hi - (1 << level)])
+        return result
+
+
+class Steps:
+    """A step function of time: the sum of the weights of the intervals containing t.
+
+    Instants are epoch microseconds (aware datetimes are converted). `times` are the instants
+    where the value may change, `values` the value from each on; `mins_over` and `max_over`
+    answer any number of intervals with a sparse table (no Python step per interval).
+    """
 
     def __init__(
-        self, weighted: Iterable[tuple[T, T, int]], changes: dict[T, int] | None = None
+        self, weighted: Iterable[tuple[dt.datetime | int, dt.datetime | int, int]]
     ) -> None:
-        """`changes` (instant -> change of value there), when given, is added to."""
-        changes = {} if changes is None else changes
-        get = changes.get
-        for start, end, weight in weighted:
-            changes[start] = get(start, 0) + weight
-            changes[end] = get(end, 0) - weight
-        self.times: list[T] = sorted(changes)
-        self.values: list[int] = list(accumulate(map(changes.__getitem__, self.times)))
-        self.held = [0, *self.values]
+        rows = np.array([(_us(s), _us(e), w) for s, e, w in weighted], dtype=np.int64)
+        rows = rows.reshape(-1, 3)
+        self._build(rows[:, 0], rows[:, 1], rows[:, 2])
 
-    def at(self, t: T) -> int:
-        i = bisect_right(self.times, t) - 1
-        return self.values[i] if i >= 0 else 0
+    @classmethod
+    def of_arrays(cls, starts: Us, ends: Us, weights: Us) -> Steps:
+        """Steps of intervals [starts[i], ends[i]) weighing weights[i]."""
+        steps = cls.__new__(cls)
+        steps._build(starts, ends, weights)
+        return steps
 
-    def min_over(self, start: T, end: T) -> int:
+    def _build(self, starts: Us, ends: Us, weights: Us) -> None:
+        times = np.concatenate((starts, ends))
+        order = np.argsort(times, kind="stable")
+        times = times[order]
+        running = np.cumsum(np.concatenate((weights, -weights))[order])
+        last = np.empty(len(times), dtype=bool)  # the last change at each distinct instant
+        if len(times):
+            np.not_equal(times[1:], times[:-1], out=last[:-1])
+            last[-1] = True
+        self.times: Us = times[last]
+        self.values: Us = running[last]
+        # held[k]: the value after k change points (held[0] = 0, before the first); at t it
+        # is held[searchsorted(times, t, "right")].
+        self.held: Us = np.concatenate((np.zeros(1, dtype=np.int64), self.values))
+
+    @functools.cached_property
+    def _least(self) -> _RangeTable:
+        return _RangeTable(self.held, np.minimum)
+
+    @functools.cached_property
+    def _greatest(self) -> _RangeTable:
+        return _RangeTable(self.held, np.maximum)
+
+    def _slices(self, starts: Us, ends: Us) -> tuple[Us, Us]:
+        # The value at s, then the changes inside (s, e): held[lo:hi].
+        lo = np.searchsorted(self.times, starts, "right")
+        hi = np.maximum(np.searchsorted(self.times, ends, "left") + 1, lo + 1)  # [s, s): at s
+        return lo, hi
+
+    def at(self, t: dt.datetime | int) -> int:
+        return int(self.held[np.searchsorted(self.times, _us(t), "right")])
+
+    def mins_over(self, starts: Us, ends: Us) -> Us:
+        """The smallest value at any instant of [starts[i], ends[i]), for each i."""
+        return self._least.over(*self._slices(starts, ends))
+
+    def min_over(self, start: dt.datetime | int, end: dt.datetime | int) -> int:
         """The smallest value at any instant of [start, end)."""
-        return self.mins_over([start], [end])[0]
+        return int(self.mins_over(_one(_us(start)), _one(_us(end)))[0])
 
-    def mins_over(self, starts: Sequence[T], ends: Sequence[T]) -> list[int]:
-        """min_over(s, e) for each s, e of `starts`, `ends`: two bisects and a min over the
-        slice of values between them, all mapped in C (no Python step per interval)."""
-        # held[k]: the value after k changes (held[0] = 0, before the first); at s it is
-        # held[bisect_right(times, s)], and the changes inside (s, e) follow, up to
-        # held[bisect_left(times, e)].
-        times, held = self.times, self.held
-        lows = list(map(bisect_right, repeat(times), starts))
-        highs = map(add, map(bisect_left, repeat(times), ends), repeat(1))
-        highs = map(max, highs, map(add, lows, repeat(1)))  # [s, s): the value at s
-        return list(map(min, map(held.__getitem__, map(slice, lows, highs))))
-
-    def max_over(self, start: T, end: T) -> int:
+    def max_over(self, start: dt.datetime | int, end: dt.datetime | int) -> int:
         """The largest value at any instant of [start, end)."""
-        low = bisect_right(self.times, start)
-        high = max(bisect_left(self.times, end) + 1, low + 1)
-        return max(self.held[low:high])
+        return int(self._greatest.over(*self._slices(_one(_us(start)), _one(_us(end))))[0])
 
 
 class StartWindow:
@@ -321,111 +393,111 @@ class StartWindow:
     """
 
     def __init__(
-        self, starts: Sequence[dt.datetime] | Sequence[int], window: dt.timedelta | int
+        self, starts: Us | Sequence[dt.datetime] | Sequence[int], window: dt.timedelta | int
     ) -> None:
-        if starts and not isinstance(starts[0], int):
-            starts = [to_us(s) for s in starts]  # type: ignore[arg-type]
-        tally = Counter(starts)
-        self.times: list[int] = sorted(tally)  # type: ignore[arg-type]
+        if not isinstance(starts, np.ndarray):
+            starts = np.array([_us(s) for s in starts], dtype=np.int64)
+        self.times, tally = np.unique(starts, return_counts=True)
         # before[i]: the starts before times[i] (before[-1]: all of them).
-        self.before = [0, *accumulate(map(tally.__getitem__, self.times))]
+        self.before: Us = np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(tally)))
         self.window = window if isinstance(window, int) else _span_us(window)
-        ends = map(add, self.times, repeat(self.window))
-        # counts[i]: the starts in the window beginning at times[i] (mapped in C).
-        after = map(self.before.__getitem__, map(bisect_left, repeat(self.times), ends))
-        self.counts = list(map(sub, after, self.before[:-1]))
+        # counts[i]: the starts in the window beginning at times[i].
+        ends = np.searchsorted(self.times, self.times + self.window, "left")
+        self.counts: Us = self.before[ends] - self.before[:-1]
+        self._fullest = _RangeTable(self.counts, np.maximum)
 
     def room(self, start: dt.datetime | int, limit: int) -> int:
         """How many more starts may go at `start`."""
-        return self.rooms([start if isinstance(start, int) else to_us(start)], limit)[0]
+        return int(self.rooms(_one(_us(start)), limit)[0])
 
-    def rooms(self, news: Sequence[int], limit: int) -> list[int]:
-        """room() for each of `news` (microseconds), mapped in C: per new start, the starts in
-        its own window (two bisects) and the fullest count of the earlier starts' windows
-        that hold it (a max over the slice of counts between two more bisects)."""
-        times, before, window, counts = self.times, self.before, self.window, self.counts
-        if not times:
-            return [limit] * len(news)
-        at = before.__getitem__
-        here = map(at, map(bisect_left, repeat(times), news))
-        ends = map(add, news, repeat(window))
-        own = map(sub, map(at, map(bisect_left, repeat(times), ends)), here)
-        earliest = map(bisect_right, repeat(times), map(sub, news, repeat(window)))
-        latest = map(bisect_right, repeat(times), news)
-        return [
-            limit - (max(n, max(counts[lo:hi])) if lo < hi else n)
-            for n, lo, hi in zip(own, earliest, latest, strict=True)
-        ]
+    def rooms(self, news: Us, limit: int) -> Us:
+        """room() for each of `news` (microseconds): per new start, the starts in its own
+        window and the fullest count of the earlier starts' windows that hold it."""
+        times, before, window = self.times, self.before, self.window
+        here = before[np.searchsorted(times, news, "left")]
+        fullest = before[np.searchsorted(times, news + window, "left")] - here
+        lo = np.searchsorted(times, news - window, "right")
+        hi = np.searchsorted(times, news, "right")
+        earlier = lo < hi
+        if earlier.any():
+            held = fullest[earlier]
+            fullest[earlier] = np.maximum(held, self._fullest.over(lo[earlier], hi[earlier]))
+        result: Us = limit - fullest
+        return result
 
 
 class _FloorIndex:
     """A floor (microseconds) prepared for look-ups: coverage unions, a nurse-room step
-    function, the start window."""
+    function, the start window. Every question is asked for an array of starts at once;
+    booking's one-start check (`slot_at`) asks it for an array of one."""
 
     def __init__(self, floor: _FloorUs) -> None:
         self.staffing = floor.staffing
         self.cover = _Busy(iv for ivs in floor.prescribers.values() for iv in ivs)
         self.each = {pid: _Busy(ivs) for pid, ivs in sorted(floor.prescribers.items())}
         self.consults = {pid: _Busy(floor.consults.get(pid, ())) for pid in self.each}
-        # Nurse room: patients per nurse x nurses on shift - infusions in progress. The
-        # infusions' starts and ends are counted in C (Counter), then one sweep.
+        # Nurse room: patients per nurse x nurses on shift - infusions in progress.
+        nurse_starts, nurse_ends = _pair_arrays(floor.nurses)
         ppn = floor.staffing.patients_per_nurse
-        changes: dict[int, int] = dict(Counter(map(itemgetter(1), floor.infusions)))
-        for instant, begun in Counter(map(itemgetter(0), floor.infusions)).items():
-            changes[instant] = changes.get(instant, 0) - begun
-        self.room = Steps([(s, e, ppn) for s, e in floor.nurses], changes)
+        self.room = Steps.of_arrays(
+            np.concatenate((nurse_starts, floor.infusion_starts)),
+            np.concatenate((nurse_ends, floor.infusion_ends)),
+            np.concatenate(
+                (
+                    np.full(len(nurse_starts), ppn, dtype=np.int64),
+                    np.full(len(floor.infusion_starts), -1, dtype=np.int64),
+                )
+            ),
+        )
         self.window = StartWindow(floor.starts, _span_us(floor.staffing.start_window))
 
-    def prescribers_free(self, start: int, end: int, clinician: int | None) -> tuple[int, ...]:
-        return tuple(
-            pid
-            for pid, shifts in self.each.items()
-            if (clinician is None or pid == clinician)
-            and shifts.covers(start, end)
-            and self.consults[pid].is_free(start, end)
+    def prescribers_free(
+        self, starts: Us, ends: Us, clinician: int | None
+    ) -> list[tuple[int, ...]]:
+        """For each [starts[i], ends[i]): the prescribers on shift throughout and not seeing
+        anyone (only `clinician`, when given)."""
+        ids = [pid for pid in self.each if clinician is None or pid == clinician]
+        if not ids:
+            return [()] * len(starts)
+        free = np.column_stack(
+            [
+                self.each[pid].holds(starts, ends) & self.consults[pid].frees(starts, ends)
+                for pid in ids
+            ]
         )
+        return [tuple(compress(ids, row)) for row in free.tolist()]
 
-    def limit(
-        self, rules: _RulesUs, start: int, clinician: int | None
-    ) -> tuple[int | None, tuple[int, ...]]:
-        """(how many bookings the floor allows at `start`, None for no limit; free prescribers)."""
+    def limits(
+        self, rules: _RulesUs, starts: Us, clinician: int | None
+    ) -> tuple[Us | None, list[tuple[int, ...]]]:
+        """(how many bookings the floor allows at each start, None for no limit; the free
+        prescribers at each)."""
         staffing = self.staffing
         if rules.kind == ServiceKind.CONSULTATION:
-            free = self.prescribers_free(start, start + rules.duration, clinician)
-            return (len(free) if staffing.rules or clinician is not None else None), free
-        if not staffing.rules:
-            return None, ()
-        return self.infusion_room(rules, [start])[0], ()
+            free = self.prescribers_free(starts, starts + rules.duration, clinician)
+            if not (staffing.rules or clinician is not None):
+                return None, free
+            return np.array([len(pids) for pids in free], dtype=np.int64), free
+        nobody: list[tuple[int, ...]] = [()] * len(starts)
+        return (self.infusion_room(rules, starts) if staffing.rules else None), nobody
 
-    def infusion_room(self, rules: _RulesUs, starts: Sequence[int]) -> list[int]:
+    def infusion_room(self, rules: _RulesUs, starts: Us) -> Us:
         """How many infusions may start at each of `starts` (rules on): 0 without a prescriber
         on site for the whole occupied interval, else the least nurse room at any instant of it
         and the room left in the start window, whichever is smaller."""
-        cover_starts, ends_after = self.cover.starts, [_NEVER, *self.cover.ends]
-        occupied_starts = list(map(sub, starts, repeat(rules.prep)))
-        length = rules.prep + rules.duration + rules.recovery
-        occupied_ends = list(map(add, occupied_starts, repeat(length)))
-        # Covered: the prescriber union (merged) holds the whole occupied interval.
-        held_to = map(
-            ends_after.__getitem__, map(bisect_right, repeat(cover_starts), occupied_starts)
-        )
-        covered = map(ge, held_to, occupied_ends)
+        occupied_starts = starts - rules.prep
+        occupied_ends = occupied_starts + (rules.prep + rules.duration + rules.recovery)
         window = self.window.rooms(starts, self.staffing.starts_per_window)
-        rooms = list(map(mul, covered, map(max, repeat(0), window)))
-        # The nurse room only where the prescriber and the start window leave some.
-        left = list(compress(count(), rooms))
-        if len(left) < len(rooms):
-            occupied_starts = list(map(occupied_starts.__getitem__, left))
-            occupied_ends = list(map(occupied_ends.__getitem__, left))
         nurses = self.room.mins_over(occupied_starts, occupied_ends)
-        for i, nurse in zip(left, nurses, strict=True):
-            if nurse < rooms[i]:
-                rooms[i] = max(0, nurse)
-        return rooms
+        room = np.maximum(np.minimum(window, nurses), 0)
+        covered = self.cover.holds(occupied_starts, occupied_ends)
+        result: Us = np.where(covered, room, 0)
+        return result
 
 
 class _Busy:
-    """One resource's busy time as a sorted union of disjoint intervals, for bisect look-ups."""
+    """One resource's busy time as a sorted union of disjoint intervals, for look-ups of many
+    intervals at once."""
 
     def __init__(self, intervals: Iterable[Span]) -> None:
         starts: list[int] = []
@@ -437,16 +509,30 @@ class _Busy:
             else:
                 starts.append(start)
                 ends.append(end)
-        self.starts, self.ends = starts, ends
+        self.starts = np.array(starts, dtype=np.int64)
+        # ends_before[i]: the end of the merged interval before starts[i] (none: _NEVER).
+        self.ends_before = np.array([_NEVER, *ends], dtype=np.int64)
+
+    def frees(self, starts: Us, ends: Us) -> NDArray[np.bool_]:
+        """Whether [starts[i], ends[i]) meets none of the busy time, for each i."""
+        result: NDArray[np.bool_] = (
+            self.ends_before[np.searchsorted(self.starts, ends, "left")] <= starts
+        )
+        return result
+
+    def holds(self, starts: Us, ends: Us) -> NDArray[np.bool_]:
+        """Whether [starts[i], ends[i]) lies inside one merged interval (touching intervals
+        are merged), for each i."""
+        result: NDArray[np.bool_] = (
+            self.ends_before[np.searchsorted(self.starts, starts, "right")] >= ends
+        )
+        return result
 
     def is_free(self, start: int, end: int) -> bool:
-        i = bisect_left(self.starts, end) - 1
-        return i < 0 or self.ends[i] <= start
+        return bool(self.frees(_one(start), _one(end))[0])
 
     def covers(self, start: int, end: int) -> bool:
-        """[start, end) lies inside one merged interval (touching intervals are merged)."""
-        i = bisect_right(self.starts, start) - 1
-        return i >= 0 and self.ends[i] >= end
+        return bool(self.holds(_one(start), _one(end))[0])
 
 
 @dataclass(frozen=True)
@@ -490,25 +576,24 @@ def broken_visits(
         else:
             nurses.append(span)
     infusions = [v for v in visits if v.kind != ServiceKind.CONSULTATION]
-    occupied = {v.id: (to_us(v.occupied_start), to_us(v.occupied_end)) for v in infusions}
+    occ_starts, occ_ends = _pair_arrays(
+        [(to_us(v.occupied_start), to_us(v.occupied_end)) for v in infusions]
+    )
     index = _FloorIndex(
         _FloorUs(
             staffing=staffing,
             prescribers=prescribers,
             consults={},
             nurses=nurses,
-            infusions=list(occupied.values()),
-            starts=[],
+            infusion_starts=occ_starts,
+            infusion_ends=occ_ends,
+            starts=np.zeros(0, dtype=np.int64),
         )
     )
-    broken: set[int] = set()
-    for v in infusions:
-        occ_start, occ_end = occupied[v.id]
-        if (
-            not index.cover.covers(occ_start, occ_end)
-            or index.room.min_over(occ_start, occ_end) < 0
-        ):
-            broken.add(v.id)
+    unsafe = ~index.cover.holds(occ_starts, occ_ends) | (
+        index.room.mins_over(occ_starts, occ_ends) < 0
+    )
+    broken = {v.id for v, bad in zip(infusions, unsafe.tolist(), strict=True) if bad}
     ordered = sorted(infusions, key=lambda v: v.start)
     starts = [v.start for v in ordered]
     for i, start in enumerate(starts):
@@ -528,41 +613,52 @@ def broken_visits(
     return broken
 
 
-class _Blocked:
-    """Free resources per start as counts: a sweep over the starts each resource cannot take.
+class _BusyUs(NamedTuple):
+    """Busy time as three arrays: resource, start, end (epoch microseconds), in any order."""
+
+    resources: Us
+    starts: Us
+    ends: Us
+
+    @classmethod
+    def of(cls, rows: Sequence[tuple[int, int, int]]) -> _BusyUs:
+        both = np.array(rows, dtype=np.int64).reshape(-1, 3)
+        return cls(both[:, 0].copy(), both[:, 1].copy(), both[:, 2].copy())
+
+    def joined(self, other: _BusyUs) -> _BusyUs:
+        return _BusyUs(*(np.concatenate(pair) for pair in zip(self, other, strict=True)))
+
+
+def _blocked(busy: _BusyUs, starts: Us, before: int, after: int) -> Us:
+    """How many resources cannot take each of `starts` (sorted), as a sweep over intervals.
 
     A resource busy over [x, y) cannot take a start s with s - prep < y and
-    s + duration + recovery > x: the open interval (x - duration - recovery, y + prep). Merged
-    per resource, the number of resources blocked at s is #(lo < s) - #(hi <= s).
-
-    `busy` is (resource, x, y) triples in any order (sorted here: by resource, then time).
+    s + duration + recovery > x: the open interval (x - `after`, y + `before`). Merged per
+    resource, the number of resources blocked at s is #(lo < s) - #(hi <= s): two searches
+    in sorted bounds. The merge is one pass: each resource's intervals sorted by lo, a new
+    merged interval begins where lo reaches the running greatest hi of that resource's
+    earlier ones (np.maximum.accumulate, each resource lifted above the one before it).
     """
-
-    def __init__(
-        self, busy: Iterable[tuple[int, int, int]], total: int, before: int, after: int
-    ) -> None:
-        self.total = total
-        triples = sorted(busy)
-        los: list[int] = []
-        his: list[int] = []
-        last_rid: int | None = None
-        last_y = last_hi = 0  # the resource's busy time so far ends at last_y
-        for rid, x, y in triples:
-            lo, hi = x - after, y + before
-            if rid == last_rid and (x <= last_y or lo < last_hi):  # touching spans merge
-                last_y = max(last_y, y)
-                if hi > last_hi:
-                    his[-1] = last_hi = hi
-                continue
-            los.append(lo)
-            his.append(hi)
-            last_rid, last_y, last_hi = rid, y, hi
-        los.sort()
-        his.sort()
-        self.los, self.his = los, his
-
-    def free(self, start: int) -> int:
-        return self.total - (bisect_left(self.los, start) - bisect_right(self.his, start))
+    if not len(busy.resources) or not len(starts):
+        return np.zeros(len(starts), dtype=np.int64)
+    # Bounds outside the starts' range change no count: clipped, the lift below stays small.
+    floor, ceiling = int(starts.min()) - 1, int(starts.max()) + 1
+    order = np.lexsort((busy.starts, busy.resources))
+    resources = busy.resources[order]
+    lo = np.clip(busy.starts[order] - after, floor, ceiling) - floor
+    hi = np.clip(busy.ends[order] + before, floor, ceiling) - floor
+    first = np.ones(len(resources), dtype=bool)  # each resource's first interval
+    np.not_equal(resources[1:], resources[:-1], out=first[1:])
+    lift = np.cumsum(first) * (ceiling - floor + 1)
+    reach = np.maximum.accumulate(hi + lift) - lift  # the resource's busy time so far ends
+    new = first.copy()
+    new[1:] |= lo[1:] >= reach[:-1]
+    begins = np.flatnonzero(new)
+    los = np.sort(lo[begins])
+    his = np.sort(reach[np.append(begins[1:] - 1, len(lo) - 1)])
+    shifted = starts - floor
+    result: Us = np.searchsorted(los, shifted, "left") - np.searchsorted(his, shifted, "right")
+    return result
 
 
 def _open_interval(
@@ -601,7 +697,7 @@ def candidate_starts(
         rules=rules,
         r=_RulesUs.of(rules),
     )
-    return [from_us(s) for s in found]
+    return [from_us(s) for s in found.tolist()]
 
 
 def _candidate_us(
@@ -613,58 +709,87 @@ def _candidate_us(
     closed_days: Collection[dt.date],
     rules: Rules,
     r: _RulesUs,
-) -> list[int]:
-    """candidate_starts in microseconds: a steady day's grid is an integer range between its
-    opening and closing instants; a day with a DST change walks its wall clock."""
-    starts: list[int] = []
+) -> Us:
+    """candidate_starts in microseconds. A steady day (the same UTC offset at both of its
+    midnights) is integer arithmetic: its opening and closing instants are its local midnight
+    in UTC plus the wall-clock times, and its grid one `arange` between them; a day with a DST
+    change walks its wall clock instead."""
+    pieces: list[Us] = []
     length = r.duration + r.recovery
     step = r.step
     off_grid = r.prep % step != 0
     aligned = -(-r.prep // step) * step  # the first grid offset whose prep fits after opening
+    walls = {
+        weekday: [
+            (opens, closes, _wall_us(opens), _wall_us(closes) or _DAY_US)
+            for opens, closes in intervals
+        ]
+        for weekday, intervals in hours.items()
+    }
+    midnights = [
+        dt.datetime.combine(first_day + dt.timedelta(days=offset), dt.time(0), tzinfo=tz)
+        for offset in range(days + 1)
+    ]
+    offsets = [_span_us(midnight.utcoffset() or dt.timedelta(0)) for midnight in midnights]
     for offset in range(days):
         day = first_day + dt.timedelta(days=offset)
         if day in closed_days:
             continue
-        intervals = hours.get(day.weekday(), ())
+        intervals = walls.get(day.weekday())
         if not intervals:
             continue
-        midnight = dt.datetime.combine(day, dt.time(0), tzinfo=tz)
-        steady = midnight.utcoffset() == (midnight + dt.timedelta(days=1)).utcoffset()
-        for opens, closes in intervals:
-            open_at, close_at = _open_interval(day, opens, closes, tz)
+        steady = offsets[offset] == offsets[offset + 1]
+        midnight_us = (day.toordinal() - _EPOCH_ORDINAL) * _DAY_US - offsets[offset]
+        for opens, closes, open_wall, close_wall in intervals:
             if steady:
                 # No transition today: the wall-clock grid is the UTC grid.
-                open_us, close_us = to_us(open_at), to_us(close_at)
+                open_us, close_us = midnight_us + open_wall, midnight_us + close_wall
                 last = min(close_us - length, r.latest)
                 first = open_us + r.prep
                 if off_grid and r.earliest <= first <= last:
-                    starts.append(first)
+                    pieces.append(_one(first))
                 lo = open_us + aligned
                 if lo < r.earliest:
                     lo += -(-(r.earliest - lo) // step) * step
-                starts.extend(range(lo, last + 1, step))
+                pieces.append(np.arange(lo, last + 1, step, dtype=np.int64))
                 continue
-            wall = dt.datetime.combine(day, opens)
-            end_wall = end_of_day(day, closes)
-            walls = [wall + rules.prep] if off_grid else []
-            while wall < end_wall:
-                walls.append(wall)
-                wall += rules.step
-            for current in walls:
-                if current >= end_wall or is_ambiguous(current.date(), current.time(), tz):
-                    continue
-                try:
-                    start = local_to_utc(current.date(), current.time(), tz)
-                except NonexistentLocalTime:
-                    continue
-                if start < rules.earliest or start > rules.latest:
-                    continue
-                if start - rules.prep < open_at:
-                    continue
-                if start + rules.duration + rules.recovery > close_at:
-                    break
-                starts.append(to_us(start))
-    return starts
+            pieces.append(_walked_us(day, opens, closes, tz, rules, off_grid))
+    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+
+
+def _walked_us(
+    day: dt.date, opens: dt.time, closes: dt.time, tz: ZoneInfo, rules: Rules, off_grid: bool
+) -> Us:
+    """One opening interval's starts on a day with a DST change: its wall clock walked in
+    steps, leaving out the times the change skips or repeats."""
+    open_at, close_at = _open_interval(day, opens, closes, tz)
+    wall = dt.datetime.combine(day, opens)
+    end_wall = end_of_day(day, closes)
+    walls = [wall + rules.prep] if off_grid else []
+    while wall < end_wall:
+        walls.append(wall)
+        wall += rules.step
+    starts: list[int] = []
+    for current in walls:
+        if current >= end_wall or is_ambiguous(current.date(), current.time(), tz):
+            continue
+        try:
+            start = local_to_utc(current.date(), current.time(), tz)
+        except NonexistentLocalTime:
+            continue
+        if start < rules.earliest or start > rules.latest:
+            continue
+        if start - rules.prep < open_at:
+            continue
+        if start + rules.duration + rules.recovery > close_at:
+            break
+        starts.append(to_us(start))
+    return np.array(starts, dtype=np.int64)
+
+
+def _wall_us(time: dt.time) -> int:
+    """A wall-clock time as microseconds after midnight."""
+    return ((time.hour * 60 + time.minute) * 60 + time.second) * 1_000_000 + time.microsecond
 
 
 def fits_hours(
@@ -716,7 +841,9 @@ def free_slots(
         hours=hours,
         closed_days=closed_days,
         resource_ids=resource_ids,
-        busy=[(rid, to_us(x), to_us(y)) for rid in resource_ids for x, y in busy.get(rid, ())],
+        busy=_BusyUs.of(
+            [(rid, to_us(x), to_us(y)) for rid in resource_ids for x, y in busy.get(rid, ())]
+        ),
         rules=rules,
         include_full=include_full,
         floor=floor.in_us() if floor is not None else None,
@@ -732,17 +859,15 @@ def _free_slots(
     hours: Mapping[int, Sequence[tuple[dt.time, dt.time]]],
     closed_days: Collection[dt.date],
     resource_ids: Sequence[int],
-    busy: Iterable[tuple[int, int, int]],
+    busy: _BusyUs,
     rules: Rules,
     include_full: bool,
     floor: _FloorUs | None,
     clinician: int | None,
 ) -> list[Slot]:
-    """free_slots with busy time (resource, start, end) and floor in microseconds (what the
-    loaders give)."""
+    """free_slots with busy time and floor in microseconds (what the loaders give): every
+    limit is computed for the whole array of starts at once."""
     r = _RulesUs.of(rules)
-    blocked = _Blocked(busy, len(resource_ids), r.prep, r.duration + r.recovery)
-    los, his, total = blocked.los, blocked.his, blocked.total
     starts = _candidate_us(
         tz=tz,
         first_day=first_day,
@@ -752,34 +877,25 @@ def _free_slots(
         rules=rules,
         r=r,
     )
-    # Free = total - #(lo < s) + #(hi <= s), mapped in C over every start.
-    blocked_now = map(
-        sub, map(bisect_left, repeat(los), starts), map(bisect_right, repeat(his), starts)
-    )
-    frees = list(map(sub, repeat(total), blocked_now))
-    staff = _FloorIndex(floor) if floor is not None else None
-    clinicians: list[tuple[int, ...]] = [()] * len(starts)
-    if staff is not None:
-        open_at = list(compress(count(), frees))
-        if staff.staffing.rules and r.kind != ServiceKind.CONSULTATION:
-            # Every start the chairs leave room at, in one pass over the floor's look-ups.
-            if len(open_at) == len(starts):
-                frees = list(map(min, frees, staff.infusion_room(r, starts)))
-            else:
-                rooms = staff.infusion_room(r, list(map(starts.__getitem__, open_at)))
-                for i, room in zip(open_at, rooms, strict=True):
-                    frees[i] = min(frees[i], room)
-        else:
-            for i in open_at:
-                limit, clinicians[i] = staff.limit(r, starts[i], clinician)
-                if limit is not None:
-                    frees[i] = min(frees[i], limit)
-    slots: list[Slot] = []
+    frees = len(resource_ids) - _blocked(busy, starts, r.prep, r.duration + r.recovery)
+    clinicians: list[tuple[int, ...]] | None = None
+    if floor is not None:
+        open_at = np.flatnonzero(frees > 0)
+        limit, free_prescribers = _FloorIndex(floor).limits(r, starts[open_at], clinician)
+        if limit is not None:
+            frees[open_at] = np.minimum(frees[open_at], limit)
+        if r.kind == ServiceKind.CONSULTATION:
+            clinicians = [()] * len(starts)
+            for i, pids in zip(open_at.tolist(), free_prescribers, strict=True):
+                clinicians[i] = pids
+    shown = np.arange(len(starts)) if include_full else np.flatnonzero(frees > 0)
     duration = rules.duration
-    for i in range(len(starts)) if include_full else compress(count(), frees):
-        free = frees[i]
-        at = from_us(starts[i])
-        slots.append(Slot(at, at + duration, free, clinicians[i] if free else ()))
+    slots: list[Slot] = []
+    for i, start, free in zip(
+        shown.tolist(), starts[shown].tolist(), frees[shown].tolist(), strict=True
+    ):
+        at = from_us(start)
+        slots.append(Slot(at, at + duration, free, clinicians[i] if clinicians and free else ()))
     return slots
 
 
@@ -1075,10 +1191,11 @@ _TEXT_US = _TextUs({None: None})
 
 def _visit_columns(
     session: Session, params: dict[str, Any], exclude_appointment_id: int | None
-) -> tuple[Sequence[Any], ...]:
-    """The rows of `_a_and_s` as six columns, instants as integers. PostgreSQL computes them; on
-    SQLite the stored text is read as it is and converted here (cheaper than SQLite's date
-    functions, and most values repeat)."""
+) -> tuple[Us, Us, Us, Us, Sequence[Any], Sequence[Any]]:
+    """The rows of `_a_and_s` as six columns: start, occupied start and end, resource (arrays
+    of integers), consultation end and prescriber (as read: NULL for an infusion). PostgreSQL
+    computes the instants; on SQLite the stored text is read as it is and converted here
+    (cheaper than SQLite's date functions, and most values repeat)."""
     as_text = session.get_bind().dialect.name == "sqlite"
     if exclude_appointment_id is None:
         query = _FLOOR_VISITS_TEXT if as_text else _FLOOR_VISITS
@@ -1086,21 +1203,20 @@ def _visit_columns(
         query = _FLOOR_VISITS_TEXT_EXCLUDING if as_text else _FLOOR_VISITS_EXCLUDING
         params["exclude"] = exclude_appointment_id
     rows = _int_rows(session, query, params)
-    if not rows:
-        return ((),) * 6
-    columns = tuple(zip(*rows, strict=True))
-    if not as_text:
-        return columns
-    starts, occ_starts, occ_ends, resources, consult_ends, clinicians = columns
-    us = _TEXT_US.__getitem__
-    return (
-        list(map(us, starts)),
-        list(map(us, occ_starts)),
-        list(map(us, occ_ends)),
-        resources,
-        consult_ends if consult_ends.count(None) == len(rows) else list(map(us, consult_ends)),
-        clinicians,
-    )
+    n = len(rows)
+    if not n:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty, empty, (), ()
+    starts, occ_starts, occ_ends, resources, consult_ends, clinicians = zip(*rows, strict=True)
+
+    def us(column: Sequence[Any]) -> Us:
+        values = map(_TEXT_US.__getitem__, column) if as_text else column
+        return np.fromiter(values, dtype=np.int64, count=n)
+
+    if as_text and consult_ends.count(None) != n:
+        consult_ends = tuple(map(_TEXT_US.__getitem__, consult_ends))
+    resource_array = np.fromiter(resources, dtype=np.int64, count=n)
+    return us(starts), us(occ_starts), us(occ_ends), resource_array, consult_ends, clinicians
 
 
 def needs_floor(location: Location, rules: Rules) -> bool:
@@ -1117,9 +1233,10 @@ def load_floor(
     exclude_appointment_id: int | None = None,
 ) -> Floor:
     """The location's floor (shifts, consultations, infusions) for [start, end)."""
-    return _load_floor_us(
+    floor, _ = _load_floor_us(
         session, location, start, end, exclude_appointment_id=exclude_appointment_id
-    ).in_datetimes()
+    )
+    return floor.in_datetimes()
 
 
 def _load_floor_us(
@@ -1129,47 +1246,40 @@ def _load_floor_us(
     end: dt.datetime,
     *,
     exclude_appointment_id: int | None = None,
-    busy: list[tuple[int, int, int]] | None = None,
-    busy_resources: Collection[int] = (),
-) -> _FloorUs:
-    """load_floor in microseconds: the rota expanded once for the window, every visit read once.
-
-    `busy`, when given, also receives the occupied intervals of the visits read on
-    `busy_resources`, as (resource, start, end): the listing reads each visit once.
-    """
+) -> tuple[_FloorUs, _BusyUs]:
+    """load_floor in microseconds: the rota expanded once for the window, every visit read once;
+    with every visit read as busy time (resource, occupied start, end): the listing reads
+    each visit once for the floor and the chairs."""
     prescribers, nurses = staffing.shift_spans(session, location, start, end)
     params: dict[str, Any] = {"location_id": location.id, "start": start, "end": end}
-    # As columns: start, occupied start and end, resource, consultation end, prescriber.
-    columns = _visit_columns(session, params, exclude_appointment_id)
-    starts, occ_starts, occ_ends, resources, consult_ends, _ = columns
-    occupied = list(zip(occ_starts, occ_ends, strict=True))
-    if busy is not None:
-        wanted = set(busy_resources)
-        busy.extend(
-            compress(
-                zip(resources, occ_starts, occ_ends, strict=True),
-                map(wanted.__contains__, resources),
-            )
-        )
+    starts, occ_starts, occ_ends, resources, consult_ends, clinicians = _visit_columns(
+        session, params, exclude_appointment_id
+    )
+    visits = _BusyUs(resources, occ_starts, occ_ends)
     consults: dict[int, list[Span]] = {}
-    infusions = occupied
+    infusion_starts, infusion_ends = occ_starts, occ_ends
     if consult_ends.count(None) != len(consult_ends):
-        infusions, infusion_starts = [], []
-        for start_us, occ_s, occ_e, _, consult_end, clinician_id in zip(*columns, strict=True):
-            if consult_end is None:
-                infusions.append((occ_s, occ_e))
-                infusion_starts.append(start_us)
-            elif clinician_id is not None:
+        infusion = np.array([end is None for end in consult_ends], dtype=bool)
+        infusion_starts, infusion_ends = occ_starts[infusion], occ_ends[infusion]
+        for start_us, consult_end, clinician_id in zip(
+            starts[~infusion].tolist(),
+            compress(consult_ends, ~infusion),
+            compress(clinicians, ~infusion),
+            strict=True,
+        ):
+            if clinician_id is not None:
                 consults.setdefault(clinician_id, []).append((start_us, consult_end))
-        starts = tuple(infusion_starts)
-    return _FloorUs(
+        starts = starts[infusion]
+    floor = _FloorUs(
         staffing=Staffing.of(location),
         prescribers=prescribers,
         consults=consults,
         nurses=nurses,
-        infusions=infusions,
-        starts=sorted(starts),
+        infusion_starts=infusion_starts,
+        infusion_ends=infusion_ends,
+        starts=np.sort(starts),
     )
+    return floor, visits
 
 
 def _floor_span(location: Location, rules: Rules) -> dt.timedelta:
@@ -1204,23 +1314,25 @@ def location_slots(
     if needs_floor(location, rules) or clinician is not None:
         # One read of the location's visits serves the floor and the resources' busy time.
         span = _floor_span(location, rules)
-        busy = _block_rows(session, ids, window_start - rules.prep, window_end + rules.recovery)
-        floor = _load_floor_us(
+        blocks = _block_rows(session, ids, window_start - rules.prep, window_end + rules.recovery)
+        floor, visits = _load_floor_us(
             session,
             location,
             window_start - rules.prep - span,
             window_end + rules.recovery + span,
             exclude_appointment_id=exclude_appointment_id,
-            busy=busy,
-            busy_resources=ids,
         )
+        on_ids = np.isin(visits.resources, ids)
+        busy = _BusyUs.of(blocks).joined(_BusyUs(*(column[on_ids] for column in visits)))
     else:
-        busy = _busy_rows(
-            session,
-            ids,
-            window_start - rules.prep,
-            window_end + rules.recovery,
-            exclude_appointment_id=exclude_appointment_id,
+        busy = _BusyUs.of(
+            _busy_rows(
+                session,
+                ids,
+                window_start - rules.prep,
+                window_end + rules.recovery,
+                exclude_appointment_id=exclude_appointment_id,
+            )
         )
     return _free_slots(
         tz=tz,
@@ -1322,13 +1434,15 @@ def slot_at(
                 () if moving_from is None else (staffing.checked_interval(location, *moving_from),)
             )
             staffing.lock_days(session, location, checked, *moved)
-        floor = _load_floor_us(
+        floor, _ = _load_floor_us(
             session, location, *checked, exclude_appointment_id=exclude_appointment_id
         )
-        index = _FloorIndex(floor)
-        limit, clinicians = index.limit(_RulesUs.of(rules), to_us(start), clinician)
+        limit, free_prescribers = _FloorIndex(floor).limits(
+            _RulesUs.of(rules), _one(to_us(start)), clinician
+        )
+        clinicians = free_prescribers[0]
         if limit is not None:
-            free = min(free, limit)
+            free = min(free, int(limit[0]))
         if not free:
             clinicians = ()
     return Slot(start, start + rules.duration, free, clinicians, free_ids if free else ())

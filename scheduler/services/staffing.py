@@ -920,7 +920,8 @@ def nurse_load(
     ppn = location.patients_per_nurse
     patients = availability.Steps((s, e, 1) for s, e in floor.infusions)
     capacity = availability.Steps((s, e, ppn) for s, e in floor.nurses)
-    points = sorted({start, *(t for t in patients.times + capacity.times if start < t < end)})
+    changes = (t for s, e in (*floor.infusions, *floor.nurses) for t in (s, e))
+    points = sorted({start, *(t for t in changes if start < t < end)})
     return [(t, patients.at(t), capacity.at(t)) for t in points]
 
 
