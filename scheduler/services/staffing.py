@@ -308,7 +308,7 @@ def _skipped(
 ) -> set[tuple[int, dt.date]]:
     """The (pattern, local day) occurrences removed (leave) between first and last."""
     params = {"ids": list(pattern_ids), "first": first, "last": last}
-    return {(pid, day) for pid, day in session.execute(_SKIPS, params)}
+    return {(pid, day) for pid, day in session.connection().execute(_SKIPS, params)}
 
 
 def _expand(
@@ -449,7 +449,8 @@ def shift_spans(
     prescriber's shifts and the nurses' shifts meeting [start, end), as spans in epoch
     microseconds, with no object per occurrence (the patterns' expansion is cached)."""
     params = {"location_id": location.id, "start": start, "end": end}
-    patterns = session.execute(_LOCATION_PATTERNS, params).all()
+    # Core on the session's connection: no ORM step per statement (read on every listing).
+    patterns = session.connection().execute(_LOCATION_PATTERNS, params).all()
     prescribers: dict[int, list[tuple[int, int]]] = {}
     nurses: list[tuple[int, int]] = []
     start_us, end_us = availability.to_us(start), availability.to_us(end)
@@ -464,7 +465,8 @@ def shift_spans(
             ):
                 if s < end_us and e > start_us and (pid, day) not in skipped:
                     spans.append((s, e))
-    for _, _, s_at, e_at, cid, _, role in session.execute(_LOCATION_ONE_OFFS, params).all():
+    one_offs = session.connection().execute(_LOCATION_ONE_OFFS, params).all()
+    for _, _, s_at, e_at, cid, _, role in one_offs:
         span = (availability.to_us(s_at), availability.to_us(e_at))
         if role == ClinicianRole.PRESCRIBER:
             prescribers.setdefault(cid, []).append(span)
