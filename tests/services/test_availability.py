@@ -229,3 +229,75 @@ def test_staffing_limits_take_the_smallest_of_chairs_nurses_and_starts():
     assert result[local(DAY, 12)] == 2  # ends 13:00, as the prescriber leaves
     assert local(DAY, 12, 15) not in result  # ends 13:15, after the prescriber leaves
     assert local(DAY, 13) not in result
+
+
+def test_range_table_answers_every_slice_like_min_and_max():
+    import numpy as np
+
+    from scheduler.services.availability import _RangeTable
+
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 3, 7, 8, 9, 64, 100):
+        values = rng.integers(-50, 50, n)
+        lo, hi = np.array([(a, b) for a in range(n) for b in range(a + 1, n + 1)]).T
+        least = _RangeTable(values, np.minimum).over(lo, hi)
+        greatest = _RangeTable(values, np.maximum).over(lo, hi)
+        assert least.tolist() == [values[a:b].min() for a, b in zip(lo, hi, strict=True)]
+        assert greatest.tolist() == [values[a:b].max() for a, b in zip(lo, hi, strict=True)]
+
+
+def test_steps_least_and_greatest_value_over_an_interval_match_a_brute_force_scan():
+    import random
+
+    from scheduler.services.availability import Steps
+
+    rng = random.Random(17)
+    for _ in range(300):
+        weighted = []
+        for _ in range(rng.randrange(0, 8)):
+            start = rng.randrange(0, 100)
+            weighted.append((start, start + rng.randrange(1, 40), rng.randrange(-3, 4)))
+        steps = Steps(weighted)
+
+        def value(t: int, weighted=weighted) -> int:
+            return sum(w for s, e, w in weighted if s <= t < e)
+
+        for _ in range(20):
+            a = rng.randrange(-5, 150)
+            b = a + rng.randrange(0, 50)
+            seen = [value(t) for t in range(a, max(b, a + 1))]
+            assert steps.at(a) == value(a)
+            assert steps.min_over(a, b) == min(seen), (weighted, a, b)
+            assert steps.max_over(a, b) == max(seen), (weighted, a, b)
+
+
+def test_free_resources_match_a_brute_force_count_with_overlapping_busy_time():
+    """Visits, blocks over them and touching intervals: each start's free count is the chairs
+    whose busy time misses its whole occupied interval, counted one by one."""
+    import random
+
+    rng = random.Random(29)
+    r = rules(duration=40, prep=10, recovery=15, step=5)
+    for _ in range(120):
+        resources = list(range(1, rng.randrange(2, 6)))
+        busy = {
+            rid: [
+                (at, at + dt.timedelta(minutes=rng.randrange(5, 120)))
+                for at in (
+                    local(DAY, 9) + dt.timedelta(minutes=rng.randrange(-30, 480, 5))
+                    for _ in range(rng.randrange(0, 6))
+                )
+            ]
+            for rid in resources
+        }
+        found = {
+            s.start: s.free
+            for s in slots(DAY, busy=busy, r=r, resources=resources, include_full=True)
+        }
+        assert found
+        for start, free in found.items():
+            occupied = (start - r.prep, start + r.duration + r.recovery)
+            expected = sum(
+                all(not overlaps(*occupied, x, y) for x, y in busy[rid]) for rid in resources
+            )
+            assert free == expected, (busy, start)
