@@ -219,3 +219,73 @@ def test_instants_reach_the_engine_exact_to_the_microsecond(session):
     us = [availability.to_us(t) for t in instants]
     assert sorted(read) == [(t, t + 1) for t in us]
     assert [availability.from_us(availability.to_us(t)) for t in instants] == instants
+
+
+def test_the_floor_read_gives_every_visit_as_stored(session):
+    """The floor's visits as the engine reads them (on SQLite one row of lists, on PostgreSQL a
+    row per visit) equal the visits' own fields: infusions with their occupied intervals and
+    starts, consultations with their prescriber or none, in any mix, cancelled ones left out."""
+    import random
+
+    from scheduler.models import Clinician
+
+    rng = random.Random(41)
+    loc = make_location(session, chairs=4, rooms=2)
+    infusion = make_service(session, [loc], slug="inf", duration=40, prep=10, recovery=15)
+    consultation = make_service(
+        session, [loc], slug="con", kind="consultation", resource_kind="room", duration=30
+    )
+    doctors = [Clinician(name=f"Dr {i}", role="prescriber") for i in range(2)]
+    session.add_all(doctors)
+    session.flush()
+    patient = _patient(session)
+    base = dt.datetime(2026, 12, 7, 16, 0, 0, 123456, tzinfo=dt.UTC)
+    expected_infusions, expected_consults = [], {}
+    for i in range(60):
+        service = rng.choice([infusion, consultation])
+        rooms = [r for r in loc.resources if r.kind == service.resource_kind]
+        # 70 minutes apart: no two visits meet (one patient and one chair or room at a time).
+        start = base + dt.timedelta(minutes=70 * i, microseconds=rng.randrange(0, 999_999))
+        clinician = rng.choice([None, *doctors]) if service is consultation else None
+        active = rng.random() < 0.85
+        occupied = (
+            start - dt.timedelta(minutes=service.prep_minutes),
+            start + dt.timedelta(minutes=service.duration_minutes + service.recovery_minutes),
+        )
+        session.add(
+            Appointment(
+                location_id=loc.id,
+                service_id=service.id,
+                resource_id=rng.choice(rooms).id,
+                patient_id=patient.id,
+                clinician_id=clinician.id if clinician else None,
+                start_at=start,
+                end_at=start + dt.timedelta(minutes=service.duration_minutes),
+                occupied_start=occupied[0],
+                occupied_end=occupied[1],
+                duration_minutes=service.duration_minutes,
+                prep_minutes=service.prep_minutes,
+                recovery_minutes=service.recovery_minutes,
+                manage_token=f"token-{i:03d}".ljust(40, "x"),
+                ics_uid=f"visit-{i}@test",
+                active=active,
+                status="booked" if active else "cancelled",
+            )
+        )
+        if not active:
+            continue
+        if service is infusion:
+            expected_infusions.append((occupied, start))
+        elif clinician is not None:
+            end = start + dt.timedelta(minutes=service.duration_minutes)
+            expected_consults.setdefault(clinician.id, []).append((start, end))
+    session.flush()
+    floor = availability.load_floor(
+        session, loc, base - dt.timedelta(hours=1), base + dt.timedelta(hours=80)
+    )
+    assert sorted(floor.infusions) == sorted(occupied for occupied, _ in expected_infusions)
+    assert list(floor.starts) == sorted(start for _, start in expected_infusions)
+    assert {pid: sorted(ivs) for pid, ivs in floor.consults.items()} == {
+        pid: sorted(ivs) for pid, ivs in expected_consults.items()
+    }
+    assert len(floor.infusions) >= 10 and len(expected_consults) == 2
