@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import wraps
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -329,15 +329,13 @@ def create_appointment() -> ResponseReturnValue:
         # One naming scheme for the body's fields: the patient's are `patient.phone`, etc.
         raise InvalidInput(exc.message, _body_fields(exc.fields)) from exc
     if staff is not None:
-        audit.record(
-            db.session(),
+        api_audit(
+            "appointment.booked",
+            f"appointment {appt.id}",
             actor=staff,
-            action="appointment.booked",
-            at=now(),
             location_id=appt.location_id,
             appointment_id=appt.id,
             patient_id=appt.patient_id,
-            target=f"appointment {appt.id} (API)",
             details={"service": appt.service.slug, "override_clearance": True},
         )
     response = jsonify(appointment_out(appt))
@@ -543,6 +541,31 @@ def _staff_location_of(user: StaffUser, slug: str) -> Location:
     return location
 
 
+def api_audit(
+    action: str,
+    target: str,
+    *,
+    actor: StaffUser | None = None,
+    location_id: int | None = None,
+    appointment_id: int | None = None,
+    patient_id: int | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """The audit entry for a staff write through the API: by the token's staff member (or
+    `actor`), now, with `target` marked "(API)"; the caller commits."""
+    audit.record(
+        db.session(),
+        actor=actor if actor is not None else g.staff,
+        action=action,
+        at=now(),
+        location_id=location_id,
+        appointment_id=appointment_id,
+        patient_id=patient_id,
+        target=f"{target} (API)",
+        details=details,
+    )
+
+
 @route(
     "/locations/<location>/calendar",
     summary="A location's day, per chair and room",
@@ -663,13 +686,10 @@ def create_block(location: str) -> ResponseReturnValue:
     block = booking.create_block(
         db.session(), resource, body.start, body.end, reason=body.reason, staff=g.staff, now=now()
     )
-    audit.record(
-        db.session(),
-        actor=g.staff,
-        action="block.created",
-        at=now(),
+    api_audit(
+        "block.created",
+        f"{resource.name} block {block.id}",
         location_id=loc.id,
-        target=f"{resource.name} block {block.id} (API)",
         details={
             "start": body.start.isoformat(),
             "end": body.end.isoformat(),
@@ -696,13 +716,10 @@ def delete_block(location: str, block_id: int) -> ResponseReturnValue:
         raise NotFound("No such block.")
     name = block.resource.name
     booking.delete_block(db.session(), block, now=now())
-    audit.record(
-        db.session(),
-        actor=g.staff,
-        action="block.removed",
-        at=now(),
+    api_audit(
+        "block.removed",
+        f"{name} block {block_id}",
         location_id=loc.id,
-        target=f"{name} block {block_id} (API)",
     )
     db.session.commit()
     return "", 204
@@ -729,14 +746,11 @@ def set_status(appointment_id: int) -> ResponseReturnValue:
         db.session(), appt, body.status, now=now(), settings=settings(), reason=body.reason
     )
     if appt.status != before:
-        audit.record(
-            db.session(),
-            actor=g.staff,
-            action=f"appointment.{appt.status}",
-            at=now(),
+        api_audit(
+            f"appointment.{appt.status}",
+            f"appointment {appt.id}",
             location_id=appt.location_id,
             appointment_id=appt.id,
-            target=f"appointment {appt.id} (API)",
             details={"from": before, "to": appt.status, "reason": body.reason},
         )
     db.session.commit()
@@ -801,12 +815,9 @@ def create_clinician() -> ResponseReturnValue:
     clinician = staffing.create_clinician(
         db.session(), name=body.name, role=body.role, title=body.title
     )
-    audit.record(
-        db.session(),
-        actor=g.staff,
-        action="clinician.created",
-        at=now(),
-        target=f"clinician {clinician.id} (API)",
+    api_audit(
+        "clinician.created",
+        f"clinician {clinician.id}",
         details={"name": clinician.name, "role": clinician.role},
     )
     db.session.commit()
@@ -846,13 +857,10 @@ def create_shift(location: str) -> ResponseReturnValue:
     _require_manager()
     body = parse_body(s.ShiftIn)
     shift = staffing.add_shift(db.session(), loc, body.clinician, body.start, body.end, now=now())
-    audit.record(
-        db.session(),
-        actor=g.staff,
-        action="shift.created",
-        at=now(),
+    api_audit(
+        "shift.created",
+        f"shift {shift.id}",
         location_id=loc.id,
-        target=f"shift {shift.id} (API)",
         details={
             "clinician": shift.name,
             "start": body.start.isoformat(),
@@ -876,13 +884,10 @@ def delete_shift(location: str, shift_id: str) -> ResponseReturnValue:
     loc = _staff_location(location)
     _require_manager()
     shift = staffing.delete_shift(db.session(), loc, shift_id, now=now())
-    audit.record(
-        db.session(),
-        actor=g.staff,
-        action="shift.removed",
-        at=now(),
+    api_audit(
+        "shift.removed",
+        f"shift {shift.id}",
         location_id=loc.id,
-        target=f"shift {shift.id} (API)",
         details={"clinician": shift.name},
     )
     db.session.commit()
@@ -920,13 +925,10 @@ def patch_staffing(location: str) -> ResponseReturnValue:
     before = staffing.staffing_of(loc)
     after = staffing.patch_staffing(db.session(), loc, changes, now=now())
     if after != before:
-        audit.record(
-            db.session(),
-            actor=g.staff,
-            action="staffing.changed",
-            at=now(),
+        api_audit(
+            "staffing.changed",
+            f"{loc.name} staffing",
             location_id=loc.id,
-            target=f"{loc.name} staffing (API)",
             details={k: v for k, v in after.items() if before[k] != v},
         )
     db.session.commit()
@@ -952,14 +954,11 @@ def escort_ready(appointment_id: int) -> ResponseReturnValue:
         raise Forbidden("You do not have access to this appointment.")
     queued = day_of.mark_ready(db.session(), appt, now())
     if queued:
-        audit.record(
-            db.session(),
-            actor=g.staff,
-            action="appointment.escort_ready",
-            at=now(),
+        api_audit(
+            "appointment.escort_ready",
+            f"appointment {appt.id}",
             location_id=appt.location_id,
             appointment_id=appt.id,
-            target=f"appointment {appt.id} (API)",
         )
     db.session.commit()
     notified = appt.escort_notified_at or now()

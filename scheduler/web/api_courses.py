@@ -13,13 +13,14 @@ from flask import g, jsonify
 from flask.typing import ResponseReturnValue
 
 from scheduler.extensions import db
-from scheduler.services import audit, booking, courses
+from scheduler.services import booking, courses
 from scheduler.services.errors import Forbidden, InvalidInput, NotFound
 from scheduler.web import schemas as s
 from scheduler.web.api import (
     Idempotent,
     _body_fields,
     _local,
+    api_audit,
     course_out,
     parse_body,
     route,
@@ -156,14 +157,11 @@ def review_course(course_id: int) -> ResponseReturnValue:
     courses.review(
         db.session(), course, body.decision, now=now(), settings=settings(), staff=g.staff
     )
-    audit.record(
-        db.session(),
-        actor=g.staff,
-        action=f"course.review_{body.decision}",
-        at=now(),
+    api_audit(
+        f"course.review_{body.decision}",
+        f"course {course.id}",
         location_id=course.location_id,
         patient_id=course.patient_id,
-        target=f"course {course.id} (API)",
         details={"course": course.id, "decision": body.decision},
     )
     db.session.commit()

@@ -14,10 +14,10 @@ from flask.typing import ResponseReturnValue
 
 from scheduler.extensions import db
 from scheduler.models import Appointment, Clearance, Patient
-from scheduler.services import audit, patients, reminders
+from scheduler.services import patients, reminders
 from scheduler.services.errors import NotFound
 from scheduler.web import schemas as s
-from scheduler.web.api import parse_body, parse_query, route, staff_required
+from scheduler.web.api import api_audit, parse_body, parse_query, route, staff_required
 from scheduler.web.common import now, settings
 
 MAX_ID = 2**31 - 1
@@ -133,13 +133,10 @@ def patch_patient(patient_id: int) -> ResponseReturnValue:
         min_age_years=settings().patient_min_age_years,
     )
     if changes:
-        audit.record(
-            db.session(),
-            actor=g.staff,
-            action="patient.edited",
-            at=now(),
+        api_audit(
+            "patient.edited",
+            f"patient {patient.id}",
             patient_id=patient.id,
-            target=f"patient {patient.id} (API)",
             # Which fields changed, not their values: no phone numbers or e-mails in the log.
             details={"fields": sorted(changes)},
         )
@@ -164,13 +161,10 @@ def create_clearances(patient_id: int) -> ResponseReturnValue:
     made = patients.record_clearances(
         db.session(), patient, body.services, body.until, staff=g.staff, note=body.note, now=now()
     )
-    audit.record(
-        db.session(),
-        actor=g.staff,
-        action="patient.cleared",
-        at=now(),
+    api_audit(
+        "patient.cleared",
+        f"patient {patient.id}",
         patient_id=patient.id,
-        target=f"patient {patient.id} (API)",
         details={"services": [c.service.slug for c in made], "until": body.until.isoformat()},
     )
     db.session.commit()
@@ -192,13 +186,10 @@ def merge_patient(patient_id: int) -> ResponseReturnValue:
     kept = _patient(patient_id)
     body = parse_body(s.MergeIn)
     result = patients.merge(db.session(), kept.id, body.duplicate, staff=g.staff)
-    audit.record(
-        db.session(),
-        actor=g.staff,
-        action="patient.merged",
-        at=now(),
+    api_audit(
+        "patient.merged",
+        f"patient {body.duplicate} into {kept.id}",
         patient_id=kept.id,
-        target=f"patient {body.duplicate} into {kept.id} (API)",
         details={
             "duplicate": body.duplicate,
             "appointments": result.appointments,

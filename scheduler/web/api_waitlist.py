@@ -14,12 +14,13 @@ from flask.typing import ResponseReturnValue
 
 from scheduler.extensions import db
 from scheduler.models import WaitlistEntry, WaitlistOffer, WaitlistStatus
-from scheduler.services import audit, waitlist
+from scheduler.services import waitlist
 from scheduler.services.errors import InvalidInput, NotFound
 from scheduler.web import schemas as s
 from scheduler.web.api import (
     _body_fields,
     _staff_location,
+    api_audit,
     appointment_out,
     parse_body,
     parse_query,
@@ -160,14 +161,11 @@ def offer_by_hand(location: str, entry_id: int) -> ResponseReturnValue:
     offer = waitlist.offer_by_hand(
         db.session(), entry, body.start, now=now(), settings=settings(), staff=g.staff
     )
-    audit.record(
-        db.session(),
-        actor=g.staff,
-        action="waitlist.offered",
-        at=now(),
+    api_audit(
+        "waitlist.offered",
+        f"waitlist entry {entry.id} offer {offer.id}",
         location_id=loc.id,
         patient_id=entry.patient_id,
-        target=f"waitlist entry {entry.id} offer {offer.id} (API)",
         details={"start": body.start.isoformat()},
     )
     db.session.commit()
