@@ -128,13 +128,18 @@ class CourseBadge:
 
 
 def badges(session: Session, appointments: Iterable[Appointment | None]) -> dict[int, CourseBadge]:
-    """The course badge of every course session among `appointments`, by appointment id."""
-    visits = [a for a in appointments if a is not None and a.course_id is not None]
+    """The course badge of every course session among `appointments`, by appointment id: the
+    staff calendar, the visit page and the API calendar. Two statements, however many courses."""
+    visits = [
+        a
+        for a in appointments
+        if a is not None and a.course_id is not None and a.course_session is not None
+    ]
     if not visits:
         return {}
     ids = sorted({a.course_id for a in visits if a.course_id is not None})
     found = {c.id: c for c in session.scalars(select(Course).where(Course.id.in_(ids)))}
-    progress = {cid: courses.progress_label(c) for cid, c in found.items()}
+    progress = courses.progress_labels(session, found)
     out = {}
     for appt in visits:
         course = found.get(appt.course_id or 0)
@@ -163,12 +168,13 @@ class CourseLine:
     next_held: dt.datetime | None
 
 
-def lines(found: Sequence[Course]) -> list[CourseLine]:
+def lines(session: Session, found: Sequence[Course]) -> list[CourseLine]:
+    progress = courses.progress_labels(session, [c.id for c in found])
     return [
         CourseLine(
             course=c,
             name=c.template.name,
-            progress=courses.progress_label(c),
+            progress=progress[c.id],
             status=str(c.status),
             review_pending=c.review_state == ReviewState.PENDING,
             next_held=courses.next_held_start(c),
@@ -187,11 +193,11 @@ def patient_lines(
         for c in courses.patient_courses(session, patient_id)
         if allowed is None or c.location_id in allowed
     ]
-    return lines(found)
+    return lines(session, found)
 
 
 def reviews_due(
     session: Session, locations: Sequence[Location], now: dt.datetime
 ) -> list[CourseLine]:
     """Courses whose review is due soon (or overdue) at these locations, soonest first."""
-    return lines(courses.reviews_due(session, [x.id for x in locations], now))
+    return lines(session, courses.reviews_due(session, [x.id for x in locations], now))

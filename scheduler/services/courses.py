@@ -44,7 +44,7 @@ import datetime as dt
 import re
 import secrets
 from bisect import bisect_left
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -790,9 +790,12 @@ HELD_STATUSES = frozenset({AppointmentStatus.CHECKED_IN, AppointmentStatus.COMPL
 def progress(course: Course) -> tuple[int, int]:
     """(sessions held, sessions in the course): held = checked in or completed; the total
     leaves out sessions cancelled by a stop or a cancel-the-rest."""
-    visits = sessions(course)
-    done = sum(1 for a in visits if a.status in HELD_STATUSES)
-    total = sum(1 for a in visits if a.status != AppointmentStatus.CANCELLED) or len(visits)
+    return _progress([a.status for a in sessions(course)])
+
+
+def _progress(statuses: Sequence[str]) -> tuple[int, int]:
+    done = sum(1 for status in statuses if status in HELD_STATUSES)
+    total = sum(1 for status in statuses if status != AppointmentStatus.CANCELLED) or len(statuses)
     return done, max(total, done)
 
 
@@ -809,8 +812,28 @@ def status_of(course: Course) -> str:
 
 def progress_label(course: Course) -> str:
     """'3 of 6'."""
-    done, total = progress(course)
+    return _label(progress(course))
+
+
+def _label(progress: tuple[int, int]) -> str:
+    done, total = progress
     return f"{done} of {total}"
+
+
+def progress_labels(session: Session, course_ids: Iterable[int]) -> dict[int, str]:
+    """`progress_label` of every course in `course_ids`, read in one statement (a calendar or
+    a list shows many courses)."""
+    ids = sorted(set(course_ids))
+    if not ids:
+        return {}
+    statuses: dict[int, list[str]] = {cid: [] for cid in ids}
+    rows = session.execute(
+        select(Appointment.course_id, Appointment.status).where(Appointment.course_id.in_(ids))
+    )
+    for course_id, status in rows:
+        if course_id is not None:
+            statuses[course_id].append(status)
+    return {cid: _label(_progress(found)) for cid, found in statuses.items()}
 
 
 def course_of(appointment: Appointment) -> Course | None:

@@ -15,6 +15,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
 from scheduler.extensions import csrf, db
 from scheduler.models import (
@@ -34,6 +35,7 @@ from scheduler.services import (
     availability,
     booking,
     calendar_view,
+    course_view,
     courses,
     day_of,
     idempotency,
@@ -150,9 +152,10 @@ def _course_ref(appt: Appointment) -> s.CourseRef | None:
     return s.CourseRef(id=course.id, session=appt.course_session, sessions=course.sessions)
 
 
-def _course_progress(appt: Appointment) -> str | None:
-    course = courses.course_of(appt)
-    return courses.progress_label(course) if course is not None else None
+def _badge_ref(badge: course_view.CourseBadge | None) -> s.CourseRef | None:
+    if badge is None:
+        return None
+    return s.CourseRef(id=badge.course_id, session=badge.session, sessions=badge.sessions)
 
 
 def course_out(course: Course) -> dict[str, Any]:
@@ -588,6 +591,13 @@ def calendar(location: str) -> ResponseReturnValue:
     ).all()
     appts = db.session.scalars(
         select(Appointment)
+        # Read with the visits, not one statement per patient, service or clinician.
+        .options(
+            selectinload(Appointment.patient),
+            selectinload(Appointment.service),
+            selectinload(Appointment.clinician),
+            selectinload(Appointment.nurse),
+        )
         .where(
             Appointment.location_id == loc.id,
             Appointment.status != "cancelled",
@@ -606,6 +616,7 @@ def calendar(location: str) -> ResponseReturnValue:
         )
         .order_by(ResourceBlock.start_at)
     ).all()
+    badges = course_view.badges(db.session(), appts)
     out = []
     for res in resources:
         if not res.active and not any(a.resource_id == res.id for a in appts):
@@ -633,8 +644,8 @@ def calendar(location: str) -> ResponseReturnValue:
                         escort_missing=day_of.escort_missing(a),
                         confirmed=a.confirmed_at is not None,
                         ride_confirmed=a.ride_confirmed_at is not None,
-                        course=_course_ref(a),
-                        course_progress=_course_progress(a),
+                        course=_badge_ref(badges.get(a.id)),
+                        course_progress=badges[a.id].progress if a.id in badges else None,
                         awaiting_review=a.awaiting_review,
                     )
                     for a in appts
