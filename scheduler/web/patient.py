@@ -689,15 +689,24 @@ def details(location: str, service: str) -> ResponseReturnValue:
     return redirect(url_for("manage.show", token=appt.manage_token), 303)
 
 
+BIRTH_DATE_HINT = "enter your date of birth, like 1980-04-02"
+
+
+def form_birth_date(raw: str) -> dt.date | None:
+    """A form's birth date as `patients.parse_birth_date` reads it; None when empty or not a
+    date (the form then says BIRTH_DATE_HINT)."""
+    try:
+        return patients.parse_birth_date(raw) if raw.strip() else None
+    except InvalidInput:
+        return None
+
+
 def _patient_details(form: dict[str, str]) -> PatientDetails:
     """The form's details; the patient pages always ask for the birth date."""
     raw = form["date_of_birth"].strip()
-    try:
-        dob = patients.parse_birth_date(raw) if raw else None
-    except InvalidInput:
-        dob = None
+    dob = form_birth_date(raw)
     if dob is None:
-        problem = "required" if not raw else "enter your date of birth, like 1980-04-02"
+        problem = "required" if not raw else BIRTH_DATE_HINT
         # Name every field that needs correcting at once, the birth date among them.
         fields = {"date_of_birth": problem}
         try:

@@ -146,15 +146,10 @@ def _check(
     if form["course"] and form["course"] not in {t.slug for t in offered}:
         fields["course"] = "required"
     today = patient._today(location)
+    dob = patient.form_birth_date(form["date_of_birth"])
     try:
         patients.validate_details(
-            PatientDetails(
-                form["name"],
-                form["phone"],
-                form["email"],
-                True,
-                _date(form["date_of_birth"]) if form["date_of_birth"].strip() else None,
-            ),
+            PatientDetails(form["name"], form["phone"], form["email"], True, dob),
             require_email=True,
             today=today,
             min_age_years=settings().patient_min_age_years,
@@ -162,8 +157,8 @@ def _check(
         )
     except InvalidInput as exc:
         fields.update(exc.fields)
-    if form["date_of_birth"].strip() and _date(form["date_of_birth"]) is None:
-        fields["date_of_birth"] = "enter your date of birth, like 1980-04-02"
+    if form["date_of_birth"].strip() and dob is None:
+        fields["date_of_birth"] = patient.BIRTH_DATE_HINT
     for name in ("earliest", "latest"):
         if not form[name].strip():
             fields[name] = "required"
@@ -243,7 +238,7 @@ def join(location: str, service: str) -> ResponseReturnValue:
     earliest, latest, dob = (
         _date(form["earliest"]),
         _date(form["latest"]),
-        _date(form["date_of_birth"]),
+        patient.form_birth_date(form["date_of_birth"]),
     )
     assert earliest is not None and latest is not None and dob is not None
     try:

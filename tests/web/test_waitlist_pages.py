@@ -231,6 +231,22 @@ def test_the_join_form_names_every_field_to_correct(site, client, changes, named
         entry_state(site, 90)
 
 
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [
+        ("0001-01-01", "Is before 1900."),  # a date, if not a believable one
+        ("1899-12-31", "Is before 1900."),
+        ("1980-4-2", "Enter your date of birth, like 1980-04-02."),
+    ],
+    ids=["year-one", "before-1900", "unpadded"],
+)
+def test_the_join_form_reads_the_birth_date_by_the_booking_rule(site, client, typed, said):
+    r = join_page(client, 93, date_of_birth=typed)
+    assert r.status_code == 422
+    assert re.findall(r'<li><a href="#([a-z_]+)">', r.get_data(as_text=True)) == ["date_of_birth"]
+    assert said in text_of(r)
+
+
 def test_a_latest_past_the_horizon_says_the_last_bookable_day(site, client):
     r = join_page(client, 91, latest="2199-12-31")
     assert r.status_code == 422
