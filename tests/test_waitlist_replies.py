@@ -4,6 +4,7 @@ STOP and START work as for reminders, and STOP after an offer stops the offers t
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -11,11 +12,11 @@ import pytest
 from sqlalchemy import select
 
 from scheduler import jobs
-from scheduler.models import Appointment, SmsInbound, SmsOptOut, WaitlistOffer
+from scheduler.models import Appointment, SmsInbound, SmsOptOut, WaitlistFreed, WaitlistOffer
 from scheduler.services import booking, waitlist
 from scheduler.services.patients import PatientDetails
 from tests.test_sms_reply_flow import reply
-from tests.waitlist_support import DAY, SETTINGS, at, book, make_world, phone
+from tests.waitlist_support import DAY, SETTINGS, at, book, join, make_world, phone
 
 
 @pytest.fixture
@@ -110,3 +111,50 @@ def test_c_or_yes_to_an_offer_gives_the_link_and_confirms_nothing(
     assert "is confirmed" in answer and "Fri 4 Dec" in answer
     assert confirmed()
     assert actions()[-1] == "confirm"
+
+
+def test_stop_withdraws_the_offers_already_texted_to_that_number(
+    app, client, session, clock, twilio
+):
+    world = make_world(session, clock.now)
+    for n in (1, 2, 3):
+        join(session, clock.now, n)
+    session.commit()
+    app.config["WAITLIST_BATCH_SIZE"] = 2  # the freed hour is offered to two at a time
+    clock.now = at(DAY - dt.timedelta(days=2), 9)  # Monday 09:00
+    booking.cancel(session, world.visits[0], now=clock.now, settings=SETTINGS, by_staff=True)
+    session.commit()
+    assert jobs.waitlist_once(app, clock.now).sent == 2
+    tokens = dict(session.execute(select(WaitlistOffer.to_phone, WaitlistOffer.token)).all())
+    session.rollback()
+
+    assert reply(client, clock, at(DAY - dt.timedelta(days=2), 9, 5), "STOP", phone=phone(1)) == ""
+    rows = session.execute(
+        select(WaitlistOffer.to_phone, WaitlistOffer.status, WaitlistOffer.reason).order_by(
+            WaitlistOffer.to_phone
+        )
+    ).all()
+    session.rollback()
+    assert [tuple(r) for r in rows] == [
+        (phone(1), "skipped", "opted out"),
+        (phone(2), "sent", ""),  # another number's offer stands
+    ]
+    # The link says the offer is no longer open, within its 30 minutes; claiming it is refused.
+    page = client.get(f"/waitlist/offers/{tokens[phone(1)]}")
+    assert page.status_code == 200
+    assert "This offer is no longer open" in page.get_data(as_text=True)
+    assert "no longer open" not in client.get(f"/waitlist/offers/{tokens[phone(2)]}").get_data(
+        as_text=True
+    )
+    claimed = client.post(f"/api/v1/waitlist/offers/{tokens[phone(1)]}/claim")
+    assert claimed.status_code == 409
+    assert claimed.get_json()["error"]["code"] == "expired"
+    assert "STOP" in claimed.get_json()["error"]["message"]
+    # The freed hour's next batch counts only the offer still out: the third person gets one.
+    freed = session.scalars(select(WaitlistFreed)).one()
+    settings = dataclasses.replace(SETTINGS, waitlist_batch=2)
+    assert waitlist.offer_freed(session, freed, now=clock.now, settings=settings) == (1, 2)
+    assert session.scalars(
+        select(WaitlistOffer.to_phone).where(WaitlistOffer.status == "pending")
+    ).all() == [phone(3)]
+    session.rollback()

@@ -158,7 +158,8 @@ def handle_inbound(
     ride); when that text is a waitlist offer they confirm nothing and the answer gives the
     offer's link again (or says it is over); HELP names that visit's (or offer's) clinic
     phone. STOP & co. opt the number out (whoever it belongs to: patient or escort; the worker
-    then texts it no offer either), START opts in. Recorded by MessageSid with the text it
+    then texts it no offer either, and the offers already texted to it are withdrawn), START
+    opts in. Recorded by MessageSid with the text it
     answered, so a redelivered webhook changes nothing twice."""
     if session.scalar(select(SmsInbound.id).where(SmsInbound.message_sid == message_sid)):
         return InboundResult("duplicate", None)
@@ -199,6 +200,7 @@ def handle_inbound(
     if action == "opt_out":
         # Twilio has already stopped delivery and sent its own answer: no reply from us.
         _set_opt_out(session, phone, True, word or kind, now)
+        waitlist.withdraw_offers_to(session, phone, now=now)
     elif action == "opt_in":
         _set_opt_out(session, phone, False, word or kind, now)
     if action == "confirm" and offer is not None:

@@ -101,6 +101,8 @@ MAX_ATTEMPTS = reminders.MAX_ATTEMPTS
 ENTRY_CHUNK = 64  # entries read at a time, in join order, while looking for a batch
 MAX_ROUNDS = 5  # looks for the next entries after concurrent workers' offers won
 LIVE = tuple(s.value for s in LIVE_OFFER_STATUSES)
+# Why an offer is not texted, or is withdrawn after it was: its number opted out (STOP).
+OPTED_OUT = "opted out"
 
 
 class OfferTaken(Conflict):
@@ -162,6 +164,8 @@ class OfferView:
     appointment_id: int | None  # the visit booked by claiming it
     # The entry booked from another offer: this one is withdrawn (checked before expired).
     already_booked: bool = False
+    # Its number opted out of texts (STOP) after it was texted: withdrawn (expired too).
+    withdrawn: bool = False
     # A course entry: the whole course planned from this start (empty: a single visit, or no
     # plan fits any more).
     plan: tuple[PlannedVisit, ...] = ()
@@ -339,6 +343,14 @@ def leave(session: Session, token: str, *, now: dt.datetime) -> WaitlistEntry:
         _close_live(session, WaitlistOffer.entry_id == entry.id, OfferStatus.SKIPPED, now, "left")
     session.flush()
     return entry
+
+
+def withdraw_offers_to(session: Session, phone: str, *, now: dt.datetime) -> int:
+    """`phone` opted out of texts (STOP): the live offers to it are withdrawn, texted or not.
+    Their links say so, and a freed slot's next batch no longer counts them as out."""
+    return _close_live(
+        session, WaitlistOffer.to_phone == phone, OfferStatus.SKIPPED, now, OPTED_OUT
+    )
 
 
 def _close_live(
@@ -532,6 +544,7 @@ def get_offer(
         or entry.status == WaitlistStatus.LEFT
         or offer.status in (OfferStatus.SKIPPED, OfferStatus.FAILED)
     )
+    withdrawn = expired and offer.status == OfferStatus.SKIPPED and offer.reason == OPTED_OUT
     taken = not claimed and (
         offer.status == OfferStatus.TAKEN
         or (
@@ -556,6 +569,7 @@ def get_offer(
         claimed=claimed,
         appointment_id=offer.appointment_id,
         already_booked=already_booked,
+        withdrawn=withdrawn,
         **course,
     )
 
@@ -609,6 +623,11 @@ def claim(
         )
     if offer.status == OfferStatus.TAKEN:
         raise OfferTaken("Sorry, this time has just been taken. You stay on the waitlist.")
+    if offer.status == OfferStatus.SKIPPED and offer.reason == OPTED_OUT:
+        raise OfferExpired(
+            "This offer is no longer open: texts to this number were stopped (STOP), so it was "
+            "withdrawn."
+        )
     if (
         offer.status not in (OfferStatus.SENT, OfferStatus.SENDING)
         or (offer.expires_at is not None and offer.expires_at <= now)
@@ -1243,7 +1262,7 @@ def prepare_offer(session: Session, item: OutgoingOffer, now: dt.datetime) -> st
     elif not entry.patient.sms_consent:
         reason = "no SMS consent"
     elif reminders.is_opted_out(session, item.phone):
-        reason = "opted out"
+        reason = OPTED_OUT
     elif not _slot_free(session, entry.location, entry.service, offer.slot_start, now):
         reason = "slot no longer free"
     if reason:
