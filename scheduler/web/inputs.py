@@ -170,8 +170,8 @@ _FORM_PROBLEMS = "chairside.form_problems"  # per request (the app context may o
 def marks_form_problems(view: V) -> V:
     """For a form view that marks a control character on its own form, keeping what was typed,
     rather than the generic error page: the guard lets such a form through and the view calls
-    `form_problems()` first, before reading or storing anything (the route's outermost
-    decorator after `route`)."""
+    `form_problems()` first, before storing anything (staff forms: through
+    `staff_common.refused_characters`); the route's outermost decorator after `route`."""
     view.marks_form_problems = True  # type: ignore[attr-defined]
     return view
 

@@ -52,7 +52,7 @@ from scheduler.web import formatting, staff_patients
 from scheduler.web.auth import current_staff
 from scheduler.web.common import json_error, now, settings
 from scheduler.web.formatting import local
-from scheduler.web.inputs import query_id
+from scheduler.web.inputs import marks_form_problems, query_id
 from scheduler.web.staff_common import (
     ROLE_LABELS,
     STATUS_LABELS,
@@ -65,6 +65,8 @@ from scheduler.web.staff_common import (
     owned,
     page_location,
     parse_date,
+    refuse_characters,
+    refused_characters,
     visible_locations,
 )
 
@@ -350,10 +352,13 @@ def _describe(appt: Appointment) -> dict[str, str]:
 
 
 @bp.route("/appointments/<int:appointment_id>/status", methods=["POST"])
+@marks_form_problems
 @login
 def appointment_status(appointment_id: int) -> ResponseReturnValue:
     appt = _appointment(appointment_id)
     target = form_value("status", 32)
+    if (refused := refused_characters()) is not None:
+        return _render_appointment(appt, error=refused, status=refused.http_status)
     if target not in STATUS_ACTIONS:
         return _render_appointment(
             appt, error=PageError("Choose an action.", {"status": "unknown"}), status=422
@@ -392,11 +397,13 @@ def _back_to(appt: Appointment, *, anchor: bool = True) -> str:
 
 
 @bp.route("/appointments/<int:appointment_id>/ready", methods=["POST"])
+@marks_form_problems
 @login
 def appointment_ready(appointment_id: int) -> ResponseReturnValue:
     """Text the escort that the patient is ready to be picked up (once per visit)."""
     appt = _appointment(appointment_id)
     try:
+        refuse_characters()
         queued = day_of.mark_ready(db.session(), appt, now())
     except DomainError as exc:
         db.session.rollback()
@@ -412,10 +419,13 @@ def appointment_ready(appointment_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/appointments/<int:appointment_id>/cancel", methods=["POST"])
+@marks_form_problems
 @login
 def appointment_cancel(appointment_id: int) -> ResponseReturnValue:
     appt = _appointment(appointment_id)
     reason = form_value("reason")
+    if (refused := refused_characters()) is not None:
+        return _render_appointment(appt, error=refused, status=refused.http_status)
     if not reason:
         return _render_appointment(
             appt,
@@ -436,12 +446,14 @@ def appointment_cancel(appointment_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/appointments/<int:appointment_id>/move", methods=["POST"])
+@marks_form_problems
 @login
 def appointment_move(appointment_id: int) -> ResponseReturnValue:
     appt = _appointment(appointment_id)
     tz = ZoneInfo(appt.location.timezone)
     before = _describe(appt)
     try:
+        refuse_characters()
         resource = _resource_of(appt.location, form_value("resource", 20)) or appt.resource
         day = parse_date(form_value("date", 20)) or appt.start_at.astimezone(tz).date()
         wall = _parse_time(
@@ -627,6 +639,7 @@ def book_form(slug: str) -> ResponseReturnValue:
 
 
 @bp.route("/<slug>/book", methods=["POST"])
+@marks_form_problems
 @login
 def book_submit(slug: str) -> ResponseReturnValue:
     location = page_location(slug)
@@ -650,6 +663,7 @@ def book_submit(slug: str) -> ResponseReturnValue:
     resource: Resource | None = None
     override = request.form.get("override_clearance") == "on"
     try:
+        refuse_characters()
         day = parse_date(values["date"])
         if day is None:
             raise PageError("Choose a date.", {"date": "required"})
@@ -742,6 +756,7 @@ def block_form(slug: str) -> ResponseReturnValue:
 
 
 @bp.route("/<slug>/blocks", methods=["POST"])
+@marks_form_problems
 @login
 def block_create(slug: str) -> ResponseReturnValue:
     location = page_location(slug)
@@ -750,6 +765,7 @@ def block_create(slug: str) -> ResponseReturnValue:
     resource = None
     start = end = None
     try:
+        refuse_characters()
         resource = _resource_of(location, values["resource"])
         if resource is None:
             raise PageError("Choose a chair or room.", {"resource": "required"})
@@ -799,30 +815,48 @@ def block_create(slug: str) -> ResponseReturnValue:
 @login
 def block_page(slug: str, block_id: int) -> ResponseReturnValue:
     location = page_location(slug)
-    block = owned(ResourceBlock, block_id, location)
-    tz = ZoneInfo(location.timezone)
+    return _render_block_page(location, owned(ResourceBlock, block_id, location))
+
+
+def _render_block_page(
+    location: Location,
+    block: ResourceBlock,
+    error: DomainError | None = None,
+    reason: str = "",
+    status: int = 200,
+) -> ResponseReturnValue:
     entries = [
         e
         for e in audit.recent(db.session(), location_ids=[location.id], limit=500)
         if e.target.endswith(f"block {block.id}") or e.target.endswith(f"block {block.id} (API)")
     ]
-    return render_template(
-        "staff/block_page.html",
-        location=location,
-        block=block,
-        tz=tz,
-        local=local,
-        entries=entries,
-        details_of=audit.details_of,
+    return (
+        render_template(
+            "staff/block_page.html",
+            location=location,
+            block=block,
+            tz=ZoneInfo(location.timezone),
+            local=local,
+            entries=entries,
+            details_of=audit.details_of,
+            error=error,
+            reason=reason,
+        ),
+        status,
     )
 
 
 @bp.route("/<slug>/blocks/<int:block_id>/delete", methods=["POST"])
+@marks_form_problems
 @login
 def block_delete(slug: str, block_id: int) -> ResponseReturnValue:
     location = page_location(slug)
     tz = ZoneInfo(location.timezone)
     block = owned(ResourceBlock, block_id, location)
+    if (refused := refused_characters()) is not None:
+        return _render_block_page(
+            location, block, refused, form_value("reason"), refused.http_status
+        )
     day = block.start_at.astimezone(tz).date()
     described = {
         "start": local(block.start_at, tz, "%Y-%m-%d %H:%M"),

@@ -15,9 +15,9 @@ from werkzeug.exceptions import HTTPException
 from scheduler.extensions import db
 from scheduler.models import Closure, Location, Resource, ResourceBlock, StaffRole, StaffUser
 from scheduler.services.clock import in_supported_range
-from scheduler.services.errors import DomainError
+from scheduler.services.errors import DomainError, InvalidInput
 from scheduler.web.auth import current_staff, staff_login_required
-from scheduler.web.inputs import DATE_RANGE_MESSAGE
+from scheduler.web.inputs import DATE_RANGE_MESSAGE, form_problems, without_controls
 
 STATUS_LABELS = {
     "booked": "Booked",
@@ -104,7 +104,27 @@ def parse_date(value: str | None, field: str = "date") -> dt.date | None:
 
 
 def form_value(name: str, limit: int = 500) -> str:
-    return request.form.get(name, "").strip()[:limit]
+    """A posted field, trimmed; without control characters, so that a form shown again after
+    `refused_characters` keeps what was typed (nothing read this way is stored then)."""
+    return without_controls(request.form.get(name, "")).strip()[:limit]
+
+
+def refused_characters() -> InvalidInput | None:
+    """The error naming each posted field with a control character, or None. A staff form
+    view marked `marks_form_problems` asks this first and shows its form again with the error
+    (the fields named, the input kept through `form_value`) instead of the generic error page;
+    the view stores nothing then."""
+    problems = form_problems()
+    if not problems:
+        return None
+    return InvalidInput("Some fields contain characters that are not allowed.", problems)
+
+
+def refuse_characters() -> None:
+    """`refused_characters` raised: first in a view's `try`, whose DomainError branch already
+    shows the form again."""
+    if (error := refused_characters()) is not None:
+        raise error
 
 
 # --- the guard and the error pages ----------------------------------------------------------------

@@ -15,11 +15,18 @@ from sqlalchemy import select
 from scheduler.extensions import db
 from scheduler.models import Course, CourseTemplate, Service, StaffUser
 from scheduler.services import audit, course_view, courses, settings_admin
-from scheduler.services.errors import DomainError, InvalidInput
+from scheduler.services.errors import DomainError
 from scheduler.web.auth import current_staff
 from scheduler.web.common import now, settings
-from scheduler.web.inputs import form_problems, marks_form_problems, without_controls
-from scheduler.web.staff_common import forbidden, form_value, install_pages, login
+from scheduler.web.inputs import marks_form_problems
+from scheduler.web.staff_common import (
+    forbidden,
+    form_value,
+    install_pages,
+    login,
+    refuse_characters,
+    refused_characters,
+)
 from scheduler.web.staff_settings import require_settings_role
 
 bp = Blueprint("staff_courses", __name__, url_prefix="/staff")
@@ -91,14 +98,10 @@ def _posted_template() -> dict[str, Any]:
 
 def _refused_characters(template: CourseTemplate | None) -> ResponseReturnValue | None:
     """The form again, each field with a control character marked and the rest as typed."""
-    problems = form_problems()
-    if not problems:
+    error = refused_characters()
+    if error is None:
         return None
-    values = {
-        k: without_controls(v) if isinstance(v, str) else v for k, v in _posted_template().items()
-    }
-    error = InvalidInput("Some fields contain characters that are not allowed.", problems)
-    return _render_template_form(template, values, error, error.http_status)
+    return _render_template_form(template, _posted_template(), error, error.http_status)
 
 
 def _template_or_403(staff: StaffUser, slug: str) -> CourseTemplate:
@@ -220,6 +223,7 @@ def course(course_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/courses/<int:course_id>/review", methods=["POST"])
+@marks_form_problems
 @login
 def course_review(course_id: int) -> ResponseReturnValue:
     course = _course(course_id)
@@ -228,6 +232,7 @@ def course_review(course_id: int) -> ResponseReturnValue:
         forbidden()
     decision = form_value("decision", 20)
     try:
+        refuse_characters()
         courses.review(db.session(), course, decision, now=now(), settings=settings(), staff=staff)
     except DomainError as exc:
         db.session.rollback()

@@ -6,7 +6,7 @@ A patient with no visit at the reader's locations is "not found" (404), as an un
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,12 +20,14 @@ from scheduler.services import audit, course_view, patient_sms, patients, remind
 from scheduler.services.errors import DomainError, InvalidInput, NotFound
 from scheduler.web.auth import current_staff
 from scheduler.web.common import now, settings
+from scheduler.web.inputs import marks_form_problems
 from scheduler.web.staff_common import (
     PageError,
     form_value,
     install_pages,
     login,
     parse_date,
+    refuse_characters,
     visible_locations,
 )
 
@@ -69,8 +71,13 @@ def _visit_rows(appts: list[Appointment]) -> list[dict[str, Any]]:
 
 
 def _render_record(
-    patient: Patient, error: DomainError | PageError | None = None, status: int = 200
+    patient: Patient,
+    error: DomainError | PageError | None = None,
+    status: int = 200,
+    posted: Mapping[str, str] | None = None,
 ) -> ResponseReturnValue:
+    """The record; after a refused change, `posted` (the form's fields as typed) fills the form
+    it came from."""
     session = db.session()
     staff = current_staff()
     appts = patients.appointments_of(session, staff, patient.id)
@@ -114,6 +121,7 @@ def _render_record(
             may_clear=patients.may_record_clearance(staff),
             courses=course_view.patient_lines(session, patient.id, [x.id for x in locations]),
             error=error,
+            posted=posted or {},
         ),
         status,
     )
@@ -131,12 +139,14 @@ def _patient_post(
     """Run a change; on a DomainError roll back and show the record with it; else audit,
     commit, say so, and go back to the record (303)."""
     try:
+        refuse_characters()
         details = change()
     except (DomainError, PageError) as exc:
         db.session.rollback()
         db.session.refresh(patient)
         status = exc.status if isinstance(exc, PageError) else exc.http_status
-        return _render_record(patient, exc, status)
+        posted = {k: form_value(k, 5000) for k in request.form if k != "csrf_token"}
+        return _render_record(patient, exc, status, posted)
     kept = details.pop("kept", patient.id)
     audit.record(
         db.session(),
@@ -153,6 +163,7 @@ def _patient_post(
 
 
 @bp.route("/<int:patient_id>", methods=["POST"])
+@marks_form_problems
 @login
 def edit(patient_id: int) -> ResponseReturnValue:
     patient = _patient(patient_id)
@@ -177,6 +188,7 @@ def edit(patient_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/<int:patient_id>/clearances", methods=["POST"])
+@marks_form_problems
 @login
 def clear(patient_id: int) -> ResponseReturnValue:
     patient = _patient(patient_id)
@@ -200,6 +212,7 @@ def clear(patient_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/<int:patient_id>/merge", methods=["POST"])
+@marks_form_problems
 @login
 def merge(patient_id: int) -> ResponseReturnValue:
     patient = _patient(patient_id)

@@ -19,6 +19,7 @@ from scheduler.services import audit, rota_view, staffing
 from scheduler.services.errors import DomainError, InvalidInput
 from scheduler.web.auth import current_staff
 from scheduler.web.common import now
+from scheduler.web.inputs import marks_form_problems
 from scheduler.web.staff import _render_appointment
 from scheduler.web.staff_common import (
     PageError,
@@ -29,6 +30,7 @@ from scheduler.web.staff_common import (
     login,
     page_location,
     parse_date,
+    refuse_characters,
 )
 from scheduler.web.staff_settings import _render_location_settings
 
@@ -167,6 +169,7 @@ def _rota_post(
     except PageError:
         day = _today(location)
     try:
+        refuse_characters()
         target, details, message = change()
     except DomainError as exc:
         db.session.rollback()
@@ -187,6 +190,7 @@ def _rota_post(
 
 
 @bp.route("/<slug>/rota/shifts", methods=["POST"])
+@marks_form_problems
 @login
 def shift_add(slug: str) -> ResponseReturnValue:
     location = _edit_location(slug)
@@ -225,6 +229,7 @@ def shift_add(slug: str) -> ResponseReturnValue:
 
 
 @bp.route("/<slug>/rota/shifts/<shift_id>/delete", methods=["POST"])
+@marks_form_problems
 @login
 def shift_remove(slug: str, shift_id: str) -> ResponseReturnValue:
     location = _edit_location(slug)
@@ -245,6 +250,7 @@ def shift_remove(slug: str, shift_id: str) -> ResponseReturnValue:
 
 
 @bp.route("/<slug>/rota/leave", methods=["POST"])
+@marks_form_problems
 @login
 def leave(slug: str) -> ResponseReturnValue:
     location = _edit_location(slug)
@@ -266,6 +272,7 @@ def leave(slug: str) -> ResponseReturnValue:
 
 
 @bp.route("/<slug>/rota/copy", methods=["POST"])
+@marks_form_problems
 @login
 def copy_week(slug: str) -> ResponseReturnValue:
     location = _edit_location(slug)
@@ -291,6 +298,7 @@ def copy_week(slug: str) -> ResponseReturnValue:
 
 
 @bp.route("/appointments/<int:appointment_id>/nurse", methods=["POST"])
+@marks_form_problems
 @login
 def appointment_nurse(appointment_id: int) -> ResponseReturnValue:
     appt = db.session.get(Appointment, appointment_id)
@@ -300,6 +308,7 @@ def appointment_nurse(appointment_id: int) -> ResponseReturnValue:
     raw = form_value("nurse", 20)
     before = appt.nurse.name if appt.nurse else None
     try:
+        refuse_characters()
         nurse_id = _form_int("nurse") if raw else None
         staffing.change_nurse(db.session(), appt, nurse_id)
     except DomainError as exc:
@@ -326,11 +335,13 @@ def appointment_nurse(appointment_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/settings/locations/<slug>/staffing", methods=["POST"])
+@marks_form_problems
 @login
 def settings_staffing(slug: str) -> ResponseReturnValue:
     location = _edit_location(slug)
     before = staffing.staffing_of(location)
     try:
+        refuse_characters()
         changes: dict[str, Any] = {"rules": request.form.get("rules") == "on"}
         for name in STAFFING_LIMITS:
             changes[name] = _form_int(name)

@@ -35,7 +35,7 @@ from scheduler.services import staff as staff_service
 from scheduler.services.errors import DomainError, InvalidInput
 from scheduler.web.auth import current_staff, hasher
 from scheduler.web.common import now
-from scheduler.web.inputs import query_ids
+from scheduler.web.inputs import marks_form_problems, query_ids
 from scheduler.web.staff_common import (
     ROLE_LABELS,
     PageError,
@@ -47,6 +47,8 @@ from scheduler.web.staff_common import (
     owned,
     page_location,
     parse_date,
+    refuse_characters,
+    refused_characters,
     visible_locations,
 )
 
@@ -79,7 +81,10 @@ def require_settings_role() -> StaffUser:
 
 
 def _render_tokens(
-    owner: StaffUser, new_token: str | None = None, status: int = 200
+    owner: StaffUser,
+    new_token: str | None = None,
+    status: int = 200,
+    error: DomainError | None = None,
 ) -> ResponseReturnValue:
     tokens = sorted(owner.tokens, key=lambda t: t.created_at, reverse=True)
     return (
@@ -90,6 +95,8 @@ def _render_tokens(
             new_token=new_token,
             me=current_staff(),
             tz=dt.UTC,
+            token_error=error,
+            token_label=form_value("label", 100) if error else "",
         ),
         status,
     )
@@ -114,9 +121,12 @@ def account() -> ResponseReturnValue:
 
 @bp.route("/account/tokens", methods=["POST"])
 @bp.route("/settings/staff/<int:staff_id>/tokens", methods=["POST"])
+@marks_form_problems
 @login
 def token_issue(staff_id: int | None = None) -> ResponseReturnValue:
     owner = _token_owner(staff_id)
+    if (refused := refused_characters()) is not None:
+        return _render_tokens(owner, status=refused.http_status, error=refused)
     label = form_value("label", 100)
     plain = staff_service.issue_token(db.session(), owner, now(), label=label)
     audit.record(
@@ -133,12 +143,15 @@ def token_issue(staff_id: int | None = None) -> ResponseReturnValue:
 
 
 @bp.route("/account/tokens/<int:token_id>/revoke", methods=["POST"])
+@marks_form_problems
 @login
 def token_revoke(token_id: int) -> ResponseReturnValue:
     token = db.session.get(ApiToken, token_id)
     if token is None:
         abort(404)
     owner = _token_owner(token.staff_id)
+    if (refused := refused_characters()) is not None:
+        return _render_tokens(owner, status=refused.http_status, error=refused)
     if token.revoked_at is None:
         token.revoked_at = now()
         audit.record(
@@ -215,6 +228,7 @@ def _settings_post(
     location: Location, action: str, target: str, change: Callable[[], Mapping[str, Any]]
 ) -> ResponseReturnValue:
     try:
+        refuse_characters()
         details = change()
     except DomainError as exc:
         db.session.rollback()
@@ -227,6 +241,7 @@ def _settings_post(
 
 
 @bp.route("/settings/locations/new", methods=["GET", "POST"])
+@marks_form_problems
 @login
 def settings_location_new() -> ResponseReturnValue:
     _require_admin()
@@ -234,6 +249,7 @@ def settings_location_new() -> ResponseReturnValue:
         return render_template("staff/settings_location_new.html", values={}, error=None)
     values = {k: form_value(k) for k in ("slug", "name", "timezone", "address", "phone")}
     try:
+        refuse_characters()
         location = settings_admin.create_location(db.session(), **values)
     except DomainError as exc:
         db.session.rollback()
@@ -246,6 +262,7 @@ def settings_location_new() -> ResponseReturnValue:
 
 
 @bp.route("/settings/locations/<slug>", methods=["GET", "POST"])
+@marks_form_problems
 @login
 def settings_location(slug: str) -> ResponseReturnValue:
     location = _settings_location(slug)
@@ -264,6 +281,7 @@ def settings_location(slug: str) -> ResponseReturnValue:
 
 
 @bp.route("/settings/locations/<slug>/hours", methods=["POST"])
+@marks_form_problems
 @login
 def settings_hours(slug: str) -> ResponseReturnValue:
     location = _settings_location(slug)
@@ -277,6 +295,7 @@ def settings_hours(slug: str) -> ResponseReturnValue:
 
 
 @bp.route("/settings/locations/<slug>/closures", methods=["POST"])
+@marks_form_problems
 @login
 def settings_closure_add(slug: str) -> ResponseReturnValue:
     location = _settings_location(slug)
@@ -295,6 +314,7 @@ def settings_closure_add(slug: str) -> ResponseReturnValue:
 
 
 @bp.route("/settings/locations/<slug>/closures/<int:closure_id>/delete", methods=["POST"])
+@marks_form_problems
 @login
 def settings_closure_delete(slug: str, closure_id: int) -> ResponseReturnValue:
     location = _settings_location(slug)
@@ -308,6 +328,7 @@ def settings_closure_delete(slug: str, closure_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/settings/locations/<slug>/resources", methods=["POST"])
+@marks_form_problems
 @login
 def settings_resource_add(slug: str) -> ResponseReturnValue:
     location = _settings_location(slug)
@@ -326,6 +347,7 @@ def settings_resource_add(slug: str) -> ResponseReturnValue:
 
 
 @bp.route("/settings/locations/<slug>/resources/<int:resource_id>", methods=["POST"])
+@marks_form_problems
 @login
 def settings_resource_edit(slug: str, resource_id: int) -> ResponseReturnValue:
     location = _settings_location(slug)
@@ -402,6 +424,7 @@ def _posted_service() -> dict[str, Any]:
 
 
 @bp.route("/settings/services/new", methods=["GET", "POST"])
+@marks_form_problems
 @login
 def settings_service_new() -> ResponseReturnValue:
     staff = require_settings_role()
@@ -409,6 +432,7 @@ def settings_service_new() -> ResponseReturnValue:
         return _render_service(None, {"active": True, "locations": set()}, None, 200)
     values = _posted_service()
     try:
+        refuse_characters()
         service = settings_admin.save_service(db.session(), staff, None, values)
     except DomainError as exc:
         db.session.rollback()
@@ -428,6 +452,7 @@ def _audit_values(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @bp.route("/settings/services/<slug>", methods=["GET", "POST"])
+@marks_form_problems
 @login
 def settings_service(slug: str) -> ResponseReturnValue:
     staff = require_settings_role()
@@ -438,6 +463,7 @@ def settings_service(slug: str) -> ResponseReturnValue:
         return _render_service(service, _service_values(service), None, 200)
     values = _posted_service()
     try:
+        refuse_characters()
         settings_admin.save_service(db.session(), staff, service, values)
     except DomainError as exc:
         db.session.rollback()
@@ -478,6 +504,7 @@ def _posted_staff() -> dict[str, Any]:
 
 
 @bp.route("/settings/staff/new", methods=["GET", "POST"])
+@marks_form_problems
 @login
 def settings_staff_new() -> ResponseReturnValue:
     _require_admin()
@@ -487,6 +514,7 @@ def settings_staff_new() -> ResponseReturnValue:
         )
     values = _posted_staff()
     try:
+        refuse_characters()
         user = settings_admin.save_staff(db.session(), None, values, hasher(), now=now())
     except DomainError as exc:
         db.session.rollback()
@@ -507,6 +535,7 @@ def _staff_audit(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @bp.route("/settings/staff/<int:staff_id>", methods=["GET", "POST"])
+@marks_form_problems
 @login
 def settings_staff_edit(staff_id: int) -> ResponseReturnValue:
     me = _require_admin()
@@ -524,6 +553,7 @@ def settings_staff_edit(staff_id: int) -> ResponseReturnValue:
         return _render_staff_edit(user, values, None, 200)
     values = _posted_staff()
     try:
+        refuse_characters()
         if user.id == me.id and (not values["active"] or values["role"] != StaffRole.ADMIN):
             raise InvalidInput(
                 "You cannot remove your own admin access.", {"role": "would lock you out"}

@@ -17,6 +17,7 @@ from scheduler.services import audit, waitlist, waitlist_view
 from scheduler.services.errors import DomainError, InvalidInput
 from scheduler.web.auth import current_staff
 from scheduler.web.common import now, settings
+from scheduler.web.inputs import marks_form_problems
 from scheduler.web.staff_common import (
     PageError,
     form_value,
@@ -24,6 +25,7 @@ from scheduler.web.staff_common import (
     login,
     page_location,
     parse_date,
+    refuse_characters,
 )
 
 bp = Blueprint("staff_waitlist", __name__, url_prefix="/staff")
@@ -93,6 +95,7 @@ def offer_form(slug: str, entry_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/<slug>/waitlist/<int:entry_id>/offer", methods=["POST"])
+@marks_form_problems
 @login
 def offer_submit(slug: str, entry_id: int) -> ResponseReturnValue:
     location = page_location(slug)
@@ -103,6 +106,7 @@ def offer_submit(slug: str, entry_id: int) -> ResponseReturnValue:
     except PageError:
         day = waitlist_view.first_day(entry, now())
     try:
+        refuse_characters()
         try:
             start = dt.datetime.fromisoformat(chosen) if chosen else None
         except ValueError:
