@@ -13,19 +13,8 @@ from sqlalchemy import event
 
 from scheduler.extensions import db
 from scheduler.services import courses
-from tests.factories import patient_json
-from tests.web.staff_support import DAY, LA, at, make_clinic, sign_in
-
-INDUCTION = {
-    "slug": "induction",
-    "name": "IV ketamine induction",
-    "service": "infusion",
-    "sessions": 6,
-    "min_gap_hours": 44,
-    "max_gap_hours": 168,
-    "within_days": 21,
-    "review_after": 2,
-}
+from tests.web.staff_support import DAY, at, make_clinic, sign_in
+from tests.web.test_courses_api import INDUCTION, body
 
 
 @contextlib.contextmanager
@@ -47,16 +36,7 @@ def statements() -> Iterator[list[str]]:
 
 def book_course(client: Any, n: int, hour: int) -> None:
     starts = [at(DAY, hour) + dt.timedelta(days=2 * i) for i in range(6)]
-    r = client.post(
-        "/api/v1/courses",
-        json={
-            "location": "sf",
-            "course": "induction",
-            "starts": [s.astimezone(LA).isoformat() for s in starts],
-            "patient": patient_json(n),
-            "sms_consent": True,
-        },
-    )
+    r = client.post("/api/v1/courses", json=body(starts, n))
     assert r.status_code == 201, r.get_json()
 
 
