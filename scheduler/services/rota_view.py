@@ -183,8 +183,10 @@ class Visit:
     service: str
 
 
-def visits(session: Session, ids: Sequence[int] | None) -> list[Visit]:
-    """The visits a refusal (`shift_in_use`, `staffing_in_use`) lists, as the calendar names them."""
+def visits(session: Session, ids: Sequence[int] | None, *, location_id: int) -> list[Visit]:
+    """The visits a refusal (`shift_in_use`, `staffing_in_use`) lists, as the calendar names them:
+    those at `location_id` only (the page's own), so no refusal shows another location's
+    patients."""
     if not ids:
         return []
     rows = session.scalars(
@@ -194,7 +196,7 @@ def visits(session: Session, ids: Sequence[int] | None) -> list[Visit]:
             selectinload(Appointment.service),
             selectinload(Appointment.location),
         )
-        .where(Appointment.id.in_(list(ids)))
+        .where(Appointment.id.in_(list(ids)), Appointment.location_id == location_id)
         .order_by(Appointment.start_at)
     )
     out = []

@@ -41,10 +41,11 @@ from scheduler.models import (
     Shift,
     ShiftPattern,
     ShiftSkip,
+    StaffUser,
     end_of_day,
 )
-from scheduler.services import availability
-from scheduler.services.clock import in_supported_range
+from scheduler.services import audit, availability
+from scheduler.services.clock import EARLIEST_DATE, LATEST_DATE, in_supported_range
 from scheduler.services.errors import (
     ClinicianBusy,
     Conflict,
@@ -198,21 +199,27 @@ def set_active(session: Session, clinician: Clinician, active: bool) -> Clinicia
     return clinician
 
 
-def prescribers_at(session: Session, location: Location, service: Service) -> list[Clinician]:
+def prescribers_at(
+    session: Session, location: Location, service: Service, *, now: dt.datetime
+) -> list[Clinician]:
     """The prescribers a patient may choose for `service` at `location`: active prescribers with
-    a weekly pattern or a one-off shift there (none for an infusion: a patient does not choose)."""
+    a shift there from `now` to the end of the service's booking horizon (none for an infusion:
+    a patient does not choose). One whose shifts there are all past, or beyond the horizon, could
+    never be booked, so is not listed."""
     if service.kind != ServiceKind.CONSULTATION:
         return []
-    with_pattern = select(ShiftPattern.clinician_id).where(ShiftPattern.location_id == location.id)
-    with_shift = select(Shift.clinician_id).where(Shift.location_id == location.id)
+    horizon = now + dt.timedelta(days=service.horizon_days)
+    ids = {
+        s.clinician_id
+        for s in shift_intervals(session, location, now, horizon)
+        if s.role == ClinicianRole.PRESCRIBER
+    }
+    if not ids:
+        return []
     return list(
         session.scalars(
             select(Clinician)
-            .where(
-                Clinician.active.is_(True),
-                Clinician.role == ClinicianRole.PRESCRIBER,
-                Clinician.id.in_(with_pattern.union(with_shift)),
-            )
+            .where(Clinician.id.in_(sorted(ids)))
             .order_by(Clinician.name, Clinician.id)
         )
     )
@@ -517,12 +524,49 @@ def _aware(value: dt.datetime, name: str) -> dt.datetime:
     return value.astimezone(UTC)
 
 
-def _busy(clinician: Clinician, clash: ShiftInterval, tz: ZoneInfo) -> ClinicianBusy:
-    when = f"{clash.start.astimezone(tz):%a %d %b %H:%M}-{clash.end.astimezone(tz):%H:%M}"
+def _busy(
+    clinician: Clinician,
+    clash: ShiftInterval,
+    location: Location,
+    viewer: StaffUser | None,
+) -> ClinicianBusy:
+    """`clinician_busy`, naming the clashing shift's times only where the one asking may see
+    that shift's location (this one, or another of theirs); else only that it is elsewhere."""
+    if clash.location_id == location.id or (
+        viewer is not None and viewer.can_access(clash.location_id)
+    ):
+        tz = ZoneInfo(location.timezone)
+        when = f"{clash.start.astimezone(tz):%a %d %b %H:%M}-{clash.end.astimezone(tz):%H:%M}"
+    else:
+        when = "at another location"
     return ClinicianBusy(
         f"{clinician.name} already has a shift then ({when}).",
         {"clinician": "already on shift then"},
     )
+
+
+RANGE_MESSAGE = f"must be between {EARLIEST_DATE} and {LATEST_DATE}"
+
+
+def check_shift_range(
+    location: Location,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    fields: tuple[str, str] = ("start", "end"),
+) -> None:
+    """A shift lies on local dates (at `location`) that the listing accepts, so every shift
+    written can be listed, removed and copied: refused naming `fields` (start's, end's) else."""
+    tz = ZoneInfo(location.timezone)
+    problems: dict[str, str] = {}
+    if not in_supported_range(start.astimezone(tz).date()):
+        problems[fields[0]] = RANGE_MESSAGE
+    # A shift ending at midnight after the last day still lies on that day.
+    last = max(start, end - dt.timedelta(microseconds=1))
+    if not in_supported_range(last.astimezone(tz).date()):
+        problems.setdefault(fields[1], RANGE_MESSAGE)
+    if problems:
+        raise InvalidInput("That shift is out of range.", problems)
 
 
 def add_shift(
@@ -534,21 +578,23 @@ def add_shift(
     *,
     note: str = "",
     now: dt.datetime | None = None,
+    viewer: StaffUser | None = None,
 ) -> ShiftInterval:
-    """A one-off shift (an extra day, or cover); refused if the clinician is busy anywhere then.
+    """A one-off shift (an extra day, or cover); refused if the clinician is busy anywhere then
+    (the clash's times are named only if `viewer` may see its location).
     Under the staffing rules more staff is more room: the waitlist looks at the shift's time."""
     start, end = _aware(start, "start"), _aware(end, "end")
     if end <= start:
         raise InvalidInput("The shift must end after it starts.", {"end": "must be after start"})
     if end - start > MAX_SHIFT:
         raise InvalidInput("A shift lasts at most 24 hours.", {"end": "at most 24 hours"})
+    check_shift_range(location, start, end)
     clinician = _lock_clinician(session, clinician_id)
     if not clinician.active:
         raise InvalidInput("That clinician is inactive.", {"clinician": "inactive"})
-    tz = ZoneInfo(location.timezone)
     clashes = clinician_shifts(session, clinician, start, end)
     if clashes:
-        raise _busy(clinician, clashes[0], tz)
+        raise _busy(clinician, clashes[0], location, viewer)
     shift = Shift(
         clinician_id=clinician.id,
         location_id=location.id,
@@ -674,11 +720,30 @@ def find_shift(
     return _one_off(shift, shift.clinician), shift, None
 
 
+@dataclass(frozen=True)
+class NurseChange:
+    """A visit whose nurse lost the shift covering its start, given another (or none)."""
+
+    appointment_id: int
+    before: str
+    after: str | None  # None: no nurse on shift then; the visit is left without one
+
+
+@dataclass(frozen=True)
+class Removed:
+    """A removed shift, and the visits its nurse was watching that were handed on."""
+
+    shift: ShiftInterval
+    nurses: tuple[NurseChange, ...] = ()
+
+
 def delete_shift(
     session: Session, location: Location, shift_id: str, *, now: dt.datetime, reason: str = ""
-) -> ShiftInterval:
+) -> Removed:
     """Remove one concrete shift (a pattern's occurrence is skipped that day); refused with
-    `shift_in_use` when booked visits would lose the prescriber or nurse capacity they need."""
+    `shift_in_use` when booked visits would lose the prescriber or nurse capacity they need.
+    A nurse's visits that start during the shift are given another nurse on shift then
+    (`pick_nurse`), or none if nobody is (`reassign_nurses`), in the same transaction."""
     view, row, day = find_shift(session, location, shift_id)
     lock_days(session, location, (view.start, view.end))
     broken = stranded(session, location, view.start, view.end, now=now, without=view.id)
@@ -694,22 +759,97 @@ def delete_shift(
     else:
         session.delete(row)
     session.flush()
-    return view
+    return Removed(view, reassign_nurses(session, location, view, now=now))
+
+
+def reassign_nurses(
+    session: Session, location: Location, removed: ShiftInterval, *, now: dt.datetime
+) -> tuple[NurseChange, ...]:
+    """After `removed` is gone: every visit still to come whose nurse it was (its occupied
+    start falls in the shift, so no other shift of hers covers it) gets the nurse `pick_nurse`
+    balances it to, or none. The caller holds the shift's days' locks (`delete_shift`)."""
+    if removed.role != ClinicianRole.NURSE:
+        return ()
+    visits = session.scalars(
+        select(Appointment)
+        .where(
+            Appointment.location_id == location.id,
+            Appointment.nurse_id == removed.clinician_id,
+            Appointment.active.is_(True),
+            Appointment.occupied_start >= removed.start,
+            Appointment.occupied_start < removed.end,
+            Appointment.occupied_end > now,
+        )
+        .order_by(Appointment.occupied_start, Appointment.id)
+    ).all()
+    changes: list[NurseChange] = []
+    for visit in visits:
+        nurse_id = pick_nurse(
+            session,
+            location,
+            visit.occupied_start,
+            visit.occupied_end,
+            exclude_appointment_id=visit.id,
+        )
+        visit.nurse_id = nurse_id
+        session.flush()  # the next pick counts this one's new nurse
+        after = session.get(Clinician, nurse_id) if nurse_id is not None else None
+        changes.append(NurseChange(visit.id, removed.name, after.name if after else None))
+    return tuple(changes)
+
+
+def record_nurse_changes(
+    session: Session,
+    location: Location,
+    removed: Iterable[Removed],
+    *,
+    actor: StaffUser | None,
+    at: dt.datetime,
+) -> None:
+    """Audit each visit a shift removal handed to another nurse (or left without one), as a
+    staff nurse change is (`appointment.nurse_changed`), in the removal's transaction."""
+    for removal in removed:
+        for change in removal.nurses:
+            audit.record(
+                session,
+                actor=actor,
+                action="appointment.nurse_changed",
+                at=at,
+                location_id=location.id,
+                appointment_id=change.appointment_id,
+                target=f"appointment {change.appointment_id}",
+                details={
+                    "from": change.before,
+                    "to": change.after,
+                    "reason": f"shift {removal.shift.id} removed",
+                },
+            )
 
 
 def add_leave(
-    session: Session, clinician: Clinician, day: dt.date, *, now: dt.datetime, reason: str = ""
-) -> list[ShiftInterval]:
-    """The clinician is away on local date `day`: each pattern occurrence that day is removed
-    (as `delete_shift`, so refused if booked visits need it)."""
-    removed: list[ShiftInterval] = []
+    session: Session,
+    location: Location,
+    clinician: Clinician,
+    day: dt.date,
+    *,
+    now: dt.datetime,
+    reason: str = "",
+) -> list[Removed]:
+    """The clinician is away from `location` on local date `day`: each of their weekly shifts
+    there that day is removed (as `delete_shift`, so refused if booked visits need it). Their
+    shifts at other locations are another location's rota, left alone."""
+    removed: list[Removed] = []
+    tz = ZoneInfo(location.timezone)
     for pattern in session.scalars(
-        select(ShiftPattern).where(
-            ShiftPattern.clinician_id == clinician.id, ShiftPattern.weekday == day.weekday()
+        select(ShiftPattern)
+        .where(
+            ShiftPattern.clinician_id == clinician.id,
+            ShiftPattern.location_id == location.id,
+            ShiftPattern.weekday == day.weekday(),
         )
+        .order_by(ShiftPattern.id)
     ):
-        location = pattern.location
-        if occurrence(pattern, day, ZoneInfo(location.timezone)) is None:
+        if occurrence(pattern, day, tz) is None:
             continue
         shift_id = f"p{pattern.id}:{day.isoformat()}"
         try:
@@ -720,11 +860,19 @@ def add_leave(
 
 
 def copy_week(
-    session: Session, location: Location, source: dt.date, target: dt.date
+    session: Session,
+    location: Location,
+    source: dt.date,
+    target: dt.date,
+    *,
+    now: dt.datetime | None = None,
+    viewer: StaffUser | None = None,
 ) -> list[ShiftInterval]:
     """Copy the shifts of the week from `source` (7 local days) to the week from `target`, as
-    one-off shifts at the same local times. Shifts already there are kept; a clash with another
-    shift of the clinician refuses the whole copy (`clinician_busy`)."""
+    one-off shifts starting at the same local time and lasting as long (elapsed time: a night
+    across a DST change keeps its hours, so its end's local time moves by the hour the clocks
+    do). Shifts already there are kept; a clash with another shift of the clinician refuses the
+    whole copy (`clinician_busy`), as does a copy past the dates shifts may have (`target`)."""
     if source == target:
         raise InvalidInput("Pick another week to copy to.", {"target": "same week"})
     tz = ZoneInfo(location.timezone)
@@ -737,12 +885,14 @@ def copy_week(
     created: list[ShiftInterval] = []
     for shift in wanted:
         local_start = shift.start.astimezone(tz).replace(tzinfo=None) + offset
-        local_end = shift.end.astimezone(tz).replace(tzinfo=None) + offset
         start = local_start.replace(tzinfo=tz).astimezone(UTC)
-        end = local_end.replace(tzinfo=tz).astimezone(UTC)
+        end = start + (shift.end - shift.start)
+        check_shift_range(location, start, end, fields=("target", "target"))
         if (shift.clinician_id, start, end) in present:
             continue
-        created.append(add_shift(session, location, shift.clinician_id, start, end))
+        created.append(
+            add_shift(session, location, shift.clinician_id, start, end, now=now, viewer=viewer)
+        )
     return created
 
 

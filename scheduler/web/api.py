@@ -294,7 +294,7 @@ def location_clinicians(location: str) -> ResponseReturnValue:
     return jsonify(
         [
             s.PublicClinicianOut(id=c.id, name=c.name, role=c.role, title=c.title).model_dump()
-            for c in staffing.prescribers_at(db.session(), loc, service)
+            for c in staffing.prescribers_at(db.session(), loc, service, now=now())
         ]
     )
 
@@ -867,7 +867,9 @@ def create_shift(location: str) -> ResponseReturnValue:
     loc = _staff_location(location)
     _require_manager()
     body = parse_body(s.ShiftIn)
-    shift = staffing.add_shift(db.session(), loc, body.clinician, body.start, body.end, now=now())
+    shift = staffing.add_shift(
+        db.session(), loc, body.clinician, body.start, body.end, now=now(), viewer=g.staff
+    )
     api_audit(
         "shift.created",
         f"shift {shift.id}",
@@ -894,7 +896,9 @@ def create_shift(location: str) -> ResponseReturnValue:
 def delete_shift(location: str, shift_id: str) -> ResponseReturnValue:
     loc = _staff_location(location)
     _require_manager()
-    shift = staffing.delete_shift(db.session(), loc, shift_id, now=now())
+    removed = staffing.delete_shift(db.session(), loc, shift_id, now=now())
+    shift = removed.shift
+    staffing.record_nurse_changes(db.session(), loc, [removed], actor=g.staff, at=now())
     api_audit(
         "shift.removed",
         f"shift {shift.id}",

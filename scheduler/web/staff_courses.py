@@ -18,7 +18,10 @@ from scheduler.services import audit, course_view, courses, settings_admin
 from scheduler.services.errors import DomainError
 from scheduler.web.auth import current_staff
 from scheduler.web.common import now, settings
-from scheduler.web.inputs import marks_form_problems
+from scheduler.web.inputs import (
+    marks_form_problems,
+    query_id,
+)
 from scheduler.web.staff_common import (
     forbidden,
     form_value,
@@ -253,10 +256,10 @@ def course_review(course_id: int) -> ResponseReturnValue:
         if decision == "continue"
         else "Review recorded: the course is stopped and its held sessions cancelled."
     )
-    visit = request.form.get("appointment", "")
+    visit = query_id(request.form.get("appointment"))
     # From the visit page, back to it (only a visit of this course).
-    if visit.isdigit() and any(str(a.id) == visit for a in courses.sessions(course)):
-        return redirect(url_for("staff.appointment", appointment_id=int(visit)), 303)
+    if visit is not None and any(a.id == visit for a in courses.sessions(course)):
+        return redirect(url_for("staff.appointment", appointment_id=visit), 303)
     return redirect(url_for("staff_courses.course", course_id=course.id), 303)
 
 

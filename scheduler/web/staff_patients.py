@@ -20,7 +20,7 @@ from scheduler.services import audit, course_view, patient_sms, patients, remind
 from scheduler.services.errors import DomainError, InvalidInput, NotFound
 from scheduler.web.auth import current_staff
 from scheduler.web.common import now, settings
-from scheduler.web.inputs import marks_form_problems
+from scheduler.web.inputs import MAX_ID, marks_form_problems, query_id
 from scheduler.web.staff_common import (
     PageError,
     form_value,
@@ -33,8 +33,6 @@ from scheduler.web.staff_common import (
 
 bp = Blueprint("staff_patients", __name__, url_prefix="/staff/patients")
 install_pages(bp)
-
-MAX_ID = 2**31 - 1
 
 
 def _patient(patient_id: int) -> Patient:
@@ -218,13 +216,13 @@ def merge(patient_id: int) -> ResponseReturnValue:
     patient = _patient(patient_id)
 
     def change() -> dict[str, Any]:
-        raw = form_value("duplicate", 12)
-        if not raw.isdigit() or not 0 < int(raw) <= MAX_ID:
+        duplicate = query_id(form_value("duplicate", 12))
+        if duplicate is None:
             raise InvalidInput("Enter the duplicate's record number.", {"duplicate": "a number"})
-        result = patients.merge(db.session(), patient.id, int(raw), staff=current_staff())
+        result = patients.merge(db.session(), patient.id, duplicate, staff=current_staff())
         return {
             "kept": patient.id,
-            "duplicate": int(raw),
+            "duplicate": duplicate,
             "appointments": result.appointments,
             "clearances": result.clearances,
             "audit_entries": result.audit_entries,
@@ -236,10 +234,11 @@ def merge(patient_id: int) -> ResponseReturnValue:
 
 def prefill(patient_id: str) -> dict[str, str]:
     """A found patient's details for the staff booking form (empty when not visible)."""
-    if not patient_id.isdigit():
+    number = query_id(patient_id)
+    if number is None:
         return {}
     try:
-        patient = patients.visible_patient(db.session(), current_staff(), int(patient_id))
+        patient = patients.visible_patient(db.session(), current_staff(), number)
     except NotFound:
         return {}
     return {

@@ -16,10 +16,11 @@ from flask.typing import ResponseReturnValue
 from scheduler.extensions import db
 from scheduler.models import Appointment, ClinicianRole, Location, ServiceKind
 from scheduler.services import audit, rota_view, staffing
+from scheduler.services.clock import NonexistentLocalTime, local_to_utc
 from scheduler.services.errors import DomainError, InvalidInput
 from scheduler.web.auth import current_staff
 from scheduler.web.common import now
-from scheduler.web.inputs import marks_form_problems
+from scheduler.web.inputs import marks_form_problems, query_id
 from scheduler.web.staff import _render_appointment
 from scheduler.web.staff_common import (
     PageError,
@@ -90,9 +91,18 @@ def _form_time(name: str) -> dt.time | None:
 
 def _form_int(name: str) -> int:
     raw = form_value(name, 20)
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise InvalidInput("Enter whole numbers.", {name: "a whole number"})
     return int(raw)
+
+
+def _form_id(name: str, what: str) -> int:
+    """A row id from the form (`query_id`: what the id columns can hold), else the form again
+    naming the field."""
+    value = query_id(form_value(name, 40))
+    if value is None:
+        raise InvalidInput(f"Choose a {what} from the list.", {name: f"unknown {what}"})
+    return value
 
 
 def _local_span(location: Location) -> tuple[dt.date, dt.datetime, dt.datetime]:
@@ -105,9 +115,21 @@ def _local_span(location: Location) -> tuple[dt.date, dt.datetime, dt.datetime]:
         raise InvalidInput("A shift cannot start at 24:00.", {"starts": "00:00 to 23:59"})
     ends = _form_time("ends")
     end_day = day + dt.timedelta(days=1) if ends is None or ends <= starts else day
-    start = dt.datetime.combine(day, starts, tzinfo=tz).astimezone(dt.UTC)
-    end = dt.datetime.combine(end_day, ends or dt.time(0), tzinfo=tz).astimezone(dt.UTC)
+    start = _instant(day, starts, tz, "starts")
+    end = _instant(end_day, ends or dt.time(0), tz, "ends")
     return day, start, end
+
+
+def _instant(day: dt.date, wall: dt.time, tz: ZoneInfo, name: str) -> dt.datetime:
+    """A local time on `day` as an instant; one the clocks skip (spring forward) is refused
+    naming the field, not silently moved by an hour."""
+    try:
+        return local_to_utc(day, wall, tz)
+    except NonexistentLocalTime:
+        raise InvalidInput(
+            f"{wall:%H:%M} does not exist on {day:%a %d %b} (the clocks go forward then).",
+            {name: "skipped by the clock change"},
+        ) from None
 
 
 # --- the rota page --------------------------------------------------------------------------------
@@ -138,7 +160,9 @@ def _render_rota(
             error=error,
             where=where,
             error_shift=shift_id,
-            refused=rota_view.visits(session, error.appointments if error else None),
+            refused=rota_view.visits(
+                session, error.appointments if error else None, location_id=location.id
+            ),
             values=values or {},
         ),
         status,
@@ -198,7 +222,7 @@ def shift_add(slug: str) -> ResponseReturnValue:
     where = "cover" if cover else "add"
 
     def change() -> tuple[str, Mapping[str, Any], str]:
-        clinician_id = _form_int("clinician")
+        clinician_id = _form_id("clinician", "clinician")
         day, start, end = _local_span(location)
         note = form_value("note", 200) or ("Cover" if cover else "")
         if request.form.get("weekly") == "on" and not cover:
@@ -219,7 +243,14 @@ def shift_add(slug: str) -> ResponseReturnValue:
             details |= {"starts": f"{starts:%H:%M}", "ends": f"{ends_local:%H:%M}"}
             return f"pattern {pattern.id}", details, f"{name} now works every {day:%A}."
         shift = staffing.add_shift(
-            db.session(), location, clinician_id, start, end, note=note, now=now()
+            db.session(),
+            location,
+            clinician_id,
+            start,
+            end,
+            note=note,
+            now=now(),
+            viewer=current_staff(),
         )
         label = f"{day:%a %d %b} " + rota_view.span(start, end, ZoneInfo(location.timezone))
         details = {"clinician": shift.name, "when": label, "note": note}
@@ -238,7 +269,11 @@ def shift_remove(slug: str, shift_id: str) -> ResponseReturnValue:
 
     def change() -> tuple[str, Mapping[str, Any], str]:
         reason = form_value("reason", 200)
-        shift = staffing.delete_shift(db.session(), location, shift_id, now=now(), reason=reason)
+        removed = staffing.delete_shift(db.session(), location, shift_id, now=now(), reason=reason)
+        staffing.record_nurse_changes(
+            db.session(), location, [removed], actor=current_staff(), at=now()
+        )
+        shift = removed.shift
         tz = ZoneInfo(location.timezone)
         label = f"{shift.start.astimezone(tz):%a %d %b} " + rota_view.span(
             shift.start, shift.end, tz
@@ -256,15 +291,20 @@ def leave(slug: str) -> ResponseReturnValue:
     location = _edit_location(slug)
 
     def change() -> tuple[str, Mapping[str, Any], str]:
-        clinician = staffing.get_clinician(db.session(), _form_int("clinician"))
+        clinician = staffing.get_clinician(db.session(), _form_id("clinician", "clinician"))
         day = _form_date("date")
         reason = form_value("reason", 200)
-        removed = staffing.add_leave(db.session(), clinician, day, now=now(), reason=reason)
+        removed = staffing.add_leave(
+            db.session(), location, clinician, day, now=now(), reason=reason
+        )
         if not removed:
             raise InvalidInput(
-                f"{clinician.name} has no weekly shift on {day:%a %d %b}.",
-                {"date": "no weekly shift that day"},
+                f"{clinician.name} has no weekly shift here on {day:%a %d %b}.",
+                {"date": "no weekly shift here that day"},
             )
+        staffing.record_nurse_changes(
+            db.session(), location, removed, actor=current_staff(), at=now()
+        )
         details = {"clinician": clinician.name, "day": day.isoformat(), "shifts": len(removed)}
         return f"clinician {clinician.id}", details, f"{clinician.name} is on leave {day:%a %d %b}."
 
@@ -282,7 +322,9 @@ def copy_week(slug: str) -> ResponseReturnValue:
         target = _form_date("target")
         monday = source - dt.timedelta(days=source.weekday())
         target_monday = target - dt.timedelta(days=target.weekday())
-        created = staffing.copy_week(db.session(), location, monday, target_monday)
+        created = staffing.copy_week(
+            db.session(), location, monday, target_monday, now=now(), viewer=current_staff()
+        )
         details = {
             "from": monday.isoformat(),
             "to": target_monday.isoformat(),
@@ -309,7 +351,7 @@ def appointment_nurse(appointment_id: int) -> ResponseReturnValue:
     before = appt.nurse.name if appt.nurse else None
     try:
         refuse_characters()
-        nurse_id = _form_int("nurse") if raw else None
+        nurse_id = _form_id("nurse", "nurse") if raw else None
         staffing.change_nurse(db.session(), appt, nurse_id)
     except DomainError as exc:
         db.session.rollback()
@@ -382,9 +424,10 @@ def _staffing_pieces() -> dict[str, Any]:
     def day_floor(location: Location, day: dt.date) -> rota_view.DayFloor:
         return rota_view.day_floor(db.session(), location, day)
 
-    def refused_visits(error: Any) -> list[rota_view.Visit]:
+    def refused_visits(error: Any, location: Location) -> list[rota_view.Visit]:
+        """The visits a refusal names, of `location` only (the page's own)."""
         ids = getattr(error, "appointments", None)
-        return rota_view.visits(db.session(), ids)
+        return rota_view.visits(db.session(), ids, location_id=location.id)
 
     return {
         "rota_day_floor": day_floor,

@@ -226,7 +226,7 @@ def test_nurses_are_balanced_and_moves_check_the_same_rules(session, clock):
 def test_leave_and_copy_week_change_single_days(session, clock):
     loc = make_location(session)
     (doc,), _ = rota(session, loc, nurses=0, hours=(dt.time(8), dt.time(18)))
-    removed = staffing.add_leave(session, doc, DAY, now=clock.now)
+    removed = [r.shift for r in staffing.add_leave(session, loc, doc, DAY, now=clock.now)]
     assert [s.id for s in removed] == [f"{removed[0].id.split(':')[0]}:{DAY.isoformat()}"]
     assert staffing.location_shifts(session, loc, DAY, DAY) == []
     extra = staffing.add_shift(session, loc, doc.id, at(DAY, 9), at(DAY, 12))
@@ -295,7 +295,7 @@ def test_the_engines_rota_spans_are_the_listed_shifts(session, clock, first_day)
     patterns = session.query(ShiftPattern).filter_by(clinician_id=other.id).all()
     patterns[0].valid_from = first_day + dt.timedelta(days=3)
     patterns[1].valid_until = first_day + dt.timedelta(days=2)
-    staffing.add_leave(session, doc, first_day + dt.timedelta(days=1), now=clock.now)
+    staffing.add_leave(session, loc, doc, first_day + dt.timedelta(days=1), now=clock.now)
     cover = Clinician(name="Cover nurse", role="nurse")
     gone = Clinician(name="Gone nurse", role="nurse", active=False)
     session.add_all([cover, gone])
