@@ -16,11 +16,11 @@ from flask.typing import ResponseReturnValue
 from scheduler.extensions import db
 from scheduler.models import Appointment, ClinicianRole, Location, ServiceKind
 from scheduler.services import audit, rota_view, staffing
-from scheduler.services.clock import NonexistentLocalTime, local_to_utc
 from scheduler.services.errors import DomainError, InvalidInput
 from scheduler.web.auth import current_staff
 from scheduler.web.common import now
 from scheduler.web.inputs import marks_form_problems, query_id
+from scheduler.web.staff import _instant as staff_page_instant
 from scheduler.web.staff import _render_appointment
 from scheduler.web.staff_common import (
     PageError,
@@ -121,15 +121,12 @@ def _local_span(location: Location) -> tuple[dt.date, dt.datetime, dt.datetime]:
 
 
 def _instant(day: dt.date, wall: dt.time, tz: ZoneInfo, name: str) -> dt.datetime:
-    """A local time on `day` as an instant; one the clocks skip (spring forward) is refused
-    naming the field, not silently moved by an hour."""
+    """A local time on `day` as an instant (the staff pages' rule: one the clocks skip is
+    refused naming the field, not silently moved by an hour), as a form refusal."""
     try:
-        return local_to_utc(day, wall, tz)
-    except NonexistentLocalTime:
-        raise InvalidInput(
-            f"{wall:%H:%M} does not exist on {day:%a %d %b} (the clocks go forward then).",
-            {name: "skipped by the clock change"},
-        ) from None
+        return staff_page_instant(day, wall, tz, name)
+    except PageError as exc:
+        raise InvalidInput(exc.message, exc.fields) from exc
 
 
 # --- the rota page --------------------------------------------------------------------------------

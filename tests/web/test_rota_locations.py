@@ -230,7 +230,8 @@ def test_a_local_time_the_clocks_skip_is_refused_naming_it(client, session, clin
     r = client.post("/staff/sf/rota/shifts", data={**add, "starts": "22:00", "ends": "02:30"})
     html = r.get_data(as_text=True)
     assert r.status_code == 422 and 'id="refused-add"' in html
-    assert "02:30 does not exist on Sun 14 Mar" in html
+    assert "That local time does not exist (the clocks skip it)." in html
+    assert "<strong>ends</strong>: does not exist" in html
     # 03:00 exists: a four-hour night, shown as entered.
     r = client.post("/staff/sf/rota/shifts", data={**add, "starts": "22:00", "ends": "03:00"})
     assert r.status_code == 303
