@@ -395,6 +395,9 @@ class Appointment(Base):
     nurse_id: Mapped[int | None] = mapped_column(
         ForeignKey("clinicians.id", ondelete="SET NULL"), nullable=True
     )
+    # The patient (or staff) chose this consultation's prescriber: a move keeps them. False:
+    # booked for "any prescriber", a move takes whoever is free (booking.move_clinician).
+    clinician_chosen: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     cancel_reason: Mapped[str] = mapped_column(String(500), default="")
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # Who takes the patient home (services with escort_required); None: not given.

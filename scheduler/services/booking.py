@@ -358,6 +358,13 @@ def _check_clinician_request(session: Session, service: Service, clinician: int 
         raise InvalidInput(*problem)
 
 
+def move_clinician(appointment: Appointment) -> int | None:
+    """The prescriber a move of `appointment` must keep: the one chosen at booking, else None
+    (booked for "any prescriber": a move takes whoever is free then). Every path that offers or
+    makes a move (the API, the patient's and the staff pages) asks availability for this one."""
+    return appointment.clinician_id if appointment.clinician_chosen else None
+
+
 def _assign_staff(session: Session, appointment: Appointment, slot: Slot) -> None:
     """A consultation's prescriber (the one asked for, else the first free); an infusion's nurse
     (the least loaded on shift, with the staffing rules on)."""
@@ -494,6 +501,7 @@ def _book(
         ics_sequence=0,
         note=request.note.strip(),
         source=request.source,
+        clinician_chosen=request.clinician is not None,
         escort_name=escort.name if escort else None,
         escort_phone=escort.phone if escort else None,
         course_id=request.course_id,
@@ -621,18 +629,30 @@ def reschedule(
 
         courses.check_move(session, appointment, start)
     previous = (appointment.occupied_start, appointment.occupied_end)
-    slot = _slot_for(
-        session,
-        appointment.location,
-        appointment.service,
-        start,
-        now,
-        allow_short_notice=by_staff,
-        exclude_appointment_id=appointment.id,
-        moving_from=(appointment.occupied_start, appointment.occupied_end),
-    )
+    chosen = move_clinician(appointment)
+    try:
+        slot = _slot_for(
+            session,
+            appointment.location,
+            appointment.service,
+            start,
+            now,
+            allow_short_notice=by_staff,
+            exclude_appointment_id=appointment.id,
+            moving_from=(appointment.occupied_start, appointment.occupied_end),
+            clinician=chosen,
+        )
+    except SlotUnavailable as exc:
+        if chosen is None or appointment.clinician is None:
+            raise
+        raise SlotUnavailable(
+            f"That time is not free with {appointment.clinician.name}, the prescriber chosen"
+            " for this visit. Please choose another time.",
+            {"start": "the chosen prescriber is not free then"},
+        ) from exc
     keep = appointment.clinician_id
     if keep is not None and keep in slot.clinicians:
+        # "Any prescriber": the one it has stays when free, else the first free one.
         slot = Slot(slot.start, slot.end, slot.free, (keep,), slot.resources)
     slot = _with_snapshot(session, appointment, slot)
     candidates = _candidates(slot, resource_id)
@@ -900,6 +920,7 @@ __all__ = [
     "cancel",
     "create_block",
     "delete_block",
+    "move_clinician",
     "overlaps",
     "reschedule",
     "set_status",

@@ -40,6 +40,7 @@ from scheduler.extensions import csrf, db, limiter
 from scheduler.models import (
     Appointment,
     AppointmentStatus,
+    Clinician,
     CourseTemplate,
     Location,
     Service,
@@ -54,6 +55,7 @@ from scheduler.services import (
     idempotency,
     invites,
     patients,
+    staffing,
 )
 from scheduler.services.availability import Slot
 from scheduler.services.clock import NonexistentLocalTime, in_supported_range, local_to_utc
@@ -262,9 +264,11 @@ def month_calendar(
     month_url: Callable[[dt.date], str],
     exclude: int | None = None,
     rule: courses.MoveRule | None = None,
+    clinician: int | None = None,
 ) -> dict[str, Any]:
     """One month of days, those with free times linked; defaults to the first month with any.
-    With a course session's move `rule`, only the times that keep it count."""
+    With a course session's move `rule`, only the times that keep it count; with a
+    `clinician`, only the times that prescriber is free."""
     today, last = _today(location), _last_day(location, service)
     this_month = today.replace(day=1)
     explicit = month is not None
@@ -273,7 +277,7 @@ def month_calendar(
     while True:
         month_end = _add_months(shown, 1) - dt.timedelta(days=1)
         first, final = max(shown, today), min(month_end, last)
-        if rule is None:
+        if rule is None and clinician is None:
             openings = availability.days_with_openings(
                 db.session(),
                 location,
@@ -286,7 +290,7 @@ def month_calendar(
         else:
             openings = Counter(
                 x.start.astimezone(ZoneInfo(location.timezone)).date()
-                for x in _slots_keeping(location, service, first, final, exclude, rule)
+                for x in _slots_keeping(location, service, first, final, exclude, rule, clinician)
             )
         if openings or explicit or shown >= last.replace(day=1):
             break
@@ -367,11 +371,22 @@ def zone_note(location: Location, day: dt.date | None = None) -> str:
 
 
 def _is_free(
-    location: Location, service: Service, start: dt.datetime, exclude: int | None = None
+    location: Location,
+    service: Service,
+    start: dt.datetime,
+    exclude: int | None = None,
+    clinician: int | None = None,
 ) -> bool:
     day = start.astimezone(ZoneInfo(location.timezone)).date()
     slots = availability.location_slots(
-        db.session(), location, service, day, 1, now(), exclude_appointment_id=exclude
+        db.session(),
+        location,
+        service,
+        day,
+        1,
+        now(),
+        exclude_appointment_id=exclude,
+        clinician=clinician,
     )
     return any(x.start == start for x in slots)
 
@@ -382,14 +397,17 @@ def _slots_keeping(
     first: dt.date,
     last: dt.date,
     exclude: int | None,
-    rule: courses.MoveRule,
+    rule: courses.MoveRule | None,
+    clinician: int | None = None,
 ) -> list[Slot]:
-    """The free starts from `first` to `last` (local days) a course session may move to: the
-    days outside the rule's bounds are not searched, and each start is put to the rule."""
+    """The free starts from `first` to `last` (local days) a visit may take: with a course
+    session's move `rule`, the days outside the rule's bounds are not searched and each start
+    is put to the rule; with a `clinician`, only the starts that prescriber is free."""
     tz = ZoneInfo(location.timezone)
-    if rule.earliest is not None:
+    first = max(first, _today(location))
+    if rule is not None and rule.earliest is not None:
         first = max(first, rule.earliest.astimezone(tz).date())
-    if rule.latest is not None:
+    if rule is not None and rule.latest is not None:
         last = min(last, rule.latest.astimezone(tz).date())
     if last < first:
         return []
@@ -401,41 +419,91 @@ def _slots_keeping(
         (last - first).days + 1,
         now(),
         exclude_appointment_id=exclude,
+        clinician=clinician,
     )
-    return [x for x in slots if rule.keeps(x.start)]
+    return [x for x in slots if rule is None or rule.keeps(x.start)]
 
 
 def _move_alternatives(
     appt: Appointment, wanted: dt.datetime, rule: courses.MoveRule | None
 ) -> list[TimeChoice]:
     """Free times close to `wanted` for moving `appt`; a course session's only where the
-    course's rules hold (the nearest to the wanted time inside them)."""
+    course's rules hold (the nearest to the wanted time inside them); a consultation with a
+    chosen prescriber's only where that prescriber is free."""
+    clinician = booking.move_clinician(appt)
     if rule is None:
-        return _alternatives(appt.location, appt.service, wanted, appt.id)
-    tz = ZoneInfo(appt.location.timezone)
+        return _alternatives(appt.location, appt.service, wanted, appt.id, clinician)
     target = wanted
     if rule.earliest is not None:
         target = max(target, rule.earliest)
     if rule.latest is not None:
         target = min(target, rule.latest)
+    return _nearest(
+        appt.location, appt.service, wanted, target, appt.id, rule, clinician, appt.start_at
+    )
+
+
+def _nearest(
+    location: Location,
+    service: Service,
+    wanted: dt.datetime,
+    target: dt.datetime,
+    exclude: int | None,
+    rule: courses.MoveRule | None,
+    clinician: int | None,
+    current: dt.datetime | None = None,
+) -> list[TimeChoice]:
+    """The six free times nearest `wanted` (neither it nor the visit's `current` start),
+    searched a week either side of `target`."""
+    tz = ZoneInfo(location.timezone)
     day = target.astimezone(tz).date()
     near = dt.timedelta(days=7)
+    skip = (wanted, current)
     slots = [
         x
-        for x in _slots_keeping(appt.location, appt.service, day - near, day + near, appt.id, rule)
-        if x.start not in (wanted, appt.start_at)
+        for x in _slots_keeping(location, service, day - near, day + near, exclude, rule, clinician)
+        if x.start not in skip
     ]
     slots.sort(key=lambda x: (abs(x.start - wanted), x.start))
     return choices(sorted(slots[:6], key=lambda x: x.start), tz)
 
 
 def _alternatives(
-    location: Location, service: Service, start: dt.datetime, exclude: int | None = None
+    location: Location,
+    service: Service,
+    start: dt.datetime,
+    exclude: int | None = None,
+    clinician: int | None = None,
 ) -> list[TimeChoice]:
+    if clinician is not None:
+        return _nearest(location, service, start, start, exclude, None, clinician)
     slots = availability.nearest_slots(
         db.session(), location, service, start, now(), exclude_appointment_id=exclude
     )
     return choices(slots, ZoneInfo(location.timezone))
+
+
+def _prescribers(location: Location, service: Service) -> list[Clinician]:
+    """The prescribers a patient may choose for `service` (the clinicians endpoint's list)."""
+    return staffing.prescribers_at(db.session(), location, service)
+
+
+def _prescriber_or_404(location: Location, service: Service, raw: str | None) -> Clinician | None:
+    """The prescriber chosen with `clinician=` (None: any prescriber); one the patient could
+    not have chosen (not in the list, or not a consultation) is a 404."""
+    if not raw:
+        return None
+    if not raw.isdigit() or len(raw) > 12:
+        abort(404)
+    chosen = next((c for c in _prescribers(location, service) if c.id == int(raw)), None)
+    if chosen is None:
+        abort(404)
+    return chosen
+
+
+def _prescriber_arg(chosen: Clinician | None) -> dict[str, Any]:
+    """The `clinician` query argument that keeps a chosen prescriber through the steps."""
+    return {"clinician": chosen.id} if chosen is not None else {}
 
 
 def _location_or_404(slug: str) -> Location:
@@ -535,7 +603,9 @@ def days(location: str, service: str) -> ResponseReturnValue:
     loc = _location_or_404(location)
     svc = _service_or_404(loc, service)
     course = _course_or_404(loc, svc)
-    extra = _course_arg(course)
+    chosen = _prescriber_or_404(loc, svc, request.args.get("clinician"))
+    clinician = chosen.id if chosen is not None else None
+    extra = {**_course_arg(course), **_prescriber_arg(chosen)}
     cal = month_calendar(
         loc,
         svc,
@@ -546,10 +616,13 @@ def days(location: str, service: str) -> ResponseReturnValue:
         lambda m: url_for(
             "patient.days", location=loc.slug, service=svc.slug, month=f"{m:%Y-%m}", **extra
         ),
+        clinician=clinician,
     )
     first_free = None
     if cal["first_day"] is not None:  # the month it opened on by itself: its first free time
-        slots = availability.location_slots(db.session(), loc, svc, cal["first_day"], 1, now())
+        slots = availability.location_slots(
+            db.session(), loc, svc, cal["first_day"], 1, now(), clinician=clinician
+        )
         if slots:
             tz = ZoneInfo(loc.timezone)
             value = local_start(slots[0].start, tz)
@@ -558,7 +631,9 @@ def days(location: str, service: str) -> ResponseReturnValue:
                 clock_time(slots[0].start.astimezone(tz)),
                 course_plan_url(loc, svc, course, value)
                 if course is not None
-                else url_for("patient.details", location=loc.slug, service=svc.slug, start=value),
+                else url_for(
+                    "patient.details", location=loc.slug, service=svc.slug, start=value, **extra
+                ),
                 when(slots[0].start, tz),
                 leave_time(slots[0].end, svc.recovery_minutes, tz),
             )
@@ -569,6 +644,9 @@ def days(location: str, service: str) -> ResponseReturnValue:
         course=course,
         cal=cal,
         first_free=first_free,
+        # A consultation's prescriber is chosen here ("any" by default); not for a course.
+        prescribers=_prescribers(loc, svc) if course is None else [],
+        chosen=chosen,
         step=3,
     )
 
@@ -579,9 +657,12 @@ def times(location: str, service: str, day: str) -> ResponseReturnValue:
     loc = _location_or_404(location)
     svc = _service_or_404(loc, service)
     course = _course_or_404(loc, svc)
+    chosen = _prescriber_or_404(loc, svc, request.args.get("clinician"))
     date = parse_day(day)
     tz = ZoneInfo(loc.timezone)
-    slots = availability.location_slots(db.session(), loc, svc, date, 1, now())
+    slots = availability.location_slots(
+        db.session(), loc, svc, date, 1, now(), clinician=chosen.id if chosen else None
+    )
     groups = time_groups(
         slots,
         tz,
@@ -589,7 +670,11 @@ def times(location: str, service: str, day: str) -> ResponseReturnValue:
         if course is not None
         else (
             lambda value: url_for(
-                "patient.details", location=loc.slug, service=svc.slug, start=value
+                "patient.details",
+                location=loc.slug,
+                service=svc.slug,
+                start=value,
+                **_prescriber_arg(chosen),
             )
         ),
         svc.recovery_minutes,
@@ -603,12 +688,14 @@ def times(location: str, service: str, day: str) -> ResponseReturnValue:
         groups=groups,
         zone_note=zone_note(loc, date),
         course=course,
+        chosen=chosen,
         back_url=url_for(
             "patient.days",
             location=loc.slug,
             service=svc.slug,
             month=f"{date:%Y-%m}",
             **_course_arg(course),
+            **_prescriber_arg(chosen),
         ),
         step=4,
     )
@@ -622,13 +709,19 @@ def details(location: str, service: str) -> ResponseReturnValue:
     svc = _service_or_404(loc, service)
     tz = ZoneInfo(loc.timezone)
     if request.method == "GET":
+        chosen = _prescriber_or_404(loc, svc, request.args.get("clinician"))
         start = parse_start(request.args.get("start"), tz)
         if start is None:
             return _bad_request(
                 "That is not a time we offer. Please choose a time from the list.",
-                url_for("patient.days", location=loc.slug, service=svc.slug),
+                url_for(
+                    "patient.days", location=loc.slug, service=svc.slug, **_prescriber_arg(chosen)
+                ),
             )
-        return _details_page(loc, svc, start, start, {}, {}, "", 200, secrets.token_urlsafe(18))
+        return _details_page(
+            loc, svc, start, start, {}, {}, "", 200, secrets.token_urlsafe(18), chosen=chosen
+        )
+    chosen = _prescriber_or_404(loc, svc, request.form.get("clinician"))
 
     form = {name: request.form.get(name, "") for name in DETAIL_FIELDS}
     form["sms_consent"] = "1" if request.form.get("sms_consent") else ""
@@ -647,8 +740,11 @@ def details(location: str, service: str) -> ResponseReturnValue:
             "Choose a time.",
             422,
             submission,
+            chosen=chosen,
         )
-    digest = idempotency.request_hash({"start": start.isoformat(), **form, "at": loc.slug})
+    digest = idempotency.request_hash(
+        {"start": start.isoformat(), **form, "at": loc.slug, **_prescriber_arg(chosen)}
+    )
     form_sent = FormSubmission(SUBMISSION_SCOPE, submission, digest)
     again = form_sent.first_answer()
     if again is not None:
@@ -664,6 +760,7 @@ def details(location: str, service: str) -> ResponseReturnValue:
                 note=form["note"],
                 escort=day_of.Escort(form["escort_name"], form["escort_phone"]),
                 require_escort=True,
+                clinician=chosen.id if chosen is not None else None,
             ),
             now=now(),
             settings=settings(),
@@ -672,7 +769,9 @@ def details(location: str, service: str) -> ResponseReturnValue:
         db.session.commit()
     except SlotUnavailable as exc:
         db.session.rollback()
-        return _details_page(loc, svc, None, start, form, {}, exc.message, 409, submission)
+        return _details_page(
+            loc, svc, None, start, form, {}, exc.message, 409, submission, chosen=chosen
+        )
     except NotCleared:
         db.session.rollback()
         return _consultation_first(loc, svc)
@@ -680,8 +779,10 @@ def details(location: str, service: str) -> ResponseReturnValue:
         db.session.rollback()
         errors = _field_errors(exc)
         # A problem with the time itself (passed, overlapping another visit) offers others.
-        chosen = None if "start" in errors else start
-        return _details_page(loc, svc, chosen, start, form, errors, exc.message, 422, submission)
+        at = None if "start" in errors else start
+        return _details_page(
+            loc, svc, at, start, form, errors, exc.message, 422, submission, chosen=chosen
+        )
     except NotFound:
         db.session.rollback()
         abort(404)
@@ -743,13 +844,21 @@ def _details_page(
     problem: str,
     status: int,
     submission: str,
+    *,
+    chosen: Clinician | None = None,
 ) -> ResponseReturnValue:
-    """The details form, for the chosen time; or with the free times nearest the wanted one."""
+    """The details form, for the chosen time; or with the free times nearest the wanted one
+    (with the chosen prescriber, if any)."""
     tz = ZoneInfo(location.timezone)
-    if start is not None and not _is_free(location, service, start):
+    clinician = chosen.id if chosen is not None else None
+    if start is not None and not _is_free(location, service, start, clinician=clinician):
         start, problem = None, problem or "Sorry, that time is no longer available."
         status = 409 if status == 200 else status
-    alternatives = _alternatives(location, service, wanted) if start is None and wanted else []
+    alternatives = (
+        _alternatives(location, service, wanted, clinician=clinician)
+        if start is None and wanted
+        else []
+    )
     if start is None and "start" not in errors and not problem:
         problem = "Choose a time."
     return (
@@ -767,11 +876,13 @@ def _details_page(
             problem=problem,
             alternatives=alternatives,
             submission=submission,
+            chosen=chosen,
             times_url=url_for(
                 "patient.times",
                 location=location.slug,
                 service=service.slug,
                 day=(wanted or now()).astimezone(tz).date().isoformat(),
+                **_prescriber_arg(chosen),
             ),
             late=start is not None and booking.inside_change_window(service, start, now()),
             phone=display_phone(location.phone) if location.phone else "",
@@ -851,6 +962,9 @@ def _appointment_context(appt: Appointment) -> dict[str, Any]:
         "token": appt.manage_token,
         "cancelled": appt.status == AppointmentStatus.CANCELLED,
         "infusion": appt.service.kind == ServiceKind.INFUSION,
+        # A consultation's prescriber; a chosen one is kept when the visit moves.
+        "prescriber": appt.clinician if appt.service.kind == ServiceKind.CONSULTATION else None,
+        "prescriber_kept": booking.move_clinician(appt) is not None,
         "instructions": day_of.Instructions.of(appt.service).lines(),
     }
 
@@ -929,6 +1043,7 @@ def reschedule_days(token: str) -> ResponseReturnValue:
         lambda m: url_for("manage.reschedule_days", token=token, month=f"{m:%Y-%m}"),
         exclude=appt.id,
         rule=courses.move_rule(db.session(), appt),
+        clinician=booking.move_clinician(appt),
     )
     return render_template("patient/reschedule_days.html", cal=cal, **_appointment_context(appt))
 
@@ -941,7 +1056,14 @@ def reschedule_times(token: str, day: str) -> ResponseReturnValue:
     date = parse_day(day)
     tz = ZoneInfo(appt.location.timezone)
     slots = availability.location_slots(
-        db.session(), appt.location, appt.service, date, 1, now(), exclude_appointment_id=appt.id
+        db.session(),
+        appt.location,
+        appt.service,
+        date,
+        1,
+        now(),
+        exclude_appointment_id=appt.id,
+        clinician=booking.move_clinician(appt),
     )
     rule = courses.move_rule(db.session(), appt)
     slots = [x for x in slots if x.start != appt.start_at and (rule is None or rule.keeps(x.start))]
@@ -997,7 +1119,9 @@ def reschedule_confirm(token: str) -> ResponseReturnValue:
             rule.check(start)  # a course session: shown the rule before the patient confirms
         except DomainError as exc:
             problem, start = exc.message, None
-    if start is not None and not _is_free(appt.location, appt.service, start, appt.id):
+    if start is not None and not _is_free(
+        appt.location, appt.service, start, appt.id, booking.move_clinician(appt)
+    ):
         problem, start = "Sorry, that time is no longer available.", None
     alternatives: list[TimeChoice] = []
     if start is None and wanted is not None:
