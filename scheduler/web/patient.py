@@ -55,6 +55,7 @@ from scheduler.services import (
     idempotency,
     invites,
     patients,
+    prescriber_choice,
     staffing,
 )
 from scheduler.services.availability import Slot
@@ -71,7 +72,7 @@ from scheduler.services.errors import (
 )
 from scheduler.services.patients import PatientDetails
 from scheduler.web.common import now, settings
-from scheduler.web.inputs import RejectedInput, day_in_range
+from scheduler.web.inputs import RejectedInput, day_in_range, query_id
 from scheduler.web.security import booking_limit, browse_limit, token_page_limit
 
 bp = Blueprint("patient", __name__)
@@ -433,36 +434,20 @@ def _move_alternatives(
     clinician = booking.move_clinician(appt)
     if rule is None:
         return _alternatives(appt.location, appt.service, wanted, appt.id, clinician)
+    tz = ZoneInfo(appt.location.timezone)
     target = wanted
     if rule.earliest is not None:
         target = max(target, rule.earliest)
     if rule.latest is not None:
         target = min(target, rule.latest)
-    return _nearest(
-        appt.location, appt.service, wanted, target, appt.id, rule, clinician, appt.start_at
-    )
-
-
-def _nearest(
-    location: Location,
-    service: Service,
-    wanted: dt.datetime,
-    target: dt.datetime,
-    exclude: int | None,
-    rule: courses.MoveRule | None,
-    clinician: int | None,
-    current: dt.datetime | None = None,
-) -> list[TimeChoice]:
-    """The six free times nearest `wanted` (neither it nor the visit's `current` start),
-    searched a week either side of `target`."""
-    tz = ZoneInfo(location.timezone)
     day = target.astimezone(tz).date()
     near = dt.timedelta(days=7)
-    skip = (wanted, current)
     slots = [
         x
-        for x in _slots_keeping(location, service, day - near, day + near, exclude, rule, clinician)
-        if x.start not in skip
+        for x in _slots_keeping(
+            appt.location, appt.service, day - near, day + near, appt.id, rule, clinician
+        )
+        if x.start not in (wanted, appt.start_at)
     ]
     slots.sort(key=lambda x: (abs(x.start - wanted), x.start))
     return choices(sorted(slots[:6], key=lambda x: x.start), tz)
@@ -475,10 +460,14 @@ def _alternatives(
     exclude: int | None = None,
     clinician: int | None = None,
 ) -> list[TimeChoice]:
-    if clinician is not None:
-        return _nearest(location, service, start, start, exclude, None, clinician)
-    slots = availability.nearest_slots(
-        db.session(), location, service, start, now(), exclude_appointment_id=exclude
+    slots = prescriber_choice.nearest_slots(
+        db.session(),
+        location,
+        service,
+        start,
+        now(),
+        exclude_appointment_id=exclude,
+        clinician=clinician,
     )
     return choices(slots, ZoneInfo(location.timezone))
 
@@ -493,9 +482,8 @@ def _prescriber_or_404(location: Location, service: Service, raw: str | None) ->
     not have chosen (not in the list, or not a consultation) is a 404."""
     if not raw:
         return None
-    if not raw.isdigit() or len(raw) > 12:
-        abort(404)
-    chosen = next((c for c in _prescribers(location, service) if c.id == int(raw)), None)
+    wanted = query_id(raw)
+    chosen = next((c for c in _prescribers(location, service) if c.id == wanted), None)
     if chosen is None:
         abort(404)
     return chosen

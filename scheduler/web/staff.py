@@ -28,9 +28,11 @@ from scheduler.extensions import db
 from scheduler.models import (
     Appointment,
     AppointmentStatus,
+    Clinician,
     Location,
     Resource,
     ResourceBlock,
+    ServiceKind,
     StaffRole,
 )
 from scheduler.services import (
@@ -42,6 +44,7 @@ from scheduler.services import (
     courses,
     day_of,
     patients,
+    prescriber_choice,
     sms_replies,
     staffing,
 )
@@ -537,17 +540,21 @@ def _free_times(
     resource: Resource | None,
     *,
     near: dt.datetime | None = None,
+    clinician: int | None = None,
 ) -> list[FreeTime]:
     """The day's free starts for the service (or, with `near`, the closest ones to a refused
-    time), from the same engine that checks a booking; staff are not held to the notice."""
+    time), from the same engine that checks a booking; staff are not held to the notice. A
+    consultation with a chosen prescriber (`clinician`): only the starts they are free."""
     service = next((s for s in location.services if s.active and s.slug == service_slug), None)
     if service is None or day is None:
         return []
     if resource is not None and resource.kind != service.resource_kind:
         resource = None
+    if service.kind != ServiceKind.CONSULTATION:
+        clinician = None
     tz = ZoneInfo(location.timezone)
     if near is not None:
-        slots = availability.nearest_slots(
+        slots = prescriber_choice.nearest_slots(
             db.session(),
             location,
             service,
@@ -555,6 +562,7 @@ def _free_times(
             now(),
             allow_short_notice=True,
             resource_id=resource.id if resource else None,
+            clinician=clinician,
         )
     else:
         slots = availability.location_slots(
@@ -566,6 +574,7 @@ def _free_times(
             now(),
             allow_short_notice=True,
             resource_id=resource.id if resource else None,
+            clinician=clinician,
         )
     names = {r.id: r.name for r in location.resources}
     people = {c.id: c.name for c in staffing.list_clinicians(db.session())}
@@ -588,6 +597,16 @@ def _free_times(
             )
         )
     return times
+
+
+def _prescriber_options(location: Location, service_slug: str) -> list[Clinician]:
+    """The prescribers a consultation here may be booked with: the clinicians endpoint's list
+    for the chosen consultation (or the first consultation offered here)."""
+    consults = [s for s in location.services if s.active and s.kind == ServiceKind.CONSULTATION]
+    if not consults:
+        return []
+    service = next((s for s in consults if s.slug == service_slug), consults[0])
+    return staffing.prescribers_at(db.session(), location, service)
 
 
 def _render_book(
@@ -614,7 +633,14 @@ def _render_book(
             ],
             values=values,
             error=error,
-            free_times=_free_times(location, values.get("service", ""), day, resource),
+            free_times=_free_times(
+                location,
+                values.get("service", ""),
+                day,
+                resource,
+                clinician=query_id(values.get("clinician")),
+            ),
+            prescribers=_prescriber_options(location, values.get("service", "")),
             nearest=nearest or [],
             day=day,
         ),
@@ -631,6 +657,7 @@ def book_form(slug: str) -> ResponseReturnValue:
         "time": request.args.get("time", ""),
         "resource": request.args.get("resource", ""),
         "service": request.args.get("service", ""),
+        "clinician": request.args.get("clinician", ""),
         **staff_patients.prefill(request.args.get("patient", "")),
     }
     if values.get("name"):  # a found patient: kept while free times are looked up
@@ -651,6 +678,7 @@ def book_submit(slug: str) -> ResponseReturnValue:
             "date",
             "time",
             "resource",
+            "clinician",
             "name",
             "phone",
             "email",
@@ -662,8 +690,11 @@ def book_submit(slug: str) -> ResponseReturnValue:
     start: dt.datetime | None = None
     resource: Resource | None = None
     override = request.form.get("override_clearance") == "on"
+    clinician = query_id(values["clinician"])
     try:
         refuse_characters()
+        if values["clinician"] and clinician is None:
+            raise PageError("Choose a prescriber from the list.", {"clinician": "unknown"})
         day = parse_date(values["date"])
         if day is None:
             raise PageError("Choose a date.", {"date": "required"})
@@ -690,6 +721,7 @@ def book_submit(slug: str) -> ResponseReturnValue:
                 resource_id=resource.id if resource else None,
                 require_email=False,  # a patient booking by phone may have none
                 override_clearance=override,
+                clinician=clinician,  # a consultation's prescriber, if the patient chose one
             ),
             now=now(),
             settings=settings(),
@@ -700,15 +732,18 @@ def book_submit(slug: str) -> ResponseReturnValue:
         nearest = None
         refused_time = isinstance(exc, SlotUnavailable) or "start" in getattr(exc, "fields", {})
         if refused_time and start is not None:
-            nearest = _free_times(location, values["service"], day, resource, near=start)
+            nearest = _free_times(
+                location, values["service"], day, resource, near=start, clinician=clinician
+            )
         return _render_book(location, values, exc, status, nearest=nearest)
     details = {"service": appt.service.slug, **_describe(appt)}
     if override and appt.service.requires_clearance:
         details["override_clearance"] = "yes: booked without a current clearance"
     _audit_visit(appt, "booked", details)
     db.session.commit()
+    with_whom = f" with {appt.clinician.name}" if appt.clinician_chosen and appt.clinician else ""
     flash(
-        f"Booked {appt.patient.name} in {appt.resource.name} at "
+        f"Booked {appt.patient.name} in {appt.resource.name}{with_whom} at "
         f"{local(appt.start_at, tz, '%a %d %b %H:%M')}."
     )
     return redirect(url_for("staff.calendar", slug=location.slug, date=day), 303)

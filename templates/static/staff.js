@@ -83,6 +83,7 @@ function setUpFreeTimes() {
       form.elements.date.value = d.date;
       form.elements.time.value = d.time;
       form.elements.resource.value = d.resource;
+      if (form.elements.clinician) form.elements.clinician.value = d.clinician;
       for (const other of document.querySelectorAll("a.free-time[aria-current]")) other.removeAttribute("aria-current");
       link.setAttribute("aria-current", "true");
       if (chosen) chosen.textContent = `Chosen: ${d.date} ${d.time}, ${d.resourceName}.`;

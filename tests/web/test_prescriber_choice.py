@@ -13,7 +13,7 @@ from sqlalchemy import select
 from scheduler.models import Appointment, Clinician, Resource
 from tests.factories import patient_json
 from tests.test_staffing_support import rota
-from tests.web.staff_support import DAY, LA, at, make_clinic
+from tests.web.staff_support import DAY, LA, at, csrf_token, make_clinic, sign_in
 from tests.web.test_patient_pages import PATIENT, csrf_from, text_of
 
 LATER = DAY + dt.timedelta(days=1)  # outside every late-change window from the suite's "now"
@@ -178,3 +178,49 @@ def test_the_move_pages_offer_and_accept_only_the_chosen_prescribers_times(clien
         f"/a/{chosen}/reschedule/confirm", data={"csrf_token": token, "start": f"{day}T10:30"}
     )
     assert moved.status_code == 303
+
+
+# --- the staff booking form -----------------------------------------------------------------------
+
+
+def test_the_front_desk_books_a_chosen_prescriber_and_sees_only_their_times(
+    client, session, clinic
+):
+    c, morning, all_day = clinic
+    assert sign_in(client, c.users["front_desk"].email).status_code == 302
+    day = LATER.isoformat()
+    page = client.get(f"/staff/sf/book?service=consult&date={day}&clinician={morning.id}")
+    html = page.text
+    assert html.count('<option value="">Any prescriber</option>') == 2  # finding and booking
+    assert f'<option value="{morning.id}" selected>Dr Morning</option>' in html
+    times = re.findall(r'data-time="(\d\d:\d\d)"', html)
+    assert times and max(times) == "11:00"
+    assert f"clinician={morning.id}" in html and f'data-clinician="{morning.id}"' in html
+    anyone = re.findall(
+        r'data-time="(\d\d:\d\d)"', client.get(f"/staff/sf/book?service=consult&date={day}").text
+    )
+    assert max(anyone) == "17:00"
+    form = {
+        "csrf_token": csrf_token(html),
+        "service": "consult",
+        "date": day,
+        "name": "Phone Caller",
+        "phone": "(415) 555-0133",
+        "date_of_birth": "1980-04-02",
+        "clinician": str(morning.id),
+    }
+    refused = client.post("/staff/sf/book", data={**form, "time": "14:00"})
+    assert refused.status_code == 409
+    nearest = re.findall(r'id="nearest".*', refused.text, re.S)
+    assert nearest and max(re.findall(r'data-time="(\d\d:\d\d)"', nearest[0])) <= "11:00"
+    bad = client.post("/staff/sf/book", data={**form, "time": "10:00", "clinician": "x"})
+    assert bad.status_code == 422 and "Choose a prescriber from the list." in bad.text
+    booked = client.post("/staff/sf/book", data={**form, "time": "10:00"})
+    assert booked.status_code == 303, text_of(booked)
+    assert "with Dr Morning at" in text_of(client.get(booked.headers["Location"]))  # flashed
+    session.expire_all()
+    appt = session.scalars(select(Appointment)).one()
+    assert (appt.clinician_id, appt.clinician_chosen) == (morning.id, True)
+    session.rollback()
+    visit = text_of(client.get(f"/staff/appointments/{appt.id}"))
+    assert "Dr Morning (chosen at booking: a move keeps them)" in visit
