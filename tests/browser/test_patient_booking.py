@@ -19,8 +19,10 @@ from scheduler.services import booking
 from scheduler.services.demo import seed_demo
 from scheduler.services.patients import PatientDetails
 from scheduler.services.settings import ClinicSettings
-from tests.conftest import DEFAULT_NOW
+from tests.conftest import DEFAULT_NOW, IN_CI
 from tests.factories import HASHER, make_location, make_service
+from tests.test_staffing_support import rota
+from tests.web.staff_support import make_clinic
 
 pytestmark = pytest.mark.browser
 UTC = dt.UTC
@@ -418,3 +420,76 @@ def test_inside_the_late_window_the_page_shows_the_clinic_phone(
     assert page.get_by_role("button", name=re.compile("cancel", re.I)).count() == 0
     steps.shot("cancel-late")
     assert appointments(session)[0].status == "booked"
+
+
+@pytest.fixture(scope="module")
+def axe_source() -> str:
+    from tests.browser.test_course_booking import AXE
+
+    if not AXE.exists():
+        reason = f"{AXE} missing (scripts/install-test-tools.sh)"
+        if IN_CI:
+            pytest.fail(f"axe-core is required under CI: {reason}")
+        pytest.skip(reason)
+    return AXE.read_text()
+
+
+def test_choose_a_prescriber_by_keyboard_then_move_only_to_their_times(
+    browser, live_server, session, output_dir, axe_source
+):
+    from tests.browser.test_course_booking import violations
+
+    clinic = make_clinic(session)
+    (morning,), _ = rota(session, clinic.sf, nurses=0, hours=(dt.time(8), dt.time(12)))
+    (all_day,), _ = rota(session, clinic.sf, nurses=1, hours=(dt.time(8), dt.time(18)))
+    morning.name, all_day.name = "Dr Morning", "Dr Allday"
+    morning_id = morning.id
+    session.commit()
+    # CSP is bypassed only so that the test can inject axe-core.
+    context = browser.new_context(viewport={"width": 360, "height": 740}, bypass_csp=True)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        steps = Steps(page, output_dir, "prescriber")
+        page.goto(f"{live_server.url}/book/sf/consult")
+        choice = page.get_by_role("group", name="Who would you like to see?")
+        assert choice.get_by_role("radio", name=re.compile("^Any prescriber")).is_checked()
+        assert violations(page, axe_source) == []
+        steps.shot("choose")
+        page.get_by_label(re.compile("^Any prescriber")).focus()
+        page.keyboard.press("ArrowDown")  # Dr Allday
+        page.keyboard.press("ArrowDown")  # Dr Morning
+        assert page.get_by_label("Dr Morning").is_checked()
+        _tab_to(page, "^Show days$")
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"**clinician={morning_id}")
+        assert "with Dr Morning" in page.inner_text(".lead")
+        assert page.get_by_label("Dr Morning").is_checked()
+        page.get_by_role("link", name="Later month").click()
+        page.get_by_role("link", name=re.compile("^Wednesday 2 December 2026")).click()
+        page.get_by_role("heading", name="Morning").wait_for()
+        assert page.get_by_role("heading", name="Afternoon").count() == 0  # she works mornings
+        assert violations(page, axe_source) == []
+        steps.shot("her-times")
+        page.get_by_role("link", name="Wed 2 Dec, 10:00 AM").click()
+        assert "with Dr Morning" in page.inner_text("#chosen")
+        fill_details(page)
+        page.get_by_role("button", name="Book this appointment").click()
+        page.get_by_role("heading", name="You're booked").wait_for()
+        assert "Dr Morning (your choice" in page.inner_text("#prescriber")
+        steps.shot("booked")
+        page.get_by_role("link", name="Change time").click()
+        page.get_by_role("heading", name="Choose a new day").wait_for()
+        wednesday = page.get_by_role("link", name=re.compile("^Wednesday 2 December 2026"))
+        if not wednesday.count():  # the calendar opens on the first month with a free time
+            page.get_by_role("link", name="Later month").click()
+        wednesday.click()
+        page.get_by_role("heading", name="Morning").wait_for()
+        assert page.get_by_role("heading", name="Afternoon").count() == 0
+        assert "Only times Dr Morning is free" in page.inner_text("#prescriber-kept")
+        assert violations(page, axe_source) == []
+        steps.shot("move-her-times")
+        (appt,) = appointments(session)
+        assert appt.start_at == dt.datetime(2026, 12, 2, 18, 0, tzinfo=UTC)
+    finally:
+        context.close()
