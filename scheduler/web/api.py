@@ -137,6 +137,7 @@ def appointment_out(appt: Appointment) -> dict[str, Any]:
         manage_token=appt.manage_token,
         manage_url=settings().manage_url(appt.manage_token),
         clinician=_ref(appt.clinician),
+        clinician_chosen=appt.clinician_chosen if appt.clinician is not None else None,
         escort=_escort_out(appt),
         escort_missing=day_of.escort_missing(appt),
         ride_confirmed=appt.ride_confirmed_at is not None,

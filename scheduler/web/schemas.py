@@ -266,6 +266,9 @@ class AppointmentOut(BaseModel):
     manage_token: str
     manage_url: str
     clinician: ClinicianRef | None = None  # present when one is assigned
+    # With a clinician: whether they were chosen at booking (a move keeps them) or assigned
+    # for "any prescriber" (a move takes whoever is free then).
+    clinician_chosen: bool | None = None
     escort: EscortOut | None = None  # present when one was given
     escort_missing: bool = False
     ride_confirmed: bool = False

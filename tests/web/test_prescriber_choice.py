@@ -62,6 +62,7 @@ def test_a_move_keeps_the_chosen_prescriber_or_is_refused(client, session, clini
     moved = _move(client, booked["manage_token"], at(LATER, 11))
     assert moved.status_code == 200, moved.get_json()
     assert moved.get_json()["clinician"] == {"id": morning.id, "name": "Dr Morning"}
+    assert moved.get_json()["clinician_chosen"] is True
     session.expire_all()
     assert session.get(Appointment, booked["id"]).clinician_chosen is True
 
@@ -73,6 +74,7 @@ def test_a_visit_for_any_prescriber_moves_to_whoever_is_free(client, session, cl
     moved = _move(client, booked["manage_token"], at(LATER, 14))
     assert moved.status_code == 200, moved.get_json()
     assert moved.get_json()["clinician"]["id"] == all_day.id
+    assert moved.get_json()["clinician_chosen"] is False
     session.expire_all()
     assert session.get(Appointment, booked["id"]).clinician_chosen is False
 
