@@ -392,6 +392,39 @@ def test_book_by_phone_from_a_clicked_free_time_without_email(desk, clinic_day, 
     assert appt.patient.name == "Phone Caller" and appt.patient.email == ""
 
 
+def test_book_a_consultation_with_a_chosen_prescriber(desk, clinic_day, session, axe_source):
+    from scheduler.models import Appointment, Location
+    from tests.test_staffing_support import rota
+
+    sf = session.scalars(select(Location).where(Location.slug == "sf")).one()
+    (morning,), _ = rota(session, sf, nurses=0, hours=(dt.time(8), dt.time(12)))
+    (all_day,), _ = rota(session, sf, nurses=2, hours=(dt.time(8), dt.time(18)))
+    morning.name, all_day.name = "Dr Morning", "Dr Allday"
+    session.commit()
+    page = desk.page
+    desk.sign_in(clinic_day["front_desk"])
+    page.goto(f"{desk.base}/staff/sf/book?date={DAY}")
+    finder, form = page.locator("#find-time"), page.locator("#book")
+    finder.get_by_label("Service").select_option(label="Initial consultation")
+    finder.get_by_label("Prescriber (consultations)").select_option(label="Dr Morning")
+    finder.get_by_role("button", name="Show free times").click()
+    times = page.locator("#free-times a.free-time")
+    times.first.wait_for()
+    assert max(t.split()[0] for t in times.all_inner_texts()) <= "11:00"  # her shift ends at 12
+    form.get_by_label("Patient name").fill("Phone Caller")
+    form.get_by_label("Mobile phone").fill("(415) 555-0178")
+    page.locator("#free-times").get_by_role("link", name=re.compile(r"^10:00,")).click()
+    chosen = form.get_by_label("Prescriber (consultations)").locator("option:checked")
+    assert chosen.inner_text() == "Dr Morning"
+    assert desk.axe(axe_source) == []
+    desk.shot("book-chosen-prescriber")
+    form.get_by_role("button", name="Book", exact=True).click()
+    page.get_by_text(re.compile("Booked Phone Caller in .* with Dr Morning at")).wait_for()
+    session.expire_all()
+    appt = session.scalars(select(Appointment).order_by(Appointment.id.desc())).first()
+    assert (appt.clinician_id, appt.clinician_chosen) == (morning.id, True)
+
+
 def _visit_at(desk: Desk, name: str) -> tuple[str, str]:
     """(chair, "HH:MM") of a visit's box on the day calendar, read off the page's own grid."""
     box = desk.page.locator("a.appt", has_text=name)
