@@ -1541,9 +1541,11 @@ def nearest_slots(
     exclude_appointment_id: int | None = None,
     allow_short_notice: bool = False,
     resource_id: int | None = None,
+    clinician: int | None = None,
 ) -> list[Slot]:
     """The free slots closest in time to `target` (itself excluded), in chronological order;
-    with `resource_id`, only those where that chair or room is free."""
+    with `resource_id`, only those where that chair or room is free; with `clinician`, only
+    those where that prescriber is free (a consultation's chosen prescriber)."""
     tz = ZoneInfo(location.timezone)
     day = target.astimezone(tz).date()
     first = max(now.astimezone(tz).date(), day - dt.timedelta(days=days_around))
@@ -1562,6 +1564,7 @@ def nearest_slots(
             exclude_appointment_id=exclude_appointment_id,
             allow_short_notice=allow_short_notice,
             resource_id=resource_id,
+            clinician=clinician,
         )
         if slot.start != target
     ]

@@ -55,7 +55,6 @@ from scheduler.services import (
     idempotency,
     invites,
     patients,
-    prescriber_choice,
     staffing,
 )
 from scheduler.services.availability import Slot
@@ -460,7 +459,7 @@ def _alternatives(
     exclude: int | None = None,
     clinician: int | None = None,
 ) -> list[TimeChoice]:
-    slots = prescriber_choice.nearest_slots(
+    slots = availability.nearest_slots(
         db.session(),
         location,
         service,
@@ -474,7 +473,7 @@ def _alternatives(
 
 def _prescribers(location: Location, service: Service) -> list[Clinician]:
     """The prescribers a patient may choose for `service` (the clinicians endpoint's list)."""
-    return staffing.prescribers_at(db.session(), location, service)
+    return staffing.prescribers_at(db.session(), location, service, now=now())
 
 
 def _prescriber_or_404(location: Location, service: Service, raw: str | None) -> Clinician | None:

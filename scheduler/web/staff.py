@@ -44,7 +44,6 @@ from scheduler.services import (
     courses,
     day_of,
     patients,
-    prescriber_choice,
     sms_replies,
     staffing,
 )
@@ -554,7 +553,7 @@ def _free_times(
         clinician = None
     tz = ZoneInfo(location.timezone)
     if near is not None:
-        slots = prescriber_choice.nearest_slots(
+        slots = availability.nearest_slots(
             db.session(),
             location,
             service,
@@ -606,7 +605,7 @@ def _prescriber_options(location: Location, service_slug: str) -> list[Clinician
     if not consults:
         return []
     service = next((s for s in consults if s.slug == service_slug), consults[0])
-    return staffing.prescribers_at(db.session(), location, service)
+    return staffing.prescribers_at(db.session(), location, service, now=now())
 
 
 def _render_book(
