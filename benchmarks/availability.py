@@ -9,23 +9,20 @@ all measured in this run, and the CPU time of this process for availability and 
 (on a shared machine wall time also counts waits for a core). Targets: availability p50 within
 2x of the raw fetch, under 10 ms on SQLite.
 
-Last measured (2026-11-29, 2 cores shared with other work; p50 of 30 runs, several runs,
-alternated with the code before this round in the same minutes):
-- With the covering index of migration 0015 (quiet machine, 3 runs): SQLite 7.5-8.4 ms wall,
-  7.6-8.5 ms CPU against 2.4 ms raw (3.2-3.5x CPU); PostgreSQL 15.6 ms wall against 7.5 ms (2.1x).
-- Before it: SQLite: availability 7.7-10.0 ms wall, 7.8-10.5 ms CPU against a raw fetch of 2.3-2.5 ms
-  CPU (3.3-4.4x). Before (the visits read through SQLite's date functions, the rota expanded to
-  objects): 12.0-14.0 ms wall, 11.8-13.1 ms CPU (4.9-5.3x). Under load (another test suite
-  running) 10-11 ms wall against 12.7-13.4 ms before.
-- PostgreSQL: 13.8-15.2 ms wall, 9.0-9.4 ms CPU against 6.2-6.5 ms wall (2.2-2.3x wall).
-  Before: 18.3-23.5 ms wall, 10.7-14.8 ms CPU (3.2-3.5x wall).
-Just under 10 ms on SQLite (p50, quiet machine; not with margin); the 2x target is missed. Where the CPU goes on SQLite (ms):
-the window's visits read 2 (about the whole raw fetch: future visits are filtered by their
-occupied start, which no index covers), their stored text turned into integer instants 0.6
-(each distinct text parsed once), the rota 0.2 (patterns' occurrences cached by the pattern's
-fields), chairs' busy time 0.5, the start window 0.7 (a Python step per start), nurse room and
-cover 0.5 (only where the window leaves room), candidate starts 0.3, building 243 slots 0.45,
-the location, service and session 0.3. `--profile` prints cProfile's view.
+Last measured (2026-11-29, 2 cores shared with other work; p50 of 30 runs, several runs):
+- SQLite: 3.6-4.2 ms wall, 3.6-3.8 ms CPU against a raw fetch of 2.3-2.35 ms (1.56-1.65x CPU,
+  1.57-1.79x wall); with three other test suites running on the same cores, 1.8-2.1x CPU.
+  Last round 7.5-8.4 ms wall (3.2-3.5x), a round before 12.0-14.0 ms (4.9-5.3x).
+- PostgreSQL: 9.3-9.8 ms wall, 5.5-6.1 ms CPU against 5.8 ms wall (1.6-1.7x wall); last round
+  11.6-12.9 ms (2.1-2.2x).
+Both targets met. What made the difference: every start's limits computed at once with numpy
+(range-minimum / range-maximum tables for the nurse room and the start window, the chairs'
+busy time merged in one pass), SQLite's visits read as one row of comma-joined lists parsed by
+numpy (0.9 ms against 1.9 ms as a tuple per visit), a steady day's grid as integer arithmetic.
+Where the 3.6 ms go on SQLite: the visits' statement 0.55 and parsing 0.35, the request's
+session (location, service, connection) 0.35, the rota 0.2, other small statements 0.25,
+building 243 slots 0.25, candidate starts 0.15, chairs / floor index / limits 0.1 each.
+`--profile` prints cProfile's view.
 Usage: python benchmarks/availability.py [--db sqlite|postgresql] [--runs N] [--profile]
 """
 
