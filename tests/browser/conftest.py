@@ -6,6 +6,7 @@ import os
 import shutil
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,9 @@ from config import TestConfig
 from scheduler import create_app
 from scheduler.extensions import db
 from tests.conftest import IN_CI, FixedClock
+
+ROOT = Path(__file__).resolve().parents[2]
+AXE = ROOT / ".cache" / "node" / "node_modules" / "axe-core" / "axe.min.js"
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 LAUNCH_ARGS = [
@@ -41,6 +45,17 @@ def browser() -> Iterator[Any]:
         instance = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
         yield instance
         instance.close()
+
+
+@pytest.fixture(scope="module")
+def axe_source() -> str:
+    """axe-core's script, to inject into pages (installed by scripts/install-test-tools.sh)."""
+    if not AXE.exists():
+        reason = f"{AXE} missing (scripts/install-test-tools.sh installs axe-core)"
+        if IN_CI:
+            pytest.fail(f"axe-core is required under CI: {reason}")
+        pytest.skip(reason)
+    return AXE.read_text()
 
 
 @pytest.fixture

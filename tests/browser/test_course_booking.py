@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,12 +18,9 @@ from scheduler.models import Course
 from scheduler.services import courses
 from tests.browser.conftest import LiveServer
 from tests.browser.test_patient_booking import Steps, fill_details
-from tests.conftest import IN_CI
 from tests.web.staff_support import PASSWORD, make_clinic
 
 pytestmark = pytest.mark.browser
-ROOT = Path(__file__).resolve().parents[2]
-AXE = ROOT / ".cache" / "node" / "node_modules" / "axe-core" / "axe.min.js"
 INDUCTION = {
     "slug": "induction",
     "name": "IV ketamine induction",
@@ -35,16 +31,6 @@ INDUCTION = {
     "within_days": 21,
     "review_after": 2,
 }
-
-
-@pytest.fixture(scope="module")
-def axe_source() -> str:
-    if not AXE.exists():
-        reason = f"{AXE} missing (scripts/install-test-tools.sh)"
-        if IN_CI:
-            pytest.fail(f"axe-core is required under CI: {reason}")
-        pytest.skip(reason)
-    return AXE.read_text()
 
 
 def violations(page: Any, source: str) -> list[str]:

@@ -28,8 +28,6 @@ from tests.factories import make_service
 from tests.web.staff_support import DAY, FIRST, LAST, PASSWORD, at, book, make_clinic
 
 pytestmark = pytest.mark.browser
-ROOT = Path(__file__).resolve().parents[2]
-AXE = ROOT / ".cache" / "node" / "node_modules" / "axe-core" / "axe.min.js"
 
 
 def _need(what: str, reason: str | None) -> None:
@@ -37,12 +35,6 @@ def _need(what: str, reason: str | None) -> None:
         if IN_CI:
             pytest.fail(f"{what} is required under CI: {reason}")
         pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def axe_source() -> str:
-    _need("axe-core", None if AXE.exists() else f"{AXE} missing (scripts/install-test-tools.sh)")
-    return AXE.read_text()
 
 
 class Desk:

@@ -19,7 +19,7 @@ from scheduler.services import booking
 from scheduler.services.demo import seed_demo
 from scheduler.services.patients import PatientDetails
 from scheduler.services.settings import ClinicSettings
-from tests.conftest import DEFAULT_NOW, IN_CI
+from tests.conftest import DEFAULT_NOW
 from tests.factories import HASHER, make_location, make_service
 from tests.test_staffing_support import rota
 from tests.web.staff_support import make_clinic
@@ -420,18 +420,6 @@ def test_inside_the_late_window_the_page_shows_the_clinic_phone(
     assert page.get_by_role("button", name=re.compile("cancel", re.I)).count() == 0
     steps.shot("cancel-late")
     assert appointments(session)[0].status == "booked"
-
-
-@pytest.fixture(scope="module")
-def axe_source() -> str:
-    from tests.browser.test_course_booking import AXE
-
-    if not AXE.exists():
-        reason = f"{AXE} missing (scripts/install-test-tools.sh)"
-        if IN_CI:
-            pytest.fail(f"axe-core is required under CI: {reason}")
-        pytest.skip(reason)
-    return AXE.read_text()
 
 
 def test_choose_a_prescriber_by_keyboard_then_move_only_to_their_times(

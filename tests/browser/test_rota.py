@@ -14,24 +14,11 @@ from typing import Any
 import pytest
 
 from scheduler.services import staffing
-from tests.conftest import IN_CI
 from tests.test_staffing_support import rota
 from tests.web.staff_support import DAY, PASSWORD, at, book, make_clinic
 
 pytestmark = pytest.mark.browser
-ROOT = Path(__file__).resolve().parents[2]
-AXE = ROOT / ".cache" / "node" / "node_modules" / "axe-core" / "axe.min.js"
 NAMES = ["Ada Lovelace", "Grace Hopper", "Alan Turing", "Edsger Dijkstra", "Barbara Liskov"]
-
-
-@pytest.fixture(scope="module")
-def axe_source() -> str:
-    if not AXE.exists():
-        reason = f"{AXE} missing (scripts/install-test-tools.sh installs axe-core)"
-        if IN_CI:
-            pytest.fail(f"axe-core is required under CI: {reason}")
-        pytest.skip(reason)
-    return AXE.read_text()
 
 
 class Desk:

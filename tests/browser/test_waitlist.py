@@ -18,7 +18,7 @@ from sqlalchemy import select
 from scheduler import jobs
 from scheduler.models import Patient, WaitlistEntry, WaitlistOffer
 from scheduler.services import booking
-from tests.browser.test_front_desk import Desk, axe_source  # noqa: F401 (a fixture)
+from tests.browser.test_front_desk import Desk
 from tests.browser.test_patient_booking import Steps
 from tests.factories import make_staff
 from tests.waitlist_support import DAY, SETTINGS, join, make_world, phone
