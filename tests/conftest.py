@@ -84,6 +84,17 @@ def postgresql_url(pg_cluster: Cluster) -> str:
     return url
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def unmigrated_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new database with no schema, on each backend: migration tests upgrade it to an older
+    revision, write rows as they were, then upgrade on. Named after the test module."""
+    name = request.module.__name__.rsplit(".", 1)[-1]
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / name}.sqlite3"
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    return cluster.create_database(name)
+
+
 def _tables(url: str) -> list[str]:
     from scheduler.models import Base
 

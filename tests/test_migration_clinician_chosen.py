@@ -3,7 +3,6 @@ as before), whoever they are with."""
 
 from __future__ import annotations
 
-import pytest
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import text
 
@@ -37,15 +36,8 @@ ROWS = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def legacy_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'legacy.sqlite3'}"
-    return request.getfixturevalue("pg_cluster").create_database("legacy_clinician_chosen")
-
-
-def test_visits_booked_before_0016_move_to_whoever_is_free(legacy_url):
-    app = create_app(TestConfig(legacy_url))
+def test_visits_booked_before_0016_move_to_whoever_is_free(unmigrated_url):
+    app = create_app(TestConfig(unmigrated_url))
     with app.app_context():
         upgrade(revision="0015")
         with db.engine.begin() as conn:

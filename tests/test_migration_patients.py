@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from flask_migrate import upgrade
 from sqlalchemy import text
 
@@ -20,15 +19,8 @@ LEGACY = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def legacy_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'legacy.sqlite3'}"
-    return request.getfixturevalue("pg_cluster").create_database("legacy_patients")
-
-
-def test_old_rows_are_kept_and_keyed(legacy_url):
-    app = create_app(TestConfig(legacy_url))
+def test_old_rows_are_kept_and_keyed(unmigrated_url):
+    app = create_app(TestConfig(unmigrated_url))
     with app.app_context():
         upgrade(revision="0008")  # the head before patients
         with db.engine.begin() as conn:

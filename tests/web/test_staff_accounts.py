@@ -165,15 +165,8 @@ def test_create_staff_stores_the_address_lower_case_and_it_signs_in(app, client,
 # --- the migration ----------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'twins.sqlite3'}"
-    return request.getfixturevalue("pg_cluster").create_database("staff_twins")
-
-
-def test_migration_sets_case_twins_aside_and_the_database_refuses_new_ones(fresh_url):
-    app = create_app(TestConfig(fresh_url))
+def test_migration_sets_case_twins_aside_and_the_database_refuses_new_ones(unmigrated_url):
+    app = create_app(TestConfig(unmigrated_url))
     created = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     with app.app_context():
         upgrade(revision="0006")
@@ -196,7 +189,7 @@ def test_migration_sets_case_twins_aside_and_the_database_refuses_new_ones(fresh
                 )
         upgrade()
         db.engine.dispose()
-    engine = create_engine(fresh_url)
+    engine = create_engine(unmigrated_url)
     with engine.begin() as conn:
         rows = conn.execute(text("SELECT id, email, active FROM staff_users ORDER BY id")).all()
         tokens = conn.execute(
