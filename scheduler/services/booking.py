@@ -245,6 +245,12 @@ def _slot_for(
             {"start": "not an offered time for this service"},
         )
     if not slot.free:
+        if clinician is not None:
+            raise SlotUnavailable(
+                "That time is not free with the chosen prescriber. Please choose another time"
+                " or another prescriber.",
+                {"clinician": "not free then"},
+            )
         raise SlotUnavailable("That time has just been taken. Please choose another.")
     return slot
 

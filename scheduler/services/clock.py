@@ -55,6 +55,7 @@ def is_ambiguous(day: dt.date, wall: dt.time, tz: ZoneInfo) -> bool:
 # for birthdays and long plans, near enough that a day's arithmetic never leaves Python's range.
 EARLIEST_DATE = dt.date(1900, 1, 1)
 LATEST_DATE = dt.date(2200, 12, 31)
+RANGE_MESSAGE = f"must be between {EARLIEST_DATE} and {LATEST_DATE}"  # a date field out of range
 
 
 def in_supported_range(day: dt.date) -> bool:

@@ -50,6 +50,7 @@ from scheduler.models import (
     Service,
 )
 from scheduler.services import availability, booking, staffing
+from scheduler.services.clock import RANGE_MESSAGE, in_supported_range
 from scheduler.services.errors import InvalidInput
 
 UTC = dt.UTC
@@ -126,10 +127,13 @@ class _Grid:
 
 
 def _bounds(first: dt.date, last: dt.date) -> None:
-    if first.year < 1900:
-        raise InvalidInput("Choose a date from 1900.", {"from": "before 1900"})
-    if last.year > 2199:
-        raise InvalidInput("Choose a date before 2200.", {"to": "after 2199"})
+    out = {
+        name: RANGE_MESSAGE
+        for name, day in (("from", first), ("to", last))
+        if not in_supported_range(day)
+    }
+    if out:
+        raise InvalidInput("That date is out of range.", out)
     if last < first:
         raise InvalidInput("The range ends before it starts.", {"to": "before from"})
     if (last - first).days >= MAX_DAYS:

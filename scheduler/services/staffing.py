@@ -45,7 +45,7 @@ from scheduler.models import (
     end_of_day,
 )
 from scheduler.services import audit, availability
-from scheduler.services.clock import EARLIEST_DATE, LATEST_DATE, in_supported_range
+from scheduler.services.clock import RANGE_MESSAGE, in_supported_range
 from scheduler.services.errors import (
     ClinicianBusy,
     Conflict,
@@ -543,9 +543,6 @@ def _busy(
         f"{clinician.name} already has a shift then ({when}).",
         {"clinician": "already on shift then"},
     )
-
-
-RANGE_MESSAGE = f"must be between {EARLIEST_DATE} and {LATEST_DATE}"
 
 
 def check_shift_range(

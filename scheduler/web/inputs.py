@@ -25,7 +25,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
-from scheduler.services.clock import EARLIEST_DATE, LATEST_DATE, in_supported_range
+from scheduler.services.clock import RANGE_MESSAGE, in_supported_range
 from scheduler.web.common import json_error
 
 MAX_ID = 2**31 - 1  # the id columns are 32-bit integers on PostgreSQL
@@ -94,7 +94,7 @@ def query_ids(raws: list[str]) -> set[int]:
 
 # --- dates ----------------------------------------------------------------------------------------
 
-DATE_RANGE_MESSAGE = f"must be between {EARLIEST_DATE} and {LATEST_DATE}"
+DATE_RANGE_MESSAGE = RANGE_MESSAGE
 
 
 def day_in_range(day: dt.date, field: str) -> dt.date:

@@ -68,6 +68,8 @@ def test_public_prescribers_and_consultation_slots_name_who_is_free(client, clin
     r = _book(client, "consult", at(DAY, 10), 2, clinician=doc.id)
     assert r.status_code == 409
     assert r.get_json()["error"]["code"] == "slot_unavailable"
+    assert r.get_json()["error"]["fields"] == {"clinician": "not free then"}
+    assert "chosen prescriber" in r.get_json()["error"]["message"]
     r = _book(client, "infusion", at(DAY, 10), 3)
     assert r.status_code == 201 and "clinician" not in r.get_json()
 

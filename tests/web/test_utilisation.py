@@ -82,14 +82,24 @@ def test_json_has_every_cell_and_csv_says_the_same(client, clinic):
         ("from=2026-01-01&to=2026-12-31", 422, "to"),
         ("from=0001-01-01&to=0001-01-02", 422, "from"),
         ("from=9999-12-30&to=9999-12-31", 422, "to"),
+        ("from=2201-01-01&to=2201-01-02", 422, "from"),
     ],
-    ids=["missing", "not-a-date", "backwards", "too-long", "year-1", "year-9999"],
+    ids=["missing", "not-a-date", "backwards", "too-long", "year-1", "year-9999", "year-2201"],
 )
 def test_bad_ranges_name_the_field(client, clinic, query, status, field):
     c, _ = clinic
     r = client.get(f"/api/v1/locations/sf/utilisation?{query}", headers=_auth(c))
     assert r.status_code == status
     assert field in r.get_json()["error"]["fields"]
+
+
+def test_the_last_supported_month_is_reported(client, clinic):
+    """Every date endpoint reads 1900-01-01 to 2200-12-31; so does the report."""
+    c, _ = clinic
+    r = client.get(
+        "/api/v1/locations/sf/utilisation?from=2200-12-01&to=2200-12-31", headers=_auth(c)
+    )
+    assert r.status_code == 200, r.get_json()
 
 
 def test_openapi_lists_the_report_with_json_and_csv(client):
