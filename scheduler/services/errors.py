@@ -67,6 +67,10 @@ class StaffingInUse(Conflict):
     code = "staffing_in_use"
 
 
+class ClinicianInUse(Conflict):
+    code = "clinician_in_use"
+
+
 class NotCleared(DomainError):
     """The service needs a prescriber's current clearance, and the patient has none."""
 

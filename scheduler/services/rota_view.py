@@ -5,7 +5,7 @@ names. Read-only; the rules themselves live in services/staffing.py."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -183,22 +183,26 @@ class Visit:
     service: str
 
 
-def visits(session: Session, ids: Sequence[int] | None, *, location_id: int) -> list[Visit]:
-    """The visits a refusal (`shift_in_use`, `staffing_in_use`) lists, as the calendar names them:
-    those at `location_id` only (the page's own), so no refusal shows another location's
-    patients."""
+def visits(
+    session: Session, ids: Sequence[int] | None, *, location_id: int | Collection[int]
+) -> list[Visit]:
+    """The visits a refusal (`shift_in_use`, `staffing_in_use`, `clinician_in_use`) lists, as the
+    calendar names them: those at `location_id` only (the page's own, or the locations the user
+    may see), so no refusal shows another location's patients."""
     if not ids:
         return []
-    rows = session.scalars(
+    places = [location_id] if isinstance(location_id, int) else list(location_id)
+    query = (
         select(Appointment)
         .options(
             selectinload(Appointment.patient),
             selectinload(Appointment.service),
             selectinload(Appointment.location),
         )
-        .where(Appointment.id.in_(list(ids)), Appointment.location_id == location_id)
+        .where(Appointment.id.in_(list(ids)), Appointment.location_id.in_(places))
         .order_by(Appointment.start_at)
     )
+    rows = session.scalars(query)
     out = []
     for a in rows:
         tz = ZoneInfo(a.location.timezone)

@@ -48,6 +48,7 @@ from scheduler.services import audit, availability
 from scheduler.services.clock import RANGE_MESSAGE, in_supported_range
 from scheduler.services.errors import (
     ClinicianBusy,
+    ClinicianInUse,
     Conflict,
     InvalidInput,
     NotFound,
@@ -157,6 +158,46 @@ def get_clinician(session: Session, clinician_id: int) -> Clinician:
     return clinician
 
 
+def _clinician_fields(
+    session: Session,
+    fields: dict[str, str],
+    *,
+    name: str | None,
+    title: str | None,
+    staff_user_id: int | None,
+    clinician_id: int | None = None,
+) -> tuple[str | None, str | None]:
+    """Check a clinician's name, title and staff user (None: not given); problems go in
+    `fields`. The staff user must exist and not be linked to another clinician."""
+    if name is not None:
+        name = " ".join(name.split())
+        if not name:
+            fields["name"] = "required"
+        elif len(name) > 200:
+            fields["name"] = "at most 200 characters"
+    if title is not None:
+        title = " ".join(title.split())
+        if len(title) > 100:
+            fields["title"] = "at most 100 characters"
+    if staff_user_id is not None:
+        if session.get(StaffUser, staff_user_id) is None:
+            fields["staff_user"] = "unknown staff user"
+        else:
+            linked = session.scalars(
+                select(Clinician.id).where(Clinician.staff_user_id == staff_user_id)
+            ).first()
+            if linked is not None and linked != clinician_id:
+                fields["staff_user"] = "already linked to another clinician"
+    return name, title
+
+
+def _linked_elsewhere() -> InvalidInput:
+    # The unique staff_user_id: a concurrent link of the same staff user won.
+    return InvalidInput(
+        "Some fields need correcting.", {"staff_user": "already linked to another clinician"}
+    )
+
+
 def create_clinician(
     session: Session,
     *,
@@ -166,37 +207,189 @@ def create_clinician(
     staff_user_id: int | None = None,
 ) -> Clinician:
     fields: dict[str, str] = {}
-    name = " ".join(name.split())
-    if not name:
-        fields["name"] = "required"
-    elif len(name) > 200:
-        fields["name"] = "at most 200 characters"
+    clean_name, clean_title = _clinician_fields(
+        session, fields, name=name, title=title, staff_user_id=staff_user_id
+    )
     if role not in {r.value for r in ClinicianRole}:
         fields["role"] = "prescriber or nurse"
-    title = " ".join(title.split())
-    if len(title) > 100:
-        fields["title"] = "at most 100 characters"
-    if (
-        staff_user_id is not None
-        and session.scalars(
-            select(Clinician.id).where(Clinician.staff_user_id == staff_user_id)
-        ).first()
-    ):
-        fields["staff_user"] = "already linked to another clinician"
     if fields:
         raise InvalidInput("Some fields need correcting.", fields)
     clinician = Clinician(
-        name=name, role=role, title=title, active=True, staff_user_id=staff_user_id
+        name=clean_name, role=role, title=clean_title, active=True, staff_user_id=staff_user_id
     )
-    session.add(clinician)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(clinician)
+            session.flush()
+    except IntegrityError as exc:
+        raise _linked_elsewhere() from exc
     return clinician
 
 
-def set_active(session: Session, clinician: Clinician, active: bool) -> Clinician:
-    clinician.active = active
-    session.flush()
-    return clinician
+@dataclass(frozen=True)
+class ClinicianChange:
+    """What an edit changes: None leaves a field as it is. The staff user is changed only with
+    `link` (then `staff_user_id` None unlinks). The role never changes (see `update_clinician`)."""
+
+    name: str | None = None
+    title: str | None = None
+    active: bool | None = None
+    link: bool = False
+    staff_user_id: int | None = None
+
+
+@dataclass(frozen=True)
+class ClinicianEdit:
+    """What an edit changed ({field: new value}, for the audit log), and a deactivated nurse's
+    visits handed on (per location; audit them with `record_handed_on`)."""
+
+    changed: dict[str, Any]
+    handed_on: tuple[tuple[Location, Removed], ...] = ()
+
+
+def update_clinician(
+    session: Session, clinician: Clinician, change: ClinicianChange, *, now: dt.datetime
+) -> ClinicianEdit:
+    """Edit a clinician.
+
+    The role is fixed: shifts, booked consultations and assigned infusions were checked against
+    it, so a prescriber who becomes a nurse would silently leave visits without the cover they
+    were booked with. Deactivating is refused with `clinician_in_use` (listing the visits) while
+    visits still to come need the clinician; once inactive, their shifts stop counting
+    everywhere and their future infusions are given another nurse on shift (or none)."""
+    fields: dict[str, str] = {}
+    name, title = _clinician_fields(
+        session,
+        fields,
+        name=change.name,
+        title=change.title,
+        staff_user_id=change.staff_user_id if change.link else None,
+        clinician_id=clinician.id,
+    )
+    if fields:
+        raise InvalidInput("Some fields need correcting.", fields)
+    changed: dict[str, Any] = {}
+    if name is not None and name != clinician.name:
+        changed["name"] = name
+    if title is not None and title != clinician.title:
+        changed["title"] = title
+    if change.link and change.staff_user_id != clinician.staff_user_id:
+        changed["staff_user"] = change.staff_user_id
+    if change.active is not None and change.active != clinician.active:
+        changed["active"] = change.active
+    if not changed:
+        return ClinicianEdit(changed)
+    if changed.get("active") is False:
+        _lock_clinician(session, clinician.id)
+        broken = clinician_in_use(session, clinician, now=now)
+        if broken:
+            raise ClinicianInUse(
+                f"Booked visits need {clinician.name}: move or cancel them first.",
+                {"active": "booked visits need this clinician"},
+                appointments=broken,
+            )
+    clinician.name = changed.get("name", clinician.name)
+    clinician.title = changed.get("title", clinician.title)
+    if "staff_user" in changed:
+        clinician.staff_user_id = changed["staff_user"]
+    if "active" in changed:
+        clinician.active = changed["active"]
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        raise _linked_elsewhere() from exc
+    handed = _hand_on(session, clinician, now=now) if changed.get("active") is False else ()
+    return ClinicianEdit(changed, handed)
+
+
+def linkable_staff(session: Session) -> list[StaffUser]:
+    """The staff users a clinician may be linked to: active ones, by name."""
+    return list(
+        session.scalars(
+            select(StaffUser).where(StaffUser.active.is_(True)).order_by(StaffUser.name)
+        )
+    )
+
+
+def _clinician_locations(session: Session, clinician: Clinician) -> list[Location]:
+    """The locations whose capacity the clinician counts in, or whose visits name them."""
+    ids = (
+        select(ShiftPattern.location_id)
+        .where(ShiftPattern.clinician_id == clinician.id)
+        .union(
+            select(Shift.location_id).where(Shift.clinician_id == clinician.id),
+            select(Appointment.location_id).where(Appointment.clinician_id == clinician.id),
+            select(Appointment.location_id).where(Appointment.nurse_id == clinician.id),
+        )
+    )
+    return list(session.scalars(select(Location).where(Location.id.in_(ids)).order_by(Location.id)))
+
+
+def clinician_in_use(session: Session, clinician: Clinician, *, now: dt.datetime) -> list[int]:
+    """Ids of the visits still to come that would break without the clinician: those their
+    shifts give a prescriber or nurse capacity to (under each location's rules, as a shift's
+    removal is checked), and consultations booked with them (whatever the rules). Takes each
+    location's lock (as a change of the rules does), in id order, so no booking slips past."""
+    locations = _clinician_locations(session, clinician)
+    for location in locations:
+        lock_location(session, location.id)
+    broken: set[int] = set()
+    for location in locations:
+        broken.update(
+            stranded(session, location, now, None, now=now, without_clinician=clinician.id)
+        )
+    broken.update(
+        session.scalars(
+            select(Appointment.id).where(
+                Appointment.clinician_id == clinician.id,
+                Appointment.active.is_(True),
+                Appointment.occupied_end > now,
+            )
+        )
+    )
+    return sorted(broken)
+
+
+# Where a deactivated nurse's visits are handed on from: every one still to start.
+_FOREVER = dt.datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _hand_on(
+    session: Session, clinician: Clinician, *, now: dt.datetime
+) -> tuple[tuple[Location, Removed], ...]:
+    """A deactivated nurse's visits still to start, at every location, each given the nurse
+    `pick_nurse` balances it to (or none): `reassign_nurses`, as for a removed shift, with all
+    of their time removed. The caller holds the locations' locks (`clinician_in_use`)."""
+    if clinician.role != ClinicianRole.NURSE:
+        return ()
+    handed = []
+    for location in _clinician_locations(session, clinician):
+        gone = ShiftInterval(
+            f"c{clinician.id}",
+            clinician.id,
+            clinician.name,
+            clinician.role,
+            location.id,
+            now,
+            _FOREVER,
+        )
+        removal = Removed(
+            gone,
+            reassign_nurses(session, location, gone, now=now),
+            why=f"{clinician.name} deactivated",
+        )
+        if removal.nurses:
+            handed.append((location, removal))
+    return tuple(handed)
+
+
+def record_handed_on(
+    session: Session, edit: ClinicianEdit, *, actor: StaffUser | None, at: dt.datetime
+) -> None:
+    """Audit the visits a deactivation handed to another nurse (`record_nurse_changes`)."""
+    for location, removal in edit.handed_on:
+        record_nurse_changes(session, location, [removal], actor=actor, at=at)
 
 
 def prescribers_at(
@@ -732,6 +925,7 @@ class Removed:
 
     shift: ShiftInterval
     nurses: tuple[NurseChange, ...] = ()
+    why: str = ""  # the audit's reason; "" for "shift {id} removed"
 
 
 def delete_shift(
@@ -818,7 +1012,7 @@ def record_nurse_changes(
                 details={
                     "from": change.before,
                     "to": change.after,
-                    "reason": f"shift {removal.shift.id} removed",
+                    "reason": removal.why or f"shift {removal.shift.id} removed",
                 },
             )
 
@@ -1040,11 +1234,13 @@ def stranded(
     *,
     now: dt.datetime,
     without: str | None = None,
+    without_clinician: int | None = None,
     staffing_before: Mapping[str, Any] | None = None,
     staffing_after: Mapping[str, Any] | None = None,
 ) -> list[int]:
     """Ids of the visits still to come, meeting [start, end) (None: open-ended), that the change
-    would break: the shift `without` removed, and/or the rules changed. Visits already breaking
+    would break: the shift `without` (or every shift of the clinician `without_clinician`)
+    removed, and/or the rules changed. Visits already breaking
     the rules before the change are not counted against it."""
     visits = _visits(session, location, max(now, start - dt.timedelta(days=1)), end)
     if not visits:
@@ -1055,7 +1251,7 @@ def stranded(
     current = staffing_of(location)
     before = _staffing(staffing_before or current)
     after = _staffing(staffing_after or current)
-    remaining = [s for s in shifts if s.id != without]
+    remaining = [s for s in shifts if s.id != without and s.clinician_id != without_clinician]
     broken_before = availability.broken_visits(before, shifts, visits)
     broken_after = availability.broken_visits(after, remaining, visits)
     return sorted(broken_after - broken_before)

@@ -56,6 +56,7 @@ csrf.exempt(bp)
 security.limit_api(bp)
 registry = Registry()
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 def route(rule: str, method: str = "GET", **spec: Any) -> Callable[[Callable[..., Any]], Any]:
@@ -87,7 +88,8 @@ def _fields(exc: ValidationError) -> dict[str, str]:
     fields: dict[str, str] = {}
     for err in exc.errors():
         name = field_name(err["loc"]) or "body"
-        fields.setdefault(name, "required" if err["type"] == "missing" else err["msg"])
+        message = {"missing": "required", "extra_forbidden": "unknown field"}.get(err["type"])
+        fields.setdefault(name, message or err["msg"])
     return fields
 
 
@@ -107,6 +109,16 @@ def parse_query(model: type[M]) -> M:
         return model.model_validate(request.args.to_dict())
     except ValidationError as exc:
         raise BadRequest("Some query parameters are invalid.", _fields(exc)) from exc
+
+
+def query_checked(read: Callable[[], T]) -> T:
+    """Run a read whose refusals (InvalidInput) are about the query parameters (a range that
+    ends before it starts, or is too long): those are `400 invalid` naming the parameter, as
+    parse_query's are, not 422 (no body was sent)."""
+    try:
+        return read()
+    except InvalidInput as exc:
+        raise BadRequest(exc.message, exc.fields) from exc
 
 
 @bp.errorhandler(DomainError)
@@ -786,6 +798,7 @@ def _clinician_out(clinician: Clinician) -> dict[str, Any]:
         role=clinician.role,
         title=clinician.title,
         active=clinician.active,
+        staff_user=clinician.staff_user_id,
     ).model_dump()
 
 
@@ -825,15 +838,55 @@ def create_clinician() -> ResponseReturnValue:
     _require_manager()
     body = parse_body(s.ClinicianIn)
     clinician = staffing.create_clinician(
-        db.session(), name=body.name, role=body.role, title=body.title
+        db.session(),
+        name=body.name,
+        role=body.role,
+        title=body.title,
+        staff_user_id=body.staff_user,
     )
     api_audit(
         "clinician.created",
         f"clinician {clinician.id}",
-        details={"name": clinician.name, "role": clinician.role},
+        details={
+            "name": clinician.name,
+            "role": clinician.role,
+            "staff_user": clinician.staff_user_id,
+        },
     )
     db.session.commit()
     return jsonify(_clinician_out(clinician)), 201
+
+
+@route(
+    "/clinicians/<int:clinician_id>",
+    "PATCH",
+    summary="Edit, deactivate or link a clinician to a staff user (managers and admins; "
+    "409 clinician_in_use listing the booked visits that need them)",
+    body=s.ClinicianPatchIn,
+    response=s.ClinicianOut,
+    auth=True,
+    errors=(401, 403, 404, 409, 422),
+)
+@staff_required
+def patch_clinician(clinician_id: int) -> ResponseReturnValue:
+    _require_manager()
+    clinician = db.session.get(Clinician, clinician_id)
+    if clinician is None:
+        raise NotFound("No such clinician.", {"clinician": "unknown clinician"})
+    body = parse_body(s.ClinicianPatchIn)
+    change = staffing.ClinicianChange(
+        name=body.name,
+        title=body.title,
+        active=body.active,
+        link="staff_user" in body.model_fields_set,
+        staff_user_id=body.staff_user,
+    )
+    edit = staffing.update_clinician(db.session(), clinician, change, now=now())
+    if edit.changed:
+        api_audit("clinician.updated", f"clinician {clinician.id}", details=edit.changed)
+        staffing.record_handed_on(db.session(), edit, actor=g.staff, at=now())
+    db.session.commit()
+    return jsonify(_clinician_out(clinician))
 
 
 @route(
@@ -842,13 +895,15 @@ def create_clinician() -> ResponseReturnValue:
     query=s.ShiftsQuery,
     response=list[s.ShiftOut],
     auth=True,
-    errors=(400, 401, 403, 422),
+    errors=(400, 401, 403),
 )
 @staff_required
 def shifts(location: str) -> ResponseReturnValue:
     loc = _staff_location(location)
     query = parse_query(s.ShiftsQuery)
-    found = staffing.location_shifts(db.session(), loc, query.from_, query.to)
+    found = query_checked(
+        lambda: staffing.location_shifts(db.session(), loc, query.from_, query.to)
+    )
     tz = ZoneInfo(loc.timezone)
     return jsonify([_shift_out(x, tz).model_dump() for x in found])
 
@@ -1001,13 +1056,15 @@ from scheduler.web import api_waitlist as api_waitlist  # noqa: E402
     response=s.UtilisationOut,
     also=("text/csv",),
     auth=True,
-    errors=(400, 401, 403, 422),
+    errors=(400, 401, 403),
 )
 @staff_required
 def utilisation(location: str) -> ResponseReturnValue:
     loc = _staff_location(location)
     query = parse_query(s.UtilisationQuery)
-    report = reports.utilisation(db.session(), loc, query.from_, query.to, now=now())
+    report = query_checked(
+        lambda: reports.utilisation(db.session(), loc, query.from_, query.to, now=now())
+    )
     if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
         return web_reports.csv_response(report, loc.slug)
     return jsonify(

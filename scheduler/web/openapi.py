@@ -64,6 +64,9 @@ class ErrorDetail(BaseModel):
     code: str
     message: str
     fields: dict[str, str] | None = None
+    # A refused change that booked visits depend on (shift_in_use, staffing_in_use,
+    # clinician_in_use, a refused block): the ids of those visits.
+    appointments: list[int] | None = None
 
 
 class ErrorBody(BaseModel):

@@ -17,6 +17,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from scheduler.services import booking
@@ -91,8 +92,20 @@ Instant = Annotated[
 # Every boolean a body carries: JSON true or false only.
 Flag = Annotated[bool, BeforeValidator(_boolean)]
 
+
+def _json_integer(value: object) -> object:
+    """An id in a body is a JSON integer: true is not 1, and "8" is not 8."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PydanticCustomError("int_type", "must be an integer")
+    return value
+
+
 # A row id: what the integer columns can hold (a larger one names nothing: 4xx, not a 500).
-Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+_ID_RANGE = Field(ge=1, le=MAX_ID)
+# In a JSON body: an integer only (booleans and strings are refused, naming the field).
+Id = Annotated[int, BeforeValidator(_json_integer), _ID_RANGE]
+# In a query string, where every value is text: digits.
+QueryId = Annotated[int, _ID_RANGE]
 
 
 def _service_check(field: str, check: object, value: str) -> str:
@@ -106,6 +119,13 @@ def _service_check(field: str, check: object, value: str) -> str:
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+
+class _ExactIn(BaseModel):
+    """The bodies of the clinicians, shifts and staffing endpoints: an unknown key is refused
+    (422 naming it) rather than ignored, so a misspelt field is not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class PatientIn(_In):
@@ -185,7 +205,7 @@ class AvailabilityQuery(_In):
     service: str = Field(min_length=1, max_length=64)
     from_: Day | None = Field(default=None, alias="from")
     days: int = Field(default=7, ge=1)
-    clinician: Id | None = None
+    clinician: QueryId | None = None
 
 
 class CalendarQuery(_In):
@@ -364,12 +384,36 @@ class PublicClinicianOut(BaseModel):
 
 class ClinicianOut(PublicClinicianOut):
     active: bool
+    staff_user: int | None = None  # the linked staff user's id
 
 
-class ClinicianIn(_In):
+class ClinicianIn(_ExactIn):
     name: str = Field(min_length=1, max_length=200)
     role: Literal["prescriber", "nurse"]
     title: str = Field(default="", max_length=100)
+    staff_user: Id | None = None
+
+
+class ClinicianPatchIn(_ExactIn):
+    """Any of these; `staff_user` null unlinks. The role cannot change (add a new clinician)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    title: str | None = Field(default=None, max_length=100)
+    active: Flag | None = None
+    staff_user: Id | None = None
+    role: SkipJsonSchema[None] = None
+
+    @field_validator("name", "title", "active")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise PydanticCustomError("null", "must not be null")
+        return value
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _fixed_role(cls, value: object) -> object:
+        raise PydanticCustomError("fixed", "cannot be changed (add a new clinician)")
 
 
 class ClinicianQuery(_In):
@@ -381,13 +425,13 @@ class ShiftsQuery(_In):
     to: Day
 
 
-class ShiftIn(_In):
+class ShiftIn(_ExactIn):
     clinician: Id
     start: Instant
     end: Instant
 
 
-class StaffingIn(_In):
+class StaffingIn(_ExactIn):
     model_config = ConfigDict(extra="forbid", strict=True)
     rules: Flag | None = None
     patients_per_nurse: int | None = Field(default=None, ge=1, le=20)
@@ -476,8 +520,8 @@ class PatientPatchIn(_In):
 
 
 class UtilisationQuery(_In):
-    from_: dt.date = Field(alias="from", description="first local date")
-    to: dt.date = Field(description="last local date (inclusive; at most 92 days after from)")
+    from_: Day = Field(alias="from", description="first local date")
+    to: Day = Field(description="last local date (inclusive; at most 92 days after from)")
 
 
 class UtilisationCellOut(BaseModel):
