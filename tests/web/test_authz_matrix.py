@@ -396,6 +396,22 @@ ENDPOINTS = [
         200,
         allowed=lambda r, o: r == "admin",
     ),
+    # Clinicians float between locations: one list for managers and admins.
+    Endpoint(
+        "clinicians",
+        "GET",
+        lambda w, loc: "/staff/settings/clinicians",
+        200,
+        allowed=lambda r, o: r in ("admin", "manager"),
+    ),
+    Endpoint(
+        "clinician edit",
+        "POST",
+        lambda w, loc: f"/staff/settings/clinicians/{w.clinician.id}",
+        303,
+        allowed=lambda r, o: r in ("admin", "manager"),
+        data=lambda w, loc: {"name": "Nurse Float", "title": "RN", "active": "on"},
+    ),
     Endpoint("course page", "GET", lambda w, loc: f"/staff/courses/{w.courses[loc].id}", 200),
     Endpoint(
         "course review",
@@ -512,6 +528,15 @@ ENDPOINTS = [
         201,
         allowed=lambda r, o: r in ("admin", "manager"),
         data=lambda w, loc: {"name": "New Nurse", "role": "nurse"},
+        api=True,
+    ),
+    Endpoint(
+        "api edit clinician",
+        "PATCH",
+        lambda w, loc: f"/api/v1/clinicians/{w.clinician.id}",
+        200,
+        allowed=lambda r, o: r in ("admin", "manager"),
+        data=lambda w, loc: {"title": "RN"},
         api=True,
     ),
     Endpoint(
