@@ -482,3 +482,43 @@ def test_a_move_locks_the_day_it_leaves(app, session, clock):
     session.expire_all()
     starts = session.scalars(select(Appointment.start_at).order_by(Appointment.start_at)).all()
     assert [s.astimezone(dt.UTC).day for s in starts] == [2, 3]
+
+
+def _deactivate(session, clinician_id: int, clock):
+    from scheduler.models import Clinician
+    from scheduler.services import staffing
+
+    clinician = session.get(Clinician, clinician_id)
+    change = staffing.ClinicianChange(active=False)
+    staffing.update_clinician(session, clinician, change, now=clock.now)
+    return clinician
+
+
+@pytest.mark.parametrize("first", ["deactivation", "booking"])
+def test_deactivating_the_only_prescriber_and_a_booking_never_both_win(app, session, clock, first):
+    """The prescriber's deactivation and an infusion booking that needs them, each held open
+    while the other starts: the second waits for the first, then is refused (409)."""
+    from scheduler.services.errors import ClinicianInUse, SlotUnavailable
+    from tests.test_staffing_support import rota
+
+    loc = make_location(session, slug="sf", chairs=4, rooms=0)
+    make_service(session, [loc], slug="inf", duration=40, prep=10, recovery=10)
+    (doc,), _ = rota(session, loc, nurses=1)
+    session.commit()
+    doc_id = doc.id
+    if first == "deactivation":
+        _deactivate(session, doc_id, clock)
+        second = _while_held(app, lambda s: _staff_book(s, START, 1, clock))
+        refusal: type = SlotUnavailable
+    else:
+        _staff_book(session, START, 1, clock)
+        second = _while_held(app, lambda s: _deactivate(s, doc_id, clock))
+        refusal = ClinicianInUse
+    try:
+        assert _is_waiting(second), second.result()
+    finally:
+        session.commit()
+    assert isinstance(second.result(timeout=60), refusal)
+    session.expire_all()
+    booked = session.scalar(select(func.count()).select_from(Appointment))
+    assert booked == (0 if first == "deactivation" else 1)
