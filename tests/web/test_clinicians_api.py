@@ -175,7 +175,18 @@ def test_a_deactivated_nurse_hands_their_infusions_to_a_nurse_on_shift(client, c
     r = _patch(client, c, leaving, {"active": False})  # the other nurse has room (1:4)
     assert r.status_code == 200, r.get_json()
     session.expire_all()
-    assert session.get(Appointment, appt.id).nurse_id == ({n.id for n in nurses} - {leaving}).pop()
+    other = next(n for n in nurses if n.id != leaving)
+    assert session.get(Appointment, appt.id).nurse_id == other.id
+    handed = session.scalars(
+        select(AuditEntry).where(AuditEntry.action == "appointment.nurse_changed")
+    ).one()
+    assert handed.appointment_id == appt.id
+    leaver = next(n for n in nurses if n.id == leaving)
+    assert json.loads(handed.details) == {
+        "from": leaver.name,
+        "to": other.name,
+        "reason": f"{leaver.name} deactivated",
+    }
 
 
 @pytest.mark.parametrize("value", [True, "8", 8.0, None], ids=["bool", "text", "float", "null"])
