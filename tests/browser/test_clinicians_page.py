@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.test_rota import Desk, axe_source  # noqa: F401 (a fixture)
+from tests.browser.test_rota import Desk
 from tests.test_staffing_support import rota
 from tests.web.staff_support import DAY, at, book, make_clinic
 
@@ -37,7 +37,7 @@ def floor(session: Any, clock: Any) -> dict[str, Any]:
     return values
 
 
-def test_manage_clinicians_from_the_rota(desk, floor, axe_source):  # noqa: F811
+def test_manage_clinicians_from_the_rota(desk, floor, axe_source):
     page, found = desk.page, {}
     desk.sign_in(floor["manager"])
     desk.go(f"/staff/sf/rota?date={DAY}")
