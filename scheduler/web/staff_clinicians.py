@@ -17,8 +17,14 @@ from scheduler.services import audit, rota_view, staffing
 from scheduler.services.errors import DomainError, InvalidInput
 from scheduler.web.auth import current_staff
 from scheduler.web.common import now
-from scheduler.web.inputs import query_id
-from scheduler.web.staff_common import form_value, install_pages, login, visible_locations
+from scheduler.web.inputs import marks_form_problems, query_id
+from scheduler.web.staff_common import (
+    form_value,
+    install_pages,
+    login,
+    refuse_characters,
+    visible_locations,
+)
 from scheduler.web.staff_rota import ROLE_NAMES
 from scheduler.web.staff_settings import require_settings_role
 
@@ -65,6 +71,7 @@ def _render_list(
 
 
 @bp.route("", methods=["GET", "POST"])
+@marks_form_problems
 @login
 def clinicians() -> ResponseReturnValue:
     require_settings_role()
@@ -72,6 +79,7 @@ def clinicians() -> ResponseReturnValue:
         return _render_list()
     values = {k: form_value(k, 200) for k in ("name", "role", "title", "staff_user")}
     try:
+        refuse_characters()
         clinician = staffing.create_clinician(
             db.session(),
             name=values["name"],
@@ -118,6 +126,7 @@ def _render_edit(
 
 
 @bp.route("/<int:clinician_id>", methods=["GET", "POST"])
+@marks_form_problems
 @login
 def clinician_edit(clinician_id: int) -> ResponseReturnValue:
     require_settings_role()
@@ -141,6 +150,7 @@ def clinician_edit(clinician_id: int) -> ResponseReturnValue:
         "staff_user": form_value("staff_user"),
     }
     try:
+        refuse_characters()
         change = staffing.ClinicianChange(
             name=name, title=title, active=active, link=True, staff_user_id=_posted_staff_user()
         )

@@ -123,3 +123,18 @@ def test_a_refused_deactivation_lists_own_visits_and_counts_the_others(
     session.expire_all()
     assert session.get(Clinician, doc.id).active is True
     assert _audit(session, "clinician.updated") == []
+
+
+def test_a_control_character_shows_the_form_again_with_what_was_typed(client, clinic, session):
+    c, doc, _ = clinic
+    _as(client, c, "manager")
+    r = client.post(URL, data={"name": "Dr New\x00", "role": "nurse", "title": "RN (night)"})
+    assert r.status_code == 422
+    html = r.get_data(as_text=True)
+    assert "name" in html and "RN (night)" in html and "Dr New" in html
+    session.expire_all()
+    assert session.scalar(select(Clinician).where(Clinician.name.like("Dr New%"))) is None
+    r = client.post(f"{URL}/{doc.id}", data={"name": "Renamed", "title": "MD\x00"})
+    assert r.status_code == 422 and "Renamed" in r.get_data(as_text=True)
+    session.expire_all()
+    assert session.get(Clinician, doc.id).name == doc.name
