@@ -26,6 +26,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
 from scheduler.services.clock import RANGE_MESSAGE, in_supported_range
+from scheduler.services.errors import InvalidInput
 from scheduler.web.common import json_error
 
 MAX_ID = 2**31 - 1  # the id columns are 32-bit integers on PostgreSQL
@@ -35,6 +36,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 # The same, but tabs and line breaks are fine in free text (notes, reasons, addresses).
 _CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _HEADERS = ("Idempotency-Key",)  # request headers whose value is stored
+CONTROL_CHARACTER = "contains a control character"  # the detail naming such a field
 
 
 class RejectedInput(HTTPException):
@@ -135,7 +137,7 @@ def _check_json(payload: Any) -> None:
             )
         if isinstance(value, str):
             if _text_problem(value):
-                bad.setdefault(path or "body", "contains a control character")
+                bad.setdefault(path or "body", CONTROL_CHARACTER)
         elif isinstance(value, dict):
             for key, item in value.items():
                 name = f"{path}.{key}" if path else str(key)
@@ -159,7 +161,7 @@ def _bad_fields(
         if _text_problem(key, pattern):
             bad.setdefault(where, "has a field name with a control character")
         elif _text_problem(value, pattern):
-            bad.setdefault(key, "contains a control character")
+            bad.setdefault(key, CONTROL_CHARACTER)
     return bad
 
 
@@ -170,8 +172,8 @@ _FORM_PROBLEMS = "chairside.form_problems"  # per request (the app context may o
 def marks_form_problems(view: V) -> V:
     """For a form view that marks a control character on its own form, keeping what was typed,
     rather than the generic error page: the guard lets such a form through and the view calls
-    `form_problems()` first, before storing anything (staff forms: through
-    `staff_common.refused_characters`); the route's outermost decorator after `route`."""
+    `form_problems()` first, before storing anything (through `refused_characters`); the
+    route's outermost decorator after `route`."""
     view.marks_form_problems = True  # type: ignore[attr-defined]
     return view
 
@@ -179,6 +181,17 @@ def marks_form_problems(view: V) -> V:
 def form_problems() -> dict[str, str]:
     """The posted form fields with a control character (a view under `marks_form_problems`)."""
     return dict(request.environ.get(_FORM_PROBLEMS) or {})
+
+
+def refused_characters() -> InvalidInput | None:
+    """The error naming each posted field with a control character, or None. A form view
+    marked `marks_form_problems` asks this first and shows its form again with the error (the
+    fields named, the input kept through `without_controls`) instead of the generic error
+    page; the view stores nothing then."""
+    problems = form_problems()
+    if not problems:
+        return None
+    return InvalidInput("Some fields contain characters that are not allowed.", problems)
 
 
 def without_controls(value: str) -> str:

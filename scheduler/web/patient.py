@@ -71,7 +71,15 @@ from scheduler.services.errors import (
 )
 from scheduler.services.patients import PatientDetails
 from scheduler.web.common import now, settings
-from scheduler.web.inputs import RejectedInput, day_in_range, query_id
+from scheduler.web.inputs import (
+    CONTROL_CHARACTER,
+    RejectedInput,
+    day_in_range,
+    marks_form_problems,
+    query_id,
+    refused_characters,
+    without_controls,
+)
 from scheduler.web.security import booking_limit, browse_limit, token_page_limit
 
 bp = Blueprint("patient", __name__)
@@ -129,6 +137,8 @@ ESCORT_FIELDS = {
     "escort.name": "escort_name",
     "escort.phone": "escort_phone",
 }
+# A field refused for a control character shows again without it (`posted_details`).
+CONTROL_HINT = "Had a character we cannot accept (removed here): please check it."
 FIELD_HINTS = {
     "phone": "Enter a valid mobile number, like (415) 555-0123.",
     "escort_phone": "Enter a valid mobile number for your escort, like (415) 555-0123.",
@@ -689,6 +699,7 @@ def times(location: str, service: str, day: str) -> ResponseReturnValue:
 
 
 @bp.route("/book/<location>/<service>/details", methods=["GET", "POST"])
+@marks_form_problems
 @limiter.limit(browse_limit, methods=["GET"])
 @limiter.limit(booking_limit, methods=["POST"])
 def details(location: str, service: str) -> ResponseReturnValue:
@@ -708,14 +719,27 @@ def details(location: str, service: str) -> ResponseReturnValue:
         return _details_page(
             loc, svc, start, start, {}, {}, "", 200, secrets.token_urlsafe(18), chosen=chosen
         )
-    chosen = _prescriber_or_404(loc, svc, request.form.get("clinician"))
-
-    form = {name: request.form.get(name, "") for name in DETAIL_FIELDS}
-    form["sms_consent"] = "1" if request.form.get("sms_consent") else ""
+    chosen = _prescriber_or_404(loc, svc, without_controls(request.form.get("clinician", "")))
+    form = posted_details()
     # One key per rendered form: a double click or a resent POST finds the first booking.
-    submission = request.form.get("submission", "")[:64] or secrets.token_urlsafe(18)
+    submission = without_controls(request.form.get("submission", ""))[:64]
+    submission = submission or secrets.token_urlsafe(18)
     start = parse_start(request.form.get("start"), tz)
     wanted = parse_start(request.form.get("wanted"), tz) or start
+    if (refused := refused_characters()) is not None:
+        # Before the submission is looked up: nothing is booked, the form shows again.
+        return _details_page(
+            loc,
+            svc,
+            start,
+            wanted,
+            form,
+            _field_errors(refused),
+            refused.message,
+            refused.http_status,
+            submission,
+            chosen=chosen,
+        )
     if start is None:
         return _details_page(
             loc,
@@ -778,6 +802,14 @@ def details(location: str, service: str) -> ResponseReturnValue:
 
 
 BIRTH_DATE_HINT = "enter your date of birth, like 1980-04-02"
+
+
+def posted_details() -> dict[str, str]:
+    """The details form as posted (a single visit's or a course's), without the characters
+    `refused_characters` names: what the form shows again."""
+    form = {name: without_controls(request.form.get(name, "")) for name in DETAIL_FIELDS}
+    form["sms_consent"] = "1" if request.form.get("sms_consent") else ""
+    return form
 
 
 def form_birth_date(raw: str) -> dt.date | None:
@@ -890,7 +922,9 @@ def _field_errors(exc: DomainError) -> dict[str, str]:
             detail = "required"
         if name not in (*DETAIL_FIELDS, "start"):
             continue
-        if detail == "required" and name in FIELD_LABELS:
+        if detail == CONTROL_CHARACTER:
+            errors[name] = CONTROL_HINT
+        elif detail == "required" and name in FIELD_LABELS:
             errors[name] = f"Enter your {FIELD_LABELS[name]}."
         elif name in FIELD_HINTS:
             errors[name] = FIELD_HINTS[name]

@@ -17,6 +17,7 @@ from scheduler.models import Course, CourseTemplate, Location, Service
 from scheduler.services import booking, course_view, courses, day_of, idempotency
 from scheduler.services.errors import DomainError, InvalidInput, NotCleared, NotFound
 from scheduler.web.common import now, settings
+from scheduler.web.inputs import marks_form_problems, refused_characters, without_controls
 from scheduler.web.patient import (
     DETAIL_FIELDS,
     FormSubmission,
@@ -33,6 +34,7 @@ from scheduler.web.patient import (
     long_day,
     manage_bp,
     parse_start,
+    posted_details,
     when,
     zone_note,
 )
@@ -196,6 +198,7 @@ def _session_errors(exc: DomainError) -> dict[int, str]:
 
 
 @bp.route("/book/<location>/<service>/course/<course>/details", methods=["GET", "POST"])
+@marks_form_problems
 @limiter.limit(browse_limit, methods=["GET"])
 @limiter.limit(booking_limit, methods=["POST"])
 def course_details(location: str, service: str, course: str) -> ResponseReturnValue:
@@ -212,9 +215,16 @@ def course_details(location: str, service: str, course: str) -> ResponseReturnVa
         )
     if request.method == "GET":
         return _details_page(loc, svc, template, starts, {}, {}, "", 200, secrets.token_urlsafe(18))
-    form = {name: request.form.get(name, "") for name in DETAIL_FIELDS}
-    form["sms_consent"] = "1" if request.form.get("sms_consent") else ""
-    submission = request.form.get("submission", "")[:64] or secrets.token_urlsafe(18)
+    form = posted_details()
+    submission = without_controls(request.form.get("submission", ""))[:64]
+    submission = submission or secrets.token_urlsafe(18)
+    if (refused := refused_characters()) is not None:
+        # Before the submission is looked up: nothing is booked, the form shows again.
+        errors = _field_errors(refused)
+        status = refused.http_status
+        return _details_page(
+            loc, svc, template, starts, form, errors, refused.message, status, submission
+        )
     digest = idempotency.request_hash(
         {"starts": [s.isoformat() for s in starts], **form, "at": loc.slug, "course": course}
     )

@@ -54,7 +54,7 @@ from scheduler.web import formatting, staff_patients
 from scheduler.web.auth import current_staff
 from scheduler.web.common import json_error, now, settings
 from scheduler.web.formatting import local
-from scheduler.web.inputs import marks_form_problems, query_id
+from scheduler.web.inputs import marks_form_problems, query_id, refused_characters
 from scheduler.web.staff_common import (
     ROLE_LABELS,
     STATUS_LABELS,
@@ -68,7 +68,6 @@ from scheduler.web.staff_common import (
     page_location,
     parse_date,
     refuse_characters,
-    refused_characters,
     visible_locations,
 )
 

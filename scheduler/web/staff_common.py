@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
 
 from flask import Blueprint, Response, abort, render_template, request
@@ -15,9 +16,9 @@ from werkzeug.exceptions import HTTPException
 from scheduler.extensions import db
 from scheduler.models import Closure, Location, Resource, ResourceBlock, StaffRole, StaffUser
 from scheduler.services.clock import in_supported_range
-from scheduler.services.errors import DomainError, InvalidInput
+from scheduler.services.errors import DomainError
 from scheduler.web.auth import current_staff, staff_login_required
-from scheduler.web.inputs import DATE_RANGE_MESSAGE, form_problems, without_controls
+from scheduler.web.inputs import DATE_RANGE_MESSAGE, refused_characters, without_controls
 
 STATUS_LABELS = {
     "booked": "Booked",
@@ -109,15 +110,36 @@ def form_value(name: str, limit: int = 500) -> str:
     return without_controls(request.form.get(name, "")).strip()[:limit]
 
 
-def refused_characters() -> InvalidInput | None:
-    """The error naming each posted field with a control character, or None. A staff form
-    view marked `marks_form_problems` asks this first and shows its form again with the error
-    (the fields named, the input kept through `form_value`) instead of the generic error page;
-    the view stores nothing then."""
-    problems = form_problems()
-    if not problems:
-        return None
-    return InvalidInput("Some fields contain characters that are not allowed.", problems)
+def posted_values(limit: int = 2000) -> dict[str, str]:
+    """Every posted field but the CSRF token, as `form_value` reads it: what a refused form
+    shows again in its boxes (a checkbox is posted only when ticked)."""
+    return {k: form_value(k, limit) for k in request.form if k != "csrf_token"}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A refused form on a page that holds several: which form it was (`form`, its HTML id),
+    why (`error`) and what it held (`typed`, from `posted_values`). That form shows what was
+    typed and its fields' errors; the page's other forms show what is stored. The empty
+    Refusal (a page shown without a refusal) shows what is stored everywhere."""
+
+    form: str = ""
+    error: DomainError | PageError | None = None
+    typed: Mapping[str, str] = field(default_factory=dict)
+
+    def value(self, form: str, name: str, stored: object) -> object:
+        return self.typed.get(name, "") if form == self.form else stored
+
+    def checked(self, form: str, name: str, stored: bool) -> bool:
+        return bool(self.typed.get(name)) if form == self.form else stored
+
+    def error_of(self, form: str) -> DomainError | PageError | None:
+        return self.error if form == self.form else None
+
+
+def refusal(form: str, error: DomainError | PageError) -> Refusal:
+    """The refusal of the posted form `form`, keeping what was typed."""
+    return Refusal(form, error, posted_values())
 
 
 def refuse_characters() -> None:

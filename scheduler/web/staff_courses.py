@@ -28,7 +28,6 @@ from scheduler.web.staff_common import (
     install_pages,
     login,
     refuse_characters,
-    refused_characters,
 )
 from scheduler.web.staff_settings import require_settings_role
 
@@ -99,14 +98,6 @@ def _posted_template() -> dict[str, Any]:
     return values
 
 
-def _refused_characters(template: CourseTemplate | None) -> ResponseReturnValue | None:
-    """The form again, each field with a control character marked and the rest as typed."""
-    error = refused_characters()
-    if error is None:
-        return None
-    return _render_template_form(template, _posted_template(), error, error.http_status)
-
-
 def _template_or_403(staff: StaffUser, slug: str) -> CourseTemplate:
     found = db.session.scalars(select(CourseTemplate).where(CourseTemplate.slug == slug)).first()
     if found is None or not settings_admin.can_edit_service(staff, found.service):
@@ -148,11 +139,10 @@ def course_template_new() -> ResponseReturnValue:
     staff = require_settings_role()
     if request.method == "GET":
         return _render_template_form(None, {"active": True}, None, 200)
-    if (refused := _refused_characters(None)) is not None:
-        return refused
     values = _posted_template()
-    _check_service(staff, values)
     try:
+        refuse_characters()
+        _check_service(staff, values)
         template = courses.save_template(db.session(), None, values)
     except DomainError as exc:
         db.session.rollback()
@@ -171,11 +161,10 @@ def course_template(slug: str) -> ResponseReturnValue:
     template = _template_or_403(staff, slug)
     if request.method == "GET":
         return _render_template_form(template, _template_values(template), None, 200)
-    if (refused := _refused_characters(template)) is not None:
-        return refused
     values = _posted_template()
-    _check_service(staff, values)
     try:
+        refuse_characters()
+        _check_service(staff, values)
         courses.save_template(db.session(), template, values)
     except DomainError as exc:
         db.session.rollback()

@@ -31,6 +31,8 @@ from scheduler.web.staff_common import (
     login,
     page_location,
     parse_date,
+    posted_values,
+    refusal,
     refuse_characters,
 )
 from scheduler.web.staff_settings import _render_location_settings
@@ -194,14 +196,13 @@ def _rota_post(
         target, details, message = change()
     except DomainError as exc:
         db.session.rollback()
-        values = {k: form_value(k, 200) for k in request.form if k != "csrf_token"}
         return _render_rota(
             location,
             day,
             error=exc,
             where=where,
             shift_id=shift_id,
-            values=values,
+            values=posted_values(),
             status=exc.http_status,
         )
     _audit(action, location, target, details)
@@ -388,7 +389,7 @@ def settings_staffing(slug: str) -> ResponseReturnValue:
     except DomainError as exc:
         db.session.rollback()
         db.session.refresh(location)
-        return _render_location_settings(location, exc, exc.http_status)
+        return _render_location_settings(location, refusal("staffing-form", exc), exc.http_status)
     changed = {k: v for k, v in after.items() if before.get(k) != v}
     if changed:
         _audit("staffing.changed", location, f"{location.name} staffing", changed)

@@ -35,10 +35,11 @@ from scheduler.services import staff as staff_service
 from scheduler.services.errors import DomainError, InvalidInput
 from scheduler.web.auth import current_staff, hasher
 from scheduler.web.common import now
-from scheduler.web.inputs import marks_form_problems, query_ids
+from scheduler.web.inputs import marks_form_problems, query_ids, refused_characters
 from scheduler.web.staff_common import (
     ROLE_LABELS,
     PageError,
+    Refusal,
     can_edit_settings,
     forbidden,
     form_value,
@@ -47,8 +48,8 @@ from scheduler.web.staff_common import (
     owned,
     page_location,
     parse_date,
+    refusal,
     refuse_characters,
-    refused_characters,
     visible_locations,
 )
 
@@ -194,8 +195,11 @@ def settings_home() -> ResponseReturnValue:
 
 
 def _render_location_settings(
-    location: Location, error: DomainError | PageError | None = None, status: int = 200
+    location: Location, refused: Refusal | None = None, status: int = 200
 ) -> ResponseReturnValue:
+    """The location's settings page; after a refusal (`refused`), the form it came from shows
+    again with what was typed and the fields named, the others what is stored."""
+    refused = refused or Refusal()
     return (
         render_template(
             "staff/settings_location.html",
@@ -203,7 +207,8 @@ def _render_location_settings(
             hours=settings_admin.hours_text(location),
             closures=sorted(location.closures, key=lambda c: c.first_day),
             resources=calendar_view.location_resources(db.session(), location),
-            error=error,
+            error=refused.error,
+            refusal=refused,
             is_admin=current_staff().role == StaffRole.ADMIN,
         ),
         status,
@@ -225,15 +230,21 @@ def _audit_setting(
 
 
 def _settings_post(
-    location: Location, action: str, target: str, change: Callable[[], Mapping[str, Any]]
+    location: Location,
+    form: str,
+    action: str,
+    target: str,
+    change: Callable[[], Mapping[str, Any]],
 ) -> ResponseReturnValue:
+    """Run a change posted by the settings page's form `form` (its HTML id); a refusal shows
+    the page again with that form as typed."""
     try:
         refuse_characters()
         details = change()
     except DomainError as exc:
         db.session.rollback()
         db.session.refresh(location)
-        return _render_location_settings(location, exc, exc.http_status)
+        return _render_location_settings(location, refusal(form, exc), exc.http_status)
     _audit_setting(action, location, target, details)
     db.session.commit()
     flash("Saved.")
@@ -274,6 +285,7 @@ def settings_location(slug: str) -> ResponseReturnValue:
         active = request.form.get("active") == "on"
     return _settings_post(
         location,
+        "location-details",
         "location.updated",
         f"location {location.slug}",
         lambda: settings_admin.update_location(db.session(), location, active=active, **values),
@@ -288,6 +300,7 @@ def settings_hours(slug: str) -> ResponseReturnValue:
     texts = {day: form_value(f"day{day}", 200) for day in range(7)}
     return _settings_post(
         location,
+        "hours",
         "location.hours",
         f"location {location.slug}",
         lambda: settings_admin.set_hours(db.session(), location, texts),
@@ -310,7 +323,9 @@ def settings_closure_add(slug: str) -> ResponseReturnValue:
             db.session(), location, first, last, form_value("reason", 200)
         )
 
-    return _settings_post(location, "location.closure_added", f"location {location.slug}", change)
+    return _settings_post(
+        location, "closure", "location.closure_added", f"location {location.slug}", change
+    )
 
 
 @bp.route("/settings/locations/<slug>/closures/<int:closure_id>/delete", methods=["POST"])
@@ -321,6 +336,7 @@ def settings_closure_delete(slug: str, closure_id: int) -> ResponseReturnValue:
     closure = owned(Closure, closure_id, location)
     return _settings_post(
         location,
+        f"closure{closure.id}",
         "location.closure_removed",
         f"location {location.slug}",
         lambda: settings_admin.delete_closure(db.session(), closure),
@@ -334,6 +350,7 @@ def settings_resource_add(slug: str) -> ResponseReturnValue:
     location = _settings_location(slug)
     return _settings_post(
         location,
+        "add-resource",
         "resource.created",
         f"location {location.slug}",
         lambda: settings_admin.add_resource(
@@ -354,6 +371,7 @@ def settings_resource_edit(slug: str, resource_id: int) -> ResponseReturnValue:
     resource = owned(Resource, resource_id, location)
     return _settings_post(
         location,
+        f"res{resource.id}",
         "resource.updated",
         f"{location.slug} resource {resource.id}",
         lambda: settings_admin.update_resource(
