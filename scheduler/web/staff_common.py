@@ -110,10 +110,13 @@ def form_value(name: str, limit: int = 500) -> str:
     return without_controls(request.form.get(name, "")).strip()[:limit]
 
 
+_NEVER_SHOWN_AGAIN = ("csrf_token", "password")
+
+
 def posted_values(limit: int = 2000) -> dict[str, str]:
-    """Every posted field but the CSRF token, as `form_value` reads it: what a refused form
-    shows again in its boxes (a checkbox is posted only when ticked)."""
-    return {k: form_value(k, limit) for k in request.form if k != "csrf_token"}
+    """Every posted field (never the CSRF token nor a password) as `form_value` reads it: what
+    a refused form shows again in its boxes (a checkbox is posted only when ticked)."""
+    return {k: form_value(k, limit) for k in request.form if k not in _NEVER_SHOWN_AGAIN}
 
 
 @dataclass(frozen=True)
