@@ -7,24 +7,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.browser.test_rota import Desk
+from tests.browser import test_rota
 from tests.test_staffing_support import rota
 from tests.web.staff_support import DAY, at, book, make_clinic
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def desk(browser: Any, live_server: Any, output_dir: Path) -> Iterator[Desk]:
-    d = Desk(browser, live_server.url, output_dir)
-    yield d
-    d.context.close()
+desk = test_rota.desk  # the fixture: a desktop page
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ refused in the staffing bodies, and query-parameter errors as 400: on both datab
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 
@@ -12,32 +11,11 @@ from sqlalchemy import select
 
 from scheduler.models import Appointment, AuditEntry
 from scheduler.services import staffing
-from tests.factories import patient_json
-from tests.test_staffing_support import rota
-from tests.web.staff_support import DAY, LA, at, make_clinic
+from tests.web import test_staffing_api
+from tests.web.staff_support import DAY, LA, at
+from tests.web.test_staffing_api import _auth, _book
 
-
-@pytest.fixture
-def clinic(session):
-    clinic = make_clinic(session)
-    (doc,), nurses = rota(session, clinic.sf, nurses=2, hours=(dt.time(8), dt.time(18)))
-    session.commit()
-    return clinic, doc, nurses
-
-
-def _auth(clinic: Any, role: str = "manager") -> dict[str, str]:
-    return {"Authorization": f"Bearer {clinic.tokens[role]}"}
-
-
-def _book(client, service: str, start: dt.datetime, n: int, **extra: Any):
-    body = {
-        "location": "sf",
-        "service": service,
-        "start": start.astimezone(LA).isoformat(),
-        "patient": patient_json(n),
-        **extra,
-    }
-    return client.post("/api/v1/appointments", json=body)
+clinic = test_staffing_api.clinic  # the fixture: SF with a prescriber and two nurses
 
 
 def _patch(client, c, clinician_id: int, body: Any, role: str = "manager"):
