@@ -137,7 +137,7 @@ def test_a_cancel_offers_the_slot_once_to_each_fitting_entry_in_batches(
     assert jobs.waitlist_once(app, clock.now).offered == 0  # nothing freed yet
     cancel_all(session, scene, clock.now)
     session.commit()
-    assert count(session, WaitlistFreed) == 1
+    assert count(session, WaitlistFreed) == 2
 
     result = jobs.waitlist_once(app, clock.now)
     assert (result.offered, result.sent) == (3, 3)
@@ -587,3 +587,57 @@ def test_a_weekly_shift_queues_a_look_at_each_of_its_days(app, session, clock):
         **weekly,
     )
     assert len(looks()) == 4 and looks()[-1][1] == at(DAY + dt.timedelta(days=14), 12)
+
+
+def test_a_clinician_back_on_the_rota_offers_the_time_their_shift_frees(
+    app, session, clock, client, twilio
+):
+    """Reactivating a clinician counts their shifts again: under the staffing rules the waitlist
+    looks at each shift still to come, as when a shift is added."""
+    world = make_world(session, clock.now)
+    doctor = staffing.create_clinician(session, name="Dr On Site", role="prescriber")
+    staffing.add_shift(session, world.location, doctor.id, at(DAY, 8), at(DAY, 17), now=clock.now)
+    nurse = staffing.create_clinician(session, name="Nurse Returning", role="nurse")
+    staffing.add_shift(session, world.location, nurse.id, at(DAY, 8), at(DAY, 17), now=clock.now)
+    tuesdays = {"weekday": 1, "starts": dt.time(12), "ends": dt.time(16)}  # the day before DAY
+    staffing.add_pattern(session, world.location, nurse.id, now=clock.now, **tuesdays)
+    away = staffing.create_clinician(session, name="Nurse Elsewhere", role="nurse")
+    staffing.add_shift(session, world.location, away.id, at(DAY, 8), at(DAY, 17), now=clock.now)
+    for clinician in (nurse, away):
+        staffing.update_clinician(
+            session, clinician, staffing.ClinicianChange(active=False), now=clock.now
+        )
+    cancel_all(session, world, clock.now)  # the chair is free at 10:00; no nurse on shift
+    world.location.staffing_rules = True
+    join(session, clock.now, 1)
+    _, token = make_staff(session, now=clock.now)
+    session.commit()
+    assert count(session, WaitlistFreed) == 0
+
+    def send_due() -> str:
+        session.rollback()  # on SQLite the worker needs the write lock
+        out = app.test_cli_runner().invoke(
+            args=["waitlist", "send-due", "--now", clock.now.isoformat()]
+        )
+        assert out.exit_code == 0, out.output
+        return out.output.strip()
+
+    r = client.patch(
+        f"/api/v1/clinicians/{nurse.id}",
+        json={"active": True},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert r.status_code == 200, r.get_json()
+    assert send_due().startswith("offered=1 sent=1")
+    assert [(o.to_phone, o.slot_start) for o in offers(session)] == [(phone(1), at(DAY, 10))]
+    looks = [(f.start_at, f.end_at) for f in session.scalars(select(WaitlistFreed))]
+    assert sorted(looks) == [
+        (at(DAY - dt.timedelta(days=1), 12), at(DAY - dt.timedelta(days=1), 16)),
+        (at(DAY, 8), at(DAY, 17)),
+    ]
+    # Without the staffing rules a returning clinician frees nothing: capacity is the chairs'.
+    world.location.staffing_rules = False
+    session.commit()
+    staffing.update_clinician(session, away, staffing.ClinicianChange(active=True), now=clock.now)
+    session.commit()
+    assert count(session, WaitlistFreed) == 2

@@ -300,7 +300,40 @@ def update_clinician(
     except IntegrityError as exc:
         raise _linked_elsewhere() from exc
     handed = _hand_on(session, clinician, now=now) if changed.get("active") is False else ()
+    if changed.get("active") is True:
+        _back_on_shift(session, clinician, now=now)
     return ClinicianEdit(changed, handed)
+
+
+def _back_on_shift(session: Session, clinician: Clinician, *, now: dt.datetime) -> None:
+    """A reactivated clinician's shifts count again: under the staffing rules the waitlist
+    looks at each shift still to come, as when the shift was added (`add_shift`, `add_pattern`)."""
+    from scheduler.services import waitlist  # (waitlist -> booking -> staffing)
+
+    shifts = session.scalars(
+        select(Shift)
+        .where(Shift.clinician_id == clinician.id, Shift.end_at > now)
+        .order_by(Shift.start_at, Shift.id)
+    )
+    for shift in shifts:
+        if shift.location.staffing_rules:
+            waitlist.queue_freed(
+                session,
+                shift.location_id,
+                max(shift.start_at, now),
+                shift.end_at,
+                reason=FreedReason.SHIFT,
+                now=now,
+            )
+    patterns = session.scalars(
+        select(ShiftPattern)
+        .where(ShiftPattern.clinician_id == clinician.id)
+        .order_by(ShiftPattern.id)
+    )
+    for pattern in patterns:
+        location = session.get(Location, pattern.location_id)
+        if location is not None and location.staffing_rules:
+            waitlist.pattern_added(session, location, pattern, now=now)
 
 
 def linkable_staff(session: Session) -> list[StaffUser]:
