@@ -11,7 +11,7 @@ import calendar
 import datetime as dt
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -804,12 +804,30 @@ def details(location: str, service: str) -> ResponseReturnValue:
 BIRTH_DATE_HINT = "enter your date of birth, like 1980-04-02"
 
 
-def posted_details() -> dict[str, str]:
-    """The details form as posted (a single visit's or a course's), without the characters
-    `refused_characters` names: what the form shows again."""
-    form = {name: without_controls(request.form.get(name, "")) for name in DETAIL_FIELDS}
+def posted_details(fields: Iterable[str] = DETAIL_FIELDS) -> dict[str, str]:
+    """The details form as posted (a single visit's, a course's, the waitlist's), without the
+    characters `refused_characters` names: what the form shows again."""
+    form = {name: without_controls(request.form.get(name, "")) for name in fields}
     form["sms_consent"] = "1" if request.form.get("sms_consent") else ""
     return form
+
+
+# The fields of the pages that show one problem line, some of them hidden in the form.
+SUMMARY_LABELS = {
+    **FIELD_LABELS,
+    "start": "chosen time",
+    "wanted": "chosen time",
+    "csrf_token": "form",
+    "code": "code",
+    "patient": "who you are",
+}
+
+
+def refused_summary(refused: DomainError, labels: Mapping[str, str] = SUMMARY_LABELS) -> str:
+    """The fields `refused_characters` names, in the patient's words, for a page that shows
+    one problem line rather than an error by each box (the manage pages, "my visits")."""
+    names = dict.fromkeys(labels.get(name, name.replace("_", " ")) for name in refused.fields)
+    return " ".join(f"{name[:1].upper()}{name[1:]}: {CONTROL_HINT}" for name in names)
 
 
 def form_birth_date(raw: str) -> dt.date | None:
@@ -1023,13 +1041,16 @@ def invite(token: str) -> ResponseReturnValue:
 
 
 @manage_bp.route("/<token>/cancel", methods=["GET", "POST"])
+@marks_form_problems
 def cancel(token: str) -> ResponseReturnValue:
     appt = _appointment(token)
     if appt.status == AppointmentStatus.CANCELLED:
         return redirect(url_for("manage.show", token=token), 303)
     problem = ""
     status = 200
-    if request.method == "POST":
+    if (refused := refused_characters()) is not None:
+        problem, status = refused_summary(refused), refused.http_status
+    elif request.method == "POST":
         try:
             booking.cancel(db.session(), appt, now=now(), settings=settings())
             db.session.commit()
@@ -1105,16 +1126,21 @@ def reschedule_times(token: str, day: str) -> ResponseReturnValue:
 
 
 @manage_bp.route("/<token>/reschedule/confirm", methods=["GET", "POST"])
+@marks_form_problems
 def reschedule_confirm(token: str) -> ResponseReturnValue:
     appt = _appointment(token)
     if (guard := _reschedule_guard(appt)) is not None:
         return guard
     tz = ZoneInfo(appt.location.timezone)
     source = request.form if request.method == "POST" else request.args
-    start = parse_start(source.get("start"), tz)
-    wanted = parse_start(request.form.get("wanted"), tz) or start
+    start = parse_start(without_controls(source.get("start", "")), tz)
+    wanted = parse_start(without_controls(request.form.get("wanted", "")), tz) or start
     problem, start_error, status = "", "", 200
-    if start is None:
+    refused = refused_characters()
+    if refused is not None and start is not None:
+        # Nothing moves: the chosen time shows again, the field named.
+        problem, status = refused_summary(refused), refused.http_status
+    elif start is None:
         if request.method == "GET" or wanted is None:
             return _bad_request(
                 "That is not a time we offer. Please choose a time from the list.",
@@ -1162,6 +1188,7 @@ def reschedule_confirm(token: str) -> ResponseReturnValue:
 
 
 @manage_bp.route("/<path:anything>", methods=["GET", "POST"])
+@marks_form_problems  # not found, whatever was posted
 def unknown(anything: str) -> ResponseReturnValue:
     abort(404)
 

@@ -35,6 +35,7 @@ from scheduler.web.patient import (
     manage_bp,
     parse_start,
     posted_details,
+    refused_summary,
     when,
     zone_note,
 )
@@ -320,9 +321,14 @@ def _course_by_token(token: str) -> Course:
 
 
 @manage_bp.route("/<token>/cancel-rest", methods=["GET", "POST"])
+@marks_form_problems
 def cancel_rest(token: str) -> ResponseReturnValue:
     """Cancel every future session outside the late-cancel window, after a confirmation."""
     course = _course_by_token(token)
+    if (refused := refused_characters()) is not None:
+        return render_template(
+            "patient/course_cancel.html", problem=refused_summary(refused), **_context(course)
+        ), refused.http_status
     if request.method == "POST":
         try:
             courses.cancel_rest(db.session(), course, now=now(), settings=settings())

@@ -27,7 +27,8 @@ from scheduler.services import visit_codes
 from scheduler.services.errors import DomainError, InvalidInput
 from scheduler.services.sms import SmsError
 from scheduler.web.common import now, settings
-from scheduler.web.patient import when
+from scheduler.web.inputs import marks_form_problems, refused_characters, without_controls
+from scheduler.web.patient import refused_summary, when
 from scheduler.web.security import booking_limit
 
 bp = Blueprint("my_visits", __name__, url_prefix="/my-visits")
@@ -49,11 +50,16 @@ def _page(template: str, status: int = 200, **context: Any) -> ResponseReturnVal
 
 
 @bp.route("", methods=["GET", "POST"])
+@marks_form_problems
 @limiter.limit(booking_limit, methods=["POST"])
 def start() -> ResponseReturnValue:
     if request.method == "GET":
         return _page("my_visits_phone.html", phone="", error="")
-    raw = request.form.get("phone", "")[:40]
+    raw = without_controls(request.form.get("phone", ""))[:40]
+    if (refused := refused_characters()) is not None:
+        # No code is asked for: the number shows again, the field named.
+        error = refused_summary(refused)
+        return _page("my_visits_phone.html", refused.http_status, phone=raw, error=error)
     try:
         asked = visit_codes.request_code(db.session(), raw, now=now())
     except DomainError as exc:
@@ -72,6 +78,7 @@ def start() -> ResponseReturnValue:
 
 
 @bp.route("/code", methods=["GET", "POST"])
+@marks_form_problems
 @limiter.limit(booking_limit, methods=["POST"])
 def code() -> ResponseReturnValue:
     phone = session.get("mv_phone")
@@ -79,6 +86,11 @@ def code() -> ResponseReturnValue:
         return redirect(url_for("my_visits.start"), 303)
     if request.method == "GET":
         return _page("my_visits_code.html", error="")
+    if (refused := refused_characters()) is not None:
+        # Not a guess (it does not count against the code): the code shows again.
+        typed = without_controls(request.form.get("code", ""))[:20]
+        error = refused_summary(refused)
+        return _page("my_visits_code.html", refused.http_status, error=error, code=typed)
     try:
         visit_codes.verify_code(db.session(), phone, request.form.get("code", "")[:20], now=now())
     except DomainError as exc:
@@ -90,6 +102,7 @@ def code() -> ResponseReturnValue:
 
 
 @bp.route("/who", methods=["GET", "POST"])
+@marks_form_problems
 def who() -> ResponseReturnValue:
     phone = _verified_phone()
     if phone is None:
@@ -97,6 +110,15 @@ def who() -> ResponseReturnValue:
     people = visit_codes.people(db.session(), phone)
     if request.method == "GET":
         return _page("my_visits_who.html", people=people, error="")
+    if (refused := refused_characters()) is not None:
+        return _page(
+            "my_visits_who.html",
+            refused.http_status,
+            people=people,
+            error=refused_summary(refused),
+            chosen=without_controls(request.form.get("patient", ""))[:12],
+            date_of_birth=without_controls(request.form.get("date_of_birth", ""))[:20],
+        )
     try:
         raw_id = request.form.get("patient", "")
         if not raw_id.isdigit():

@@ -42,6 +42,7 @@ from scheduler.services.errors import DomainError, InvalidInput, NotFound
 from scheduler.services.patients import PatientDetails
 from scheduler.web import patient
 from scheduler.web.common import now, settings
+from scheduler.web.inputs import CONTROL_CHARACTER, marks_form_problems, refused_characters
 from scheduler.web.security import booking_limit, browse_limit, token_page_limit
 
 join_bp = Blueprint("waitlist_join", __name__)
@@ -110,7 +111,9 @@ def _messages(fields: dict[str, str]) -> dict[str, str]:
         detail = fields.get(name)
         if detail is None:
             continue
-        if name in MESSAGES and detail in ("required", "not a date"):
+        if detail == CONTROL_CHARACTER:
+            errors[name] = patient.CONTROL_HINT
+        elif name in MESSAGES and detail in ("required", "not a date"):
             errors[name] = MESSAGES[name]
         elif detail == "required" and name in LABELS:
             errors[name] = f"Enter your {LABELS[name]}."
@@ -214,6 +217,7 @@ def _join_page(
 
 
 @join_bp.route("/book/<location>/<service>/waitlist", methods=["GET", "POST"])
+@marks_form_problems
 @limiter.limit(browse_limit, methods=["GET"])
 @limiter.limit(booking_limit, methods=["POST"])
 def join(location: str, service: str) -> ResponseReturnValue:
@@ -230,8 +234,12 @@ def join(location: str, service: str) -> ResponseReturnValue:
         )
         return _join_page(loc, svc, form, {}, "", 200)
 
-    form = {name: request.form.get(name, "")[:2000] for name in FORM_FIELDS}
-    form["sms_consent"] = "1" if request.form.get("sms_consent") else ""
+    form = {name: value[:2000] for name, value in patient.posted_details(FORM_FIELDS).items()}
+    if (refused := refused_characters()) is not None:
+        # Nothing joins: the form shows again as typed, the field named.
+        return _join_page(
+            loc, svc, form, _messages(refused.fields), refused.message, refused.http_status
+        )
     fields = _check(form, loc, _courses(loc, svc), escort_required=svc.escort_required)
     if fields:
         return _join_page(loc, svc, form, _messages(fields), "Some details need correcting.", 422)
@@ -304,8 +312,13 @@ def entry(token: str) -> ResponseReturnValue:
 
 
 @bp.route("/<token>/leave", methods=["GET", "POST"])
+@marks_form_problems
 def leave(token: str) -> ResponseReturnValue:
     context = _entry_context(token)
+    if (refused := refused_characters()) is not None:
+        return render_template(
+            "patient/waitlist_leave.html", problem=patient.refused_summary(refused), **context
+        ), refused.http_status
     if request.method == "GET":
         if not context["active"]:
             return redirect(url_for("waitlist.entry", token=token), 303)
@@ -369,9 +382,16 @@ def _appointment_url(appointment_id: int | None) -> str | None:
 
 
 @bp.route("/offers/<token>", methods=["GET", "POST"])
+@marks_form_problems
 def offer(token: str) -> ResponseReturnValue:
     view = _view(token)
-    if request.method == "GET":
+    refused = refused_characters()
+    if refused is not None and view.claimable:
+        problem = patient.refused_summary(refused)  # nothing is booked: the offer shows again
+        return _offer_page(
+            view, "patient/waitlist_offer.html", refused.http_status, problem=problem
+        )
+    if request.method == "GET" or refused is not None:
         if view.claimed and (url := _appointment_url(view.appointment_id)):
             return redirect(url, 303)
         if view.already_booked:
@@ -407,6 +427,7 @@ def offer(token: str) -> ResponseReturnValue:
 
 
 @bp.route("/<path:anything>", methods=["GET", "POST"])
+@marks_form_problems  # not found, whatever was posted
 def unknown(anything: str) -> ResponseReturnValue:
     abort(404)
 
