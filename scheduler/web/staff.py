@@ -68,6 +68,7 @@ from scheduler.web.staff_common import (
     page_location,
     parse_date,
     refuse_characters,
+    staff_audit,
     visible_locations,
 )
 
@@ -288,14 +289,11 @@ def _reminder_history(appointment_id: int) -> list[dict[str, Any]]:
 
 def _audit_visit(appt: Appointment, action: str, details: Mapping[str, Any]) -> None:
     """The audit entry for a staff action on a visit (`appointment.<action>`); the caller commits."""
-    audit.record(
-        db.session(),
-        actor=current_staff(),
-        action=f"appointment.{action}",
-        at=now(),
+    staff_audit(
+        f"appointment.{action}",
+        f"appointment {appt.id}",
         location_id=appt.location_id,
         appointment_id=appt.id,
-        target=f"appointment {appt.id}",
         details=details,
     )
 
@@ -826,13 +824,10 @@ def block_create(slug: str) -> ResponseReturnValue:
             clashes = booking.clashing_appointments(db.session(), resource, start, end)
         status = exc.status if isinstance(exc, PageError) else exc.http_status
         return _render_block_form(location, values, exc, status, clashes)
-    audit.record(
-        db.session(),
-        actor=current_staff(),
-        action="block.created",
-        at=now(),
+    staff_audit(
+        "block.created",
+        f"{resource.name} block {block.id}",
         location_id=location.id,
-        target=f"{resource.name} block {block.id}",
         details={
             "start": local(start, tz, "%Y-%m-%d %H:%M"),
             "end": local(end, tz, "%Y-%m-%d %H:%M"),
@@ -899,14 +894,8 @@ def block_delete(slug: str, block_id: int) -> ResponseReturnValue:
     }
     name = block.resource.name
     booking.delete_block(db.session(), block, now=now())
-    audit.record(
-        db.session(),
-        actor=current_staff(),
-        action="block.removed",
-        at=now(),
-        location_id=location.id,
-        target=f"{name} block {block_id}",
-        details=described,
+    staff_audit(
+        "block.removed", f"{name} block {block_id}", location_id=location.id, details=described
     )
     db.session.commit()
     flash(f"{name} is back in service.")

@@ -13,7 +13,7 @@ from flask.typing import ResponseReturnValue
 
 from scheduler.extensions import db
 from scheduler.models import Clinician
-from scheduler.services import audit, rota_view, staffing
+from scheduler.services import rota_view, staffing
 from scheduler.services.errors import DomainError, InvalidInput
 from scheduler.web.auth import current_staff
 from scheduler.web.common import now
@@ -23,6 +23,7 @@ from scheduler.web.staff_common import (
     install_pages,
     login,
     refuse_characters,
+    staff_audit,
     visible_locations,
 )
 from scheduler.web.staff_rota import ROLE_NAMES
@@ -30,17 +31,6 @@ from scheduler.web.staff_settings import require_settings_role
 
 bp = Blueprint("staff_clinicians", __name__, url_prefix="/staff/settings/clinicians")
 install_pages(bp)
-
-
-def _audit(action: str, clinician: Clinician, details: Mapping[str, Any]) -> None:
-    audit.record(
-        db.session(),
-        actor=current_staff(),
-        action=action,
-        at=now(),
-        target=f"clinician {clinician.id} ({clinician.name})",
-        details=details,
-    )
 
 
 def _posted_staff_user() -> int | None:
@@ -90,10 +80,14 @@ def clinicians() -> ResponseReturnValue:
     except DomainError as exc:
         db.session.rollback()
         return _render_list(exc, values, exc.http_status)
-    _audit(
+    staff_audit(
         "clinician.created",
-        clinician,
-        {"name": clinician.name, "role": clinician.role, "staff_user": clinician.staff_user_id},
+        f"clinician {clinician.id} ({clinician.name})",
+        details={
+            "name": clinician.name,
+            "role": clinician.role,
+            "staff_user": clinician.staff_user_id,
+        },
     )
     db.session.commit()
     flash(f"{clinician.name} added.")
@@ -160,7 +154,11 @@ def clinician_edit(clinician_id: int) -> ResponseReturnValue:
         db.session.refresh(clinician)
         return _render_edit(clinician, values, exc, exc.http_status)
     if edit.changed:
-        _audit("clinician.updated", clinician, edit.changed)
+        staff_audit(
+            "clinician.updated",
+            f"clinician {clinician.id} ({clinician.name})",
+            details=edit.changed,
+        )
         staffing.record_handed_on(db.session(), edit, actor=current_staff(), at=now())
     db.session.commit()
     flash("Saved." if edit.changed else "Nothing changed.")

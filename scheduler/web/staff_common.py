@@ -1,5 +1,5 @@
-"""What every staff page shares: access checks, form parsing, the sign-in guard, and the error
-pages and cache rule each staff blueprint installs."""
+"""What every staff page shares: access checks, form parsing, the audit entry, the sign-in guard,
+and the error pages and cache rule each staff blueprint installs."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from werkzeug.exceptions import HTTPException
 
 from scheduler.extensions import db
 from scheduler.models import Closure, Location, Resource, ResourceBlock, StaffRole, StaffUser
+from scheduler.services import audit
 from scheduler.services.clock import in_supported_range
 from scheduler.services.errors import DomainError
 from scheduler.web.auth import current_staff, staff_login_required
+from scheduler.web.common import now
 from scheduler.web.inputs import DATE_RANGE_MESSAGE, refused_characters, without_controls
 
 STATUS_LABELS = {
@@ -87,6 +89,34 @@ def can_edit_settings(staff: StaffUser, location: Location) -> bool:
     if staff.role == StaffRole.ADMIN:
         return staff.active
     return staff.role == StaffRole.MANAGER and staff.can_access(location.id)
+
+
+# --- the audit entry ------------------------------------------------------------------------------
+
+
+def staff_audit(
+    action: str,
+    target: str,
+    *,
+    actor: StaffUser | None = None,
+    location_id: int | None = None,
+    appointment_id: int | None = None,
+    patient_id: int | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """The audit entry for a staff write through the pages: by the signed-in staff member (or
+    `actor`), now; the caller commits."""
+    audit.record(
+        db.session(),
+        actor=actor if actor is not None else current_staff(),
+        action=action,
+        at=now(),
+        location_id=location_id,
+        appointment_id=appointment_id,
+        patient_id=patient_id,
+        target=target,
+        details=details,
+    )
 
 
 # --- parsing --------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from scheduler.extensions import db
 from scheduler.models import Course, CourseTemplate, Service, StaffUser
-from scheduler.services import audit, course_view, courses, settings_admin
+from scheduler.services import course_view, courses, settings_admin
 from scheduler.services.errors import DomainError
 from scheduler.web.auth import current_staff
 from scheduler.web.common import now, settings
@@ -28,6 +28,7 @@ from scheduler.web.staff_common import (
     install_pages,
     login,
     refuse_characters,
+    staff_audit,
 )
 from scheduler.web.staff_settings import require_settings_role
 
@@ -112,17 +113,6 @@ def _check_service(staff: StaffUser, values: Mapping[str, Any]) -> None:
         forbidden()
 
 
-def _audit(action: str, template: CourseTemplate, values: Mapping[str, Any]) -> None:
-    audit.record(
-        db.session(),
-        actor=current_staff(),
-        action=action,
-        at=now(),
-        target=f"course template {template.slug}",
-        details=dict(values),
-    )
-
-
 @bp.route("/settings/courses")
 @login
 def course_templates() -> ResponseReturnValue:
@@ -147,7 +137,7 @@ def course_template_new() -> ResponseReturnValue:
     except DomainError as exc:
         db.session.rollback()
         return _render_template_form(None, values, exc, exc.http_status)
-    _audit("course_template.created", template, values)
+    staff_audit("course_template.created", f"course template {template.slug}", details=values)
     db.session.commit()
     flash("Course created.")
     return redirect(url_for("staff_courses.course_template", slug=template.slug), 303)
@@ -170,7 +160,7 @@ def course_template(slug: str) -> ResponseReturnValue:
         db.session.rollback()
         template = _template_or_403(staff, slug)
         return _render_template_form(template, values, exc, exc.http_status)
-    _audit("course_template.updated", template, values)
+    staff_audit("course_template.updated", f"course template {template.slug}", details=values)
     db.session.commit()
     flash("Saved.")
     return redirect(url_for("staff_courses.course_template", slug=template.slug), 303)
@@ -229,14 +219,12 @@ def course_review(course_id: int) -> ResponseReturnValue:
     except DomainError as exc:
         db.session.rollback()
         return _render_course(_course(course_id), exc, exc.http_status)
-    audit.record(
-        db.session(),
+    staff_audit(
+        f"course.review_{decision}",
+        f"course {course.id}",
         actor=staff,
-        action=f"course.review_{decision}",
-        at=now(),
         location_id=course.location_id,
         patient_id=course.patient_id,
-        target=f"course {course.id}",
         details={"course": course.id, "decision": decision},
     )
     db.session.commit()

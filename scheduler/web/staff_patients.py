@@ -28,6 +28,7 @@ from scheduler.web.staff_common import (
     login,
     parse_date,
     refuse_characters,
+    staff_audit,
     visible_locations,
 )
 
@@ -146,15 +147,7 @@ def _patient_post(
         posted = {k: form_value(k, 5000) for k in request.form if k != "csrf_token"}
         return _render_record(patient, exc, status, posted)
     kept = details.pop("kept", patient.id)
-    audit.record(
-        db.session(),
-        actor=current_staff(),
-        action=action,
-        at=now(),
-        patient_id=kept,
-        target=f"patient {kept}",
-        details=details,
-    )
+    staff_audit(action, f"patient {kept}", patient_id=kept, details=details)
     db.session.commit()
     flash("Saved.")
     return redirect(url_for("staff_patients.record", patient_id=kept), 303)

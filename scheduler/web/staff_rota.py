@@ -15,7 +15,7 @@ from flask.typing import ResponseReturnValue
 
 from scheduler.extensions import db
 from scheduler.models import Appointment, ClinicianRole, Location, ServiceKind
-from scheduler.services import audit, rota_view, staffing
+from scheduler.services import rota_view, staffing
 from scheduler.services.errors import DomainError, InvalidInput
 from scheduler.web.auth import current_staff
 from scheduler.web.common import now
@@ -34,6 +34,7 @@ from scheduler.web.staff_common import (
     posted_values,
     refusal,
     refuse_characters,
+    staff_audit,
 )
 from scheduler.web.staff_settings import _render_location_settings
 
@@ -53,18 +54,6 @@ def _edit_location(slug: str) -> Location:
     if not can_edit_settings(current_staff(), location):
         forbidden()
     return location
-
-
-def _audit(action: str, location: Location, target: str, details: Mapping[str, Any]) -> None:
-    audit.record(
-        db.session(),
-        actor=current_staff(),
-        action=action,
-        at=now(),
-        location_id=location.id,
-        target=target,
-        details=details,
-    )
 
 
 # --- form values ----------------------------------------------------------------------------------
@@ -205,7 +194,7 @@ def _rota_post(
             values=posted_values(),
             status=exc.http_status,
         )
-    _audit(action, location, target, details)
+    staff_audit(action, target, location_id=location.id, details=details)
     db.session.commit()
     flash(message)
     return redirect(url_for("staff_rota.rota", slug=location.slug, date=day.isoformat()), 303)
@@ -356,14 +345,11 @@ def appointment_nurse(appointment_id: int) -> ResponseReturnValue:
         return _render_appointment(appt, error=exc, status=exc.http_status)
     db.session.expire(appt, ["nurse"])
     after = appt.nurse.name if appt.nurse else None
-    audit.record(
-        db.session(),
-        actor=current_staff(),
-        action="appointment.nurse_changed",
-        at=now(),
+    staff_audit(
+        "appointment.nurse_changed",
+        f"appointment {appt.id}",
         location_id=appt.location_id,
         appointment_id=appt.id,
-        target=f"appointment {appt.id}",
         details={"from": before, "to": after},
     )
     db.session.commit()
@@ -392,7 +378,12 @@ def settings_staffing(slug: str) -> ResponseReturnValue:
         return _render_location_settings(location, refusal("staffing-form", exc), exc.http_status)
     changed = {k: v for k, v in after.items() if before.get(k) != v}
     if changed:
-        _audit("staffing.changed", location, f"{location.name} staffing", changed)
+        staff_audit(
+            "staffing.changed",
+            f"{location.name} staffing",
+            location_id=location.id,
+            details=changed,
+        )
     db.session.commit()
     flash("Saved.")
     return redirect(url_for("staff_settings.settings_location", slug=location.slug), 303)

@@ -30,7 +30,7 @@ from scheduler.models import (
     StaffRole,
     StaffUser,
 )
-from scheduler.services import audit, calendar_view, settings_admin
+from scheduler.services import calendar_view, settings_admin
 from scheduler.services import staff as staff_service
 from scheduler.services.errors import DomainError, InvalidInput
 from scheduler.web.auth import current_staff, hasher
@@ -50,6 +50,7 @@ from scheduler.web.staff_common import (
     parse_date,
     refusal,
     refuse_characters,
+    staff_audit,
     visible_locations,
 )
 
@@ -130,14 +131,7 @@ def token_issue(staff_id: int | None = None) -> ResponseReturnValue:
         return _render_tokens(owner, status=refused.http_status, error=refused)
     label = form_value("label", 100)
     plain = staff_service.issue_token(db.session(), owner, now(), label=label)
-    audit.record(
-        db.session(),
-        actor=current_staff(),
-        action="token.issued",
-        at=now(),
-        target=f"staff {owner.id} ({owner.name})",
-        details={"label": label},
-    )
+    staff_audit("token.issued", f"staff {owner.id} ({owner.name})", details={"label": label})
     db.session.commit()
     # Shown once, in this response only; only its hash is kept.
     return _render_tokens(owner, new_token=plain, status=201)
@@ -155,13 +149,8 @@ def token_revoke(token_id: int) -> ResponseReturnValue:
         return _render_tokens(owner, status=refused.http_status, error=refused)
     if token.revoked_at is None:
         token.revoked_at = now()
-        audit.record(
-            db.session(),
-            actor=current_staff(),
-            action="token.revoked",
-            at=now(),
-            target=f"staff {owner.id} ({owner.name})",
-            details={"label": token.label},
+        staff_audit(
+            "token.revoked", f"staff {owner.id} ({owner.name})", details={"label": token.label}
         )
         db.session.commit()
     flash("The token is revoked.")
@@ -215,20 +204,6 @@ def _render_location_settings(
     )
 
 
-def _audit_setting(
-    action: str, location: Location | None, target: str, details: Mapping[str, Any]
-) -> None:
-    audit.record(
-        db.session(),
-        actor=current_staff(),
-        action=action,
-        at=now(),
-        location_id=location.id if location else None,
-        target=target,
-        details=details,
-    )
-
-
 def _settings_post(
     location: Location,
     form: str,
@@ -245,7 +220,7 @@ def _settings_post(
         db.session.rollback()
         db.session.refresh(location)
         return _render_location_settings(location, refusal(form, exc), exc.http_status)
-    _audit_setting(action, location, target, details)
+    staff_audit(action, target, location_id=location.id, details=details)
     db.session.commit()
     flash("Saved.")
     return redirect(url_for("staff_settings.settings_location", slug=location.slug), 303)
@@ -267,7 +242,9 @@ def settings_location_new() -> ResponseReturnValue:
         return render_template(
             "staff/settings_location_new.html", values=values, error=exc
         ), exc.http_status
-    _audit_setting("location.created", location, f"location {location.slug}", values)
+    staff_audit(
+        "location.created", f"location {location.slug}", location_id=location.id, details=values
+    )
     db.session.commit()
     return redirect(url_for("staff_settings.settings_location", slug=location.slug), 303)
 
@@ -455,7 +432,7 @@ def settings_service_new() -> ResponseReturnValue:
     except DomainError as exc:
         db.session.rollback()
         return _render_service(None, values, exc, exc.http_status)
-    _audit_setting("service.created", None, f"service {service.slug}", _audit_values(values))
+    staff_audit("service.created", f"service {service.slug}", details=_audit_values(values))
     db.session.commit()
     flash("Service created.")
     return redirect(url_for("staff_settings.settings_service", slug=service.slug), 303)
@@ -486,7 +463,7 @@ def settings_service(slug: str) -> ResponseReturnValue:
     except DomainError as exc:
         db.session.rollback()
         return _render_service(service, values, exc, exc.http_status)
-    _audit_setting("service.updated", None, f"service {service.slug}", _audit_values(values))
+    staff_audit("service.updated", f"service {service.slug}", details=_audit_values(values))
     db.session.commit()
     flash("Saved.")
     return redirect(url_for("staff_settings.settings_service", slug=service.slug), 303)
@@ -538,7 +515,7 @@ def settings_staff_new() -> ResponseReturnValue:
         db.session.rollback()
         values.pop("password")
         return _render_staff_edit(None, values, exc, exc.http_status)
-    _audit_setting("staff.created", None, f"staff {user.id} ({user.name})", _staff_audit(values))
+    staff_audit("staff.created", f"staff {user.id} ({user.name})", details=_staff_audit(values))
     db.session.commit()
     flash("Staff user created.")
     return redirect(url_for("staff_settings.settings_staff_edit", staff_id=user.id), 303)
@@ -581,7 +558,7 @@ def settings_staff_edit(staff_id: int) -> ResponseReturnValue:
         db.session.rollback()
         values.pop("password")
         return _render_staff_edit(user, values, exc, exc.http_status)
-    _audit_setting("staff.updated", None, f"staff {user.id} ({user.name})", _staff_audit(values))
+    staff_audit("staff.updated", f"staff {user.id} ({user.name})", details=_staff_audit(values))
     db.session.commit()
     flash("Saved.")
     return redirect(url_for("staff_settings.settings_staff_edit", staff_id=user.id), 303)

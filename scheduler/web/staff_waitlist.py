@@ -13,7 +13,7 @@ from flask.typing import ResponseReturnValue
 
 from scheduler.extensions import db
 from scheduler.models import Location, WaitlistEntry, WaitlistStatus
-from scheduler.services import audit, waitlist, waitlist_view
+from scheduler.services import waitlist, waitlist_view
 from scheduler.services.errors import DomainError, InvalidInput
 from scheduler.web.auth import current_staff
 from scheduler.web.common import now, settings
@@ -26,6 +26,7 @@ from scheduler.web.staff_common import (
     page_location,
     parse_date,
     refuse_characters,
+    staff_audit,
 )
 
 bp = Blueprint("staff_waitlist", __name__, url_prefix="/staff")
@@ -120,14 +121,11 @@ def offer_submit(slug: str, entry_id: int) -> ResponseReturnValue:
         db.session.rollback()
         entry = _entry(location, entry_id)
         return _render_offer(location, entry, day, error=exc, chosen=chosen, status=exc.http_status)
-    audit.record(
-        db.session(),
-        actor=current_staff(),
-        action="waitlist.offered",
-        at=now(),
+    staff_audit(
+        "waitlist.offered",
+        f"waitlist entry {entry.id} offer {offer.id}",
         location_id=location.id,
         patient_id=entry.patient_id,
-        target=f"waitlist entry {entry.id} offer {offer.id}",
         details={"start": start.isoformat()},
     )
     db.session.commit()
