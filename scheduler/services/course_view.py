@@ -169,7 +169,10 @@ class CourseLine:
 
 
 def lines(session: Session, found: Sequence[Course]) -> list[CourseLine]:
+    """The lines of `found`: two statements for their progress and next held sessions, however
+    many courses (their templates are read if not loaded yet)."""
     progress = courses.progress_labels(session, [c.id for c in found])
+    next_held = courses.next_held_starts(session, [c.id for c in found])
     return [
         CourseLine(
             course=c,
@@ -177,7 +180,7 @@ def lines(session: Session, found: Sequence[Course]) -> list[CourseLine]:
             progress=progress[c.id],
             status=str(c.status),
             review_pending=c.review_state == ReviewState.PENDING,
-            next_held=courses.next_held_start(c),
+            next_held=next_held.get(c.id),
         )
         for c in found
     ]

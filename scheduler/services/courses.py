@@ -25,6 +25,7 @@ Interface (stable; the patient and staff pages code against it; add, do not rena
     get_course(session, course_id) -> Course
     sessions(course) -> list[Appointment]                           by session number
     held_sessions(course) -> list[Appointment]; next_held_start(course) -> datetime | None
+    next_held_starts(session, course_ids) -> {course id: datetime}  one statement
     progress(course) -> (done, total); progress_label(course) -> "3 of 6"
     status_of(course) -> str                                        "completed" once all held
     course_of(appointment) -> Course | None
@@ -50,7 +51,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import Session, object_session, selectinload
 
 from scheduler.models import (
     Appointment,
@@ -1129,7 +1130,8 @@ def _queue_stopped_sms(session: Session, first: Appointment, now: dt.datetime) -
 
 def reviews_due(session: Session, location_ids: Sequence[int], now: dt.datetime) -> list[Course]:
     """Courses whose review is still open 48 h or less before their next held session (those
-    past it too: never silently cancelled), soonest first."""
+    past it too: never silently cancelled), soonest first; with their patients and templates
+    (the list names them), in three statements however many courses."""
     if not location_ids:
         return []
     next_held = func.min(Appointment.start_at)
@@ -1145,6 +1147,7 @@ def reviews_due(session: Session, location_ids: Sequence[int], now: dt.datetime)
         .group_by(Course.id)
         .having(next_held <= now + REVIEW_DUE_BEFORE)
         .order_by(next_held)
+        .options(selectinload(Course.patient), selectinload(Course.template))
     )
     return [row[0] for row in rows]
 
@@ -1153,6 +1156,24 @@ def next_held_start(course: Course) -> dt.datetime | None:
     """When the first held session starts (None: none held)."""
     held = held_sessions(course)
     return min((a.start_at for a in held), default=None)
+
+
+def next_held_starts(session: Session, course_ids: Iterable[int]) -> dict[int, dt.datetime]:
+    """`next_held_start` of every course in `course_ids` that has a held session, read in one
+    statement (a list shows many courses)."""
+    ids = sorted(set(course_ids))
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Appointment.course_id, func.min(Appointment.start_at))
+        .where(
+            Appointment.course_id.in_(ids),
+            Appointment.awaiting_review.is_(True),
+            Appointment.active.is_(True),
+        )
+        .group_by(Appointment.course_id)
+    )
+    return {course_id: start for course_id, start in rows if course_id is not None}
 
 
 def patient_courses(session: Session, patient_id: int) -> list[Course]:
