@@ -613,7 +613,9 @@ def calendar(location: str) -> ResponseReturnValue:
         )
         .where(
             Appointment.location_id == loc.id,
-            Appointment.status != "cancelled",
+            # What the staff calendar shows: no-shows too (they no longer hold the chair, so
+            # `Appointment.active` would leave them out); only cancelled visits go.
+            Appointment.status.in_([str(x) for x in calendar_view.SHOWN_STATUSES]),
             Appointment.start_at < end,
             Appointment.end_at > start,
         )

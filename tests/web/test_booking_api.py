@@ -345,6 +345,30 @@ def test_staff_calendar_requires_a_token_and_the_right_location(client, session,
     assert chair["appointments"][0]["start"] == at("10:00")
 
 
+def test_staff_calendar_shows_no_shows_and_leaves_out_cancelled_visits(
+    client, session, clinic, clock
+):
+    """The API calendar shows what the staff calendar shows: a no-show stays on it (it no
+    longer holds the chair, `Appointment.active` is false) and only a cancelled visit goes."""
+    _, token = make_staff(session, role="admin", now=clock.now)
+    session.commit()
+    auth = {"Authorization": f"Bearer {token}"}
+    ids = [
+        book(client, at(hm), "s30", n).get_json()["id"]
+        for n, hm in enumerate(("10:00", "11:00", "12:00", "13:00"), start=1)
+    ]
+    clock.now = dt.datetime.fromisoformat(at("11:05")).astimezone(dt.UTC)
+    for appt_id, status in zip(ids, ("no_show", "checked_in", "cancelled"), strict=False):
+        r = client.post(
+            f"/api/v1/appointments/{appt_id}/status", json={"status": status}, headers=auth
+        )
+        assert r.status_code == 200, r.get_json()
+    r = client.get(f"/api/v1/locations/sf/calendar?date={DAY}", headers=auth)
+    assert r.status_code == 200
+    shown = [(a["id"], a["status"]) for a in r.get_json()["resources"][0]["appointments"]]
+    assert shown == [(ids[0], "no_show"), (ids[1], "checked_in"), (ids[3], "booked")]
+
+
 def test_staff_block_refuses_booked_time_and_blocks_availability(client, session, clinic, clock):
     _, token = make_staff(session, role="admin", now=clock.now)
     session.commit()
