@@ -512,6 +512,12 @@ def _book(
         escort_phone=escort.phone if escort else None,
         course_id=request.course_id,
         course_session=request.course_session,
+        # Set, not left out: a column left out of the INSERT is read back on first use (one
+        # more statement per booking: the response reads the prescriber and nurse).
+        clinician_id=None,
+        nurse_id=None,
+        ride_confirmed_at=None,
+        escort_notified_at=None,
         awaiting_review=request.awaiting_review,
         cancel_reason="",
         confirmed_at=None,
