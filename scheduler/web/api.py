@@ -31,7 +31,6 @@ from scheduler.models import (
     StaffUser,
 )
 from scheduler.services import (
-    audit,
     availability,
     booking,
     calendar_view,
@@ -50,6 +49,7 @@ from scheduler.web import schemas as s
 from scheduler.web import security
 from scheduler.web.common import json_error, now, settings
 from scheduler.web.openapi import Operation, Registry
+from scheduler.web.staff_common import staff_audit
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
@@ -567,17 +567,15 @@ def api_audit(
     patient_id: int | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> None:
-    """The audit entry for a staff write through the API: by the token's staff member (or
-    `actor`), now, with `target` marked "(API)"; the caller commits."""
-    audit.record(
-        db.session(),
+    """The audit entry for a staff write through the API: the pages' entry (`staff_audit`) by
+    the token's staff member (or `actor`), with `target` marked "(API)"; the caller commits."""
+    staff_audit(
+        action,
+        f"{target} (API)",
         actor=actor if actor is not None else g.staff,
-        action=action,
-        at=now(),
         location_id=location_id,
         appointment_id=appointment_id,
         patient_id=patient_id,
-        target=f"{target} (API)",
         details=details,
     )
 

@@ -23,11 +23,12 @@ from scheduler.models import (
     WaitlistOffer,
     WaitlistStatus,
 )
-from scheduler.services import courses, waitlist
+from scheduler.services import waitlist
 from scheduler.services.sms import SendResult
 from tests import waitlist_support as wl
 from tests.factories import make_staff
 from tests.web.staff_support import DAY, at, book, make_clinic
+from tests.web.test_refused_forms_keep_input import pair_template
 
 HINT = "Had a character we cannot accept"
 PATIENT_POSTS = ("patient.", "manage.", "waitlist.", "waitlist_join.", "my_visits.")
@@ -208,19 +209,7 @@ DETAILS = {
 
 def test_a_nul_in_the_course_cancel_form_cancels_nothing(client, session):
     make_clinic(session)
-    courses.save_template(
-        session,
-        None,
-        {
-            "slug": "pair",
-            "name": "Consultation pair",
-            "service": "consult",
-            "sessions": 2,
-            "min_gap_hours": 24,
-            "max_gap_hours": 168,
-            "within_days": 14,
-        },
-    )
+    pair_template(session)
     session.commit()
     starts = [f"{DAY}T10:00", "2026-12-03T10:00"]
     r = client.post("/book/sf/consult/course/pair/details", data={**DETAILS, "starts": starts})

@@ -300,8 +300,8 @@ def test_a_nul_in_the_booking_details_shows_the_form_again(client, session):
     assert client.post("/book/sf/consult/details", data=clean).status_code == 303
 
 
-def test_a_nul_in_the_course_details_shows_the_form_again(client, session):
-    make_clinic(session)
+def pair_template(session) -> None:
+    """A two-consultation course template, "pair", at the clinic of make_clinic."""
     courses.save_template(
         session,
         None,
@@ -315,6 +315,11 @@ def test_a_nul_in_the_course_details_shows_the_form_again(client, session):
             "within_days": 14,
         },
     )
+
+
+def test_a_nul_in_the_course_details_shows_the_form_again(client, session):
+    make_clinic(session)
+    pair_template(session)
     session.commit()
     before = snapshot(session)
     starts = [f"{DAY}T10:00", "2026-12-03T10:00"]
