@@ -541,9 +541,6 @@ class _Busy:
         )
         return result
 
-    def is_free(self, start: int, end: int) -> bool:
-        return bool(self.frees(_one(start), _one(end))[0])
-
     def covers(self, start: int, end: int) -> bool:
         return bool(self.holds(_one(start), _one(end))[0])
 

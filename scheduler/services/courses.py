@@ -899,8 +899,26 @@ class MoveRule:
             return False
         return True
 
+    def _check_gap(self, gap: dt.timedelta, other: Appointment, side: str, near: str) -> None:
+        """The gap to the neighbouring session `other` (`side`: this one is "after" or "before"
+        it) within the course's minimum and maximum; `near` names a gap too small."""
+        rules, session = self.rules, other.course_session
+        when = _when(other.start_at, self.tz)
+        if gap < rules.min_gap:
+            raise TooSoon(
+                f"Session {self.number} must be at least {_hours(rules.min_gap)} {side} session "
+                f"{session} ({when}).",
+                {"start": f"{near} session {session}"},
+            )
+        if gap > rules.max_gap:
+            raise TooFar(
+                f"Session {self.number} must be at most {_hours(rules.max_gap)} {side} session "
+                f"{session} ({when}).",
+                {"start": f"too long {side} session {session}"},
+            )
+
     def check(self, new_start: dt.datetime) -> None:
-        rules, tz, number = self.rules, self.tz, self.number
+        rules, tz = self.rules, self.tz
         start = new_start.astimezone(UTC)
         if not rules.on_pattern(start.astimezone(tz).date()):
             raise OffPattern(
@@ -908,35 +926,9 @@ class MoveRule:
                 {"start": "not on one of the course's weekdays"},
             )
         if self.before is not None:
-            prev = self.before
-            gap = start - prev.start_at
-            if gap < rules.min_gap:
-                raise TooSoon(
-                    f"Session {number} must be at least {_hours(rules.min_gap)} after session "
-                    f"{prev.course_session} ({_when(prev.start_at, tz)}).",
-                    {"start": f"too soon after session {prev.course_session}"},
-                )
-            if gap > rules.max_gap:
-                raise TooFar(
-                    f"Session {number} must be at most {_hours(rules.max_gap)} after session "
-                    f"{prev.course_session} ({_when(prev.start_at, tz)}).",
-                    {"start": f"too long after session {prev.course_session}"},
-                )
+            self._check_gap(start - self.before.start_at, self.before, "after", "too soon after")
         if self.after is not None:
-            nxt = self.after
-            gap = nxt.start_at - start
-            if gap < rules.min_gap:
-                raise TooSoon(
-                    f"Session {number} must be at least {_hours(rules.min_gap)} before session "
-                    f"{nxt.course_session} ({_when(nxt.start_at, tz)}).",
-                    {"start": f"too close to session {nxt.course_session}"},
-                )
-            if gap > rules.max_gap:
-                raise TooFar(
-                    f"Session {number} must be at most {_hours(rules.max_gap)} before session "
-                    f"{nxt.course_session} ({_when(nxt.start_at, tz)}).",
-                    {"start": f"too long before session {nxt.course_session}"},
-                )
+            self._check_gap(self.after.start_at - start, self.after, "before", "too close to")
         days = [*self.days, start.astimezone(tz).date()]
         if (max(days) - min(days)).days >= rules.within_days:
             raise TooFar(
