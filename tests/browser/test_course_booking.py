@@ -19,18 +19,9 @@ from scheduler.services import courses
 from tests.browser.conftest import LiveServer
 from tests.browser.test_patient_booking import Steps, fill_details
 from tests.web.staff_support import PASSWORD, make_clinic
+from tests.web.test_courses_api import INDUCTION
 
 pytestmark = pytest.mark.browser
-INDUCTION = {
-    "slug": "induction",
-    "name": "IV ketamine induction",
-    "service": "infusion",
-    "sessions": 6,
-    "min_gap_hours": 44,
-    "max_gap_hours": 168,
-    "within_days": 21,
-    "review_after": 2,
-}
 
 
 def violations(page: Any, source: str) -> list[str]:

@@ -16,17 +16,8 @@ from scheduler.services import booking, courses
 from scheduler.services.patients import PatientDetails
 from scheduler.services.settings import ClinicSettings
 from tests.web.staff_support import DAY, at, make_clinic, sign_in
+from tests.web.test_courses_api import INDUCTION
 
-INDUCTION = {
-    "slug": "induction",
-    "name": "IV ketamine induction",
-    "service": "infusion",
-    "sessions": 6,
-    "min_gap_hours": 44,
-    "max_gap_hours": 168,
-    "within_days": 21,
-    "review_after": 2,
-}
 PATIENT = {
     "name": "Robin Example",
     "phone": "(415) 555-0123",
